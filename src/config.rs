@@ -1,0 +1,427 @@
+//! The YAML config: strict parsing, explicit defaults, one `validate()` for
+//! the rules that span fields. Secrets are wrapped so they never print.
+
+use crate::problem::{Problem, Problems};
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    #[serde(default)]
+    pub input: InputConfig,
+    #[serde(default)]
+    pub windowing: WindowingConfig,
+    #[serde(default)]
+    pub reset: ResetConfig,
+    #[serde(default)]
+    pub monitors: MonitorsConfig,
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// The folder of the config file: relative paths in it are resolved from here.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    #[serde(default)]
+    pub bootstrap_servers: String,
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    #[serde(default = "default_topics")]
+    pub topics: Vec<String>,
+    /// Passed to librdkafka as they are; values may be secrets and are never printed.
+    #[serde(default)]
+    pub properties: BTreeMap<String, Secret>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: String::new(),
+            group_id: default_group_id(),
+            topics: default_topics(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_group_id() -> String {
+    "reset-pipeline".into()
+}
+
+fn default_topics() -> Vec<String> {
+    vec!["sensor-events".into()]
+}
+
+/// How input records are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputFormat {
+    #[default]
+    AvroConfluent,
+    Avro,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    #[serde(default)]
+    pub format: InputFormat,
+    #[serde(default)]
+    pub schema_registry_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowingConfig {
+    #[serde(default = "ten_minutes", deserialize_with = "humane")]
+    pub allowed_lateness: Duration,
+    #[serde(default = "five_minutes", deserialize_with = "humane")]
+    pub idle_timeout: Duration,
+    /// An inferred bin emptying is a fall of at least this fraction of the previous weight...
+    #[serde(default = "half")]
+    pub bin_empty_min_fraction: f64,
+    /// ...and of at least this many kilograms.
+    #[serde(default = "one")]
+    pub bin_empty_min_kg: f64,
+}
+
+impl Default for WindowingConfig {
+    fn default() -> Self {
+        WindowingConfig {
+            allowed_lateness: ten_minutes(),
+            idle_timeout: five_minutes(),
+            bin_empty_min_fraction: half(),
+            bin_empty_min_kg: one(),
+        }
+    }
+}
+
+fn ten_minutes() -> Duration {
+    Duration::from_secs(600)
+}
+fn five_minutes() -> Duration {
+    Duration::from_secs(300)
+}
+fn thirty_seconds() -> Duration {
+    Duration::from_secs(30)
+}
+fn half() -> f64 {
+    0.5
+}
+fn one() -> f64 {
+    1.0
+}
+
+/// When closed windows are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushMode {
+    /// Each window as soon as it closes.
+    #[default]
+    Every30Minutes,
+    /// Held per monitor until its local day ends or 48 are waiting.
+    Daily,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetConfig {
+    #[serde(default)]
+    pub url: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Secret,
+    #[serde(default)]
+    pub push: PushMode,
+    #[serde(default = "thirty_seconds", deserialize_with = "humane")]
+    pub ack_timeout: Duration,
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+}
+
+impl Default for ResetConfig {
+    fn default() -> Self {
+        ResetConfig {
+            url: String::new(),
+            namespace: default_namespace(),
+            client_id: String::new(),
+            client_secret: Secret::default(),
+            push: PushMode::default(),
+            ack_timeout: thirty_seconds(),
+            max_in_flight: default_max_in_flight(),
+        }
+    }
+}
+
+fn default_namespace() -> String {
+    "/v2".into()
+}
+fn default_max_in_flight() -> usize {
+    16
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorsConfig {
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    #[serde(default)]
+    pub topic: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    #[serde(default)]
+    pub topic: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_listen(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:9898".into()
+}
+
+/// A value that must never be printed: `Debug` and `Display` show `***`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Parses humane durations: `10m`, `30s`, `1h 30m`, `250ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid duration {text:?}: {e} (use e.g. 10m, 30s, 1h)"))
+}
+
+fn humane<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+impl Config {
+    /// Reads a config file; relative paths in it are taken from its folder.
+    pub fn load(path: &Path) -> Result<Config, Problems> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Problems::one(Problem::new(file.clone(), format!("cannot read: {e}"))))?;
+        let mut config: Config = crate::problem::from_yaml(&text, &file)?;
+        config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(config)
+    }
+
+    /// Fills the RESET credentials from the environment where the file leaves them empty.
+    pub fn with_env_credentials(mut self, env: impl Fn(&str) -> Option<String>) -> Config {
+        if self.reset.client_id.is_empty() {
+            if let Some(id) = env("RESET_CLIENT_ID") {
+                self.reset.client_id = id;
+            }
+        }
+        if self.reset.client_secret.is_empty() {
+            if let Some(secret) = env("RESET_CLIENT_SECRET") {
+                self.reset.client_secret = Secret::new(secret);
+            }
+        }
+        self
+    }
+
+    /// The monitor file, resolved against the config's folder.
+    pub fn monitors_file(&self) -> Option<PathBuf> {
+        self.monitors.file.as_ref().map(|f| self.base_dir.join(f))
+    }
+
+    /// Rules that span fields, for a config that will run against Kafka and RESET.
+    pub fn validate(&self, file: &str) -> Problems {
+        let mut problems = Problems::default();
+        let mut problem = |field: &str, message: String| {
+            problems.push(Problem::new(format!("{file}: {field}"), message))
+        };
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            problem("kafka.bootstrap_servers", "is required (e.g. 127.0.0.1:9092)".into());
+        }
+        if self.kafka.topics.is_empty() || self.kafka.topics.iter().any(|t| t.trim().is_empty()) {
+            problem("kafka.topics", "needs at least one non-empty topic name".into());
+        }
+        if self.kafka.group_id.trim().is_empty() {
+            problem("kafka.group_id", "must not be empty".into());
+        }
+        if self.input.format == InputFormat::AvroConfluent
+            && self.input.schema_registry_url.as_deref().unwrap_or("").is_empty()
+        {
+            problem(
+                "input.schema_registry_url",
+                "is required when input.format is avro-confluent".into(),
+            );
+        }
+        let w = &self.windowing;
+        if !(w.bin_empty_min_fraction > 0.0 && w.bin_empty_min_fraction <= 1.0) {
+            problem(
+                "windowing.bin_empty_min_fraction",
+                format!("must be in (0, 1], not {}", w.bin_empty_min_fraction),
+            );
+        }
+        if !(w.bin_empty_min_kg.is_finite() && w.bin_empty_min_kg >= 0.0) {
+            problem(
+                "windowing.bin_empty_min_kg",
+                format!("must be a non-negative number, not {}", w.bin_empty_min_kg),
+            );
+        }
+        if w.idle_timeout.is_zero() {
+            problem("windowing.idle_timeout", "must be more than zero".into());
+        }
+        let url = self.reset.url.trim();
+        if url.is_empty() {
+            problem("reset.url", "is required (e.g. https://reset.build:8069)".into());
+        } else if !(url.starts_with("http://") || url.starts_with("https://")) {
+            problem("reset.url", format!("{url:?} must start with http:// or https://"));
+        }
+        if !self.reset.namespace.starts_with('/') {
+            problem(
+                "reset.namespace",
+                format!("{:?} must start with /", self.reset.namespace),
+            );
+        }
+        if self.reset.client_id.is_empty() {
+            problem(
+                "reset.client_id",
+                "is required (or set RESET_CLIENT_ID in the environment)".into(),
+            );
+        }
+        if self.reset.client_secret.is_empty() {
+            problem(
+                "reset.client_secret",
+                "is required (RESET_CLIENT_SECRET in the environment is preferred)".into(),
+            );
+        }
+        if self.reset.max_in_flight == 0 {
+            problem("reset.max_in_flight", "must be at least 1".into());
+        }
+        if self.reset.ack_timeout.is_zero() {
+            problem("reset.ack_timeout", "must be more than zero".into());
+        }
+        if self.monitors.file.is_none() && self.monitors.topic.is_none() {
+            problem(
+                "monitors",
+                "needs a file, a topic, or both, to know the monitors".into(),
+            );
+        }
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            problem(
+                "http.listen",
+                format!("{:?} is not an address such as 0.0.0.0:9898", self.http.listen),
+            );
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<Config, Problems> {
+        crate::problem::from_yaml(yaml, "c.yaml")
+    }
+
+    #[test]
+    fn defaults_fill_everything_but_addresses_and_credentials() {
+        let c = parse("{}").unwrap();
+        assert_eq!(c.windowing.allowed_lateness, Duration::from_secs(600));
+        assert_eq!(c.windowing.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.reset.max_in_flight, 16);
+        assert_eq!(c.reset.push, PushMode::Every30Minutes);
+        assert_eq!(c.input.format, InputFormat::AvroConfluent);
+        let problems: Vec<String> = c.validate("c.yaml").iter().map(|p| p.location.clone()).collect();
+        assert_eq!(
+            problems,
+            [
+                "c.yaml: kafka.bootstrap_servers",
+                "c.yaml: input.schema_registry_url",
+                "c.yaml: reset.url",
+                "c.yaml: reset.client_id",
+                "c.yaml: reset.client_secret",
+                "c.yaml: monitors",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_durations_name_the_field() {
+        let e = parse("windowing: {allowed_lateness: soon}").unwrap_err().to_string();
+        assert!(
+            e.starts_with("c.yaml: windowing.allowed_lateness: invalid duration \"soon\""),
+            "{e}"
+        );
+        let e = parse("kafka: {bootstrap: x}").unwrap_err().to_string();
+        assert!(e.starts_with("c.yaml: kafka.bootstrap: unknown field `bootstrap`"), "{e}");
+        let e = parse("input: {format: protobuf}").unwrap_err().to_string();
+        assert!(e.starts_with("c.yaml: input.format: unknown variant `protobuf`"), "{e}");
+    }
+
+    #[test]
+    fn credentials_come_from_the_environment_and_never_print() {
+        let c = parse("reset: {url: 'https://reset.build:8069'}")
+            .unwrap()
+            .with_env_credentials(|k| match k {
+                "RESET_CLIENT_ID" => Some("me".into()),
+                "RESET_CLIENT_SECRET" => Some("hunter2".into()),
+                _ => None,
+            });
+        assert_eq!(c.reset.client_id, "me");
+        assert_eq!(c.reset.client_secret.expose(), "hunter2");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("***"));
+    }
+}

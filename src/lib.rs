@@ -1,0 +1,29 @@
+//! reset-pipeline: raw sensor events to RESET Cloud half-hour readings.
+//!
+//! The modules, in data-flow order:
+//! - [`codec`]: input records (Avro with or without Confluent framing, JSON) → [`event::SensorEvent`]
+//! - [`registry`]: the monitors (module, time zone, declared parameters, channels)
+//! - [`normalize`]: one measurement → a value in the declared unit, or a [`reject`]
+//! - [`window`]: the pure per-partition engine: local-clock half-hours, aggregators, watermark
+//! - [`batch`]: closed windows → `readings` messages of at most 48, deterministic ids
+//! - [`payload`]: the exact JSON of `readings` and `monitors` messages
+//! - [`pipeline`]: one partition through engine and batcher, monitors announced first
+//! - [`offline`]: the `aggregate` command over a JSON-lines file
+//!
+//! Around them: [`config`] and [`problem`] for the user's files, [`parameter`]
+//! for RESET's vocabulary and units, [`cli`] for the command line.
+
+pub mod batch;
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod event;
+pub mod normalize;
+pub mod offline;
+pub mod parameter;
+pub mod payload;
+pub mod pipeline;
+pub mod problem;
+pub mod registry;
+pub mod reject;
+pub mod window;

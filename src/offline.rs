@@ -1,0 +1,213 @@
+//! `aggregate`: raw events from a JSON-lines file in, the exact RESET
+//! emissions out. No Kafka, no network, no clock: the line number stands in
+//! for the offset, and end of input closes every window.
+
+use crate::codec::{decode_json, DecodeError, MAX_RECORD_BYTES};
+use crate::config::PushMode;
+use crate::payload::{emission_line, Announcements};
+use crate::pipeline::{with_announcements, PartitionPipeline};
+use crate::registry::Registry;
+use crate::reject::{Reject, RejectCounts, RejectReason};
+use crate::window::EngineSettings;
+use serde::Serialize;
+use std::io::{self, BufRead, Write};
+use std::sync::Arc;
+
+/// A rejected sample or record with the line it came from.
+#[derive(Debug, Serialize)]
+pub struct LineReject<'a> {
+    pub line: u64,
+    #[serde(flatten)]
+    pub reject: &'a Reject,
+    /// The start of the line, for records that could not be decoded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+}
+
+/// What an `aggregate` run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub lines: u64,
+    pub events: u64,
+    pub windows: u64,
+    pub readings: u64,
+    pub readings_messages: u64,
+    pub monitors_messages: u64,
+    pub samples_undeclared: u64,
+    pub rejects: RejectCounts,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} lines, {} events, {} windows, {} readings in {} readings messages, {} monitors messages, {} undeclared samples ignored, {} rejected",
+            self.lines,
+            self.events,
+            self.windows,
+            self.readings,
+            self.readings_messages,
+            self.monitors_messages,
+            self.samples_undeclared,
+            self.rejects.total()
+        )?;
+        let by_reason: Vec<String> = self
+            .rejects
+            .iter()
+            .map(|(r, n)| format!("{r}: {n}"))
+            .collect();
+        if !by_reason.is_empty() {
+            write!(f, " ({})", by_reason.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs events through the core; emissions go to `out`, rejects to `rejects` if given.
+pub fn aggregate(
+    registry: Arc<Registry>,
+    settings: EngineSettings,
+    push: PushMode,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+    mut rejects_out: Option<&mut dyn Write>,
+) -> io::Result<Summary> {
+    let mut pipeline = PartitionPipeline::new(Arc::clone(&registry), settings, push);
+    let mut announcements = Announcements::default();
+    let mut summary = Summary::default();
+    let mut line = Vec::new();
+    let mut rejects = Vec::new();
+    let mut write_batches = |batches, summary: &mut Summary, out: &mut dyn Write| {
+        for emission in with_announcements(&registry, &mut announcements, batches) {
+            match &emission {
+                crate::pipeline::Emission::Monitor { .. } => summary.monitors_messages += 1,
+                crate::pipeline::Emission::Readings(b) => {
+                    summary.readings_messages += 1;
+                    summary.readings += b.ends.len() as u64;
+                }
+            }
+            writeln!(out, "{}", emission_line(emission.event(), emission.payload()))?;
+        }
+        io::Result::Ok(())
+    };
+    while let Some(length) = read_bounded_line(input, &mut line, MAX_RECORD_BYTES)? {
+        summary.lines += 1;
+        let number = summary.lines;
+        let text = trim_line(&line);
+        if text.iter().all(u8::is_ascii_whitespace) && length <= MAX_RECORD_BYTES {
+            continue;
+        }
+        let decoded = if length > MAX_RECORD_BYTES {
+            Err(DecodeError::TooLarge(length, MAX_RECORD_BYTES))
+        } else {
+            decode_json(text)
+        };
+        let batches = match decoded {
+            Ok(event) => {
+                summary.events += 1;
+                pipeline.record(number, &event, &mut rejects)
+            }
+            Err(e) => {
+                let reject = Reject::new(RejectReason::Decode, e.to_string());
+                let head = String::from_utf8_lossy(&text[..text.len().min(256)]).into_owned();
+                summary.rejects.add(reject.reason);
+                if let Some(w) = rejects_out.as_deref_mut() {
+                    write_reject(w, number, &reject, Some(head))?;
+                }
+                continue;
+            }
+        };
+        for reject in rejects.drain(..) {
+            summary.rejects.add(reject.reason);
+            if let Some(w) = rejects_out.as_deref_mut() {
+                write_reject(w, number, &reject, None)?;
+            }
+        }
+        write_batches(batches, &mut summary, out)?;
+    }
+    let batches = pipeline.finish();
+    write_batches(batches, &mut summary, out)?;
+    let stats = pipeline.engine().stats();
+    summary.windows = stats.windows_closed;
+    summary.samples_undeclared = stats.samples_undeclared;
+    out.flush()?;
+    Ok(summary)
+}
+
+fn write_reject(w: &mut dyn Write, line: u64, reject: &Reject, record: Option<String>) -> io::Result<()> {
+    let row = LineReject {
+        line,
+        reject,
+        record,
+    };
+    serde_json::to_writer(&mut *w, &row)?;
+    writeln!(w)
+}
+
+fn trim_line(line: &[u8]) -> &[u8] {
+    let mut end = line.len();
+    while end > 0 && (line[end - 1] == b'\n' || line[end - 1] == b'\r') {
+        end -= 1;
+    }
+    &line[..end]
+}
+
+/// Reads one line, keeping at most `max` bytes of it; returns the full length
+/// (so an oversized line is known and skipped without holding it), or `None` at end.
+pub fn read_bounded_line(
+    input: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<Option<usize>> {
+    buf.clear();
+    let mut length = 0usize;
+    let mut any = false;
+    loop {
+        let available = input.fill_buf()?;
+        if available.is_empty() {
+            return Ok(any.then_some(length));
+        }
+        any = true;
+        let (chunk, done) = match memchr_newline(available) {
+            Some(i) => (&available[..=i], true),
+            None => (available, false),
+        };
+        let room = (max + 2).saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let n = chunk.len();
+        let newline = if done { trailing_newline_len(chunk) } else { 0 };
+        length += n;
+        input.consume(n);
+        if done {
+            return Ok(Some(length - newline));
+        }
+    }
+}
+
+fn trailing_newline_len(buf: &[u8]) -> usize {
+    buf.iter().rev().take_while(|&&b| b == b'\n' || b == b'\r').count()
+}
+
+fn memchr_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_lines_report_their_full_length() {
+        let long = "x".repeat(100);
+        let text = format!("short\n{long}\r\nlast");
+        let mut input = io::Cursor::new(text.into_bytes());
+        let mut buf = Vec::new();
+        assert_eq!(read_bounded_line(&mut input, &mut buf, 10).unwrap(), Some(5));
+        assert_eq!(trim_line(&buf), b"short");
+        assert_eq!(read_bounded_line(&mut input, &mut buf, 10).unwrap(), Some(100));
+        assert!(buf.len() <= 12);
+        assert_eq!(read_bounded_line(&mut input, &mut buf, 10).unwrap(), Some(4));
+        assert_eq!(trim_line(&buf), b"last");
+        assert_eq!(read_bounded_line(&mut input, &mut buf, 10).unwrap(), None);
+    }
+}

@@ -1,0 +1,135 @@
+//! One partition's path through the pure core: engine → batcher → emissions,
+//! with `monitors` messages owed before a monitor's readings. `aggregate`,
+//! `replay` and `run` all drive this same code; they differ only in where
+//! records and time come from.
+
+use crate::batch::{Batch, Batcher};
+use crate::config::PushMode;
+use crate::event::SensorEvent;
+use crate::payload::{monitors_payload, Announcements, EventName};
+use crate::registry::Registry;
+use crate::reject::Reject;
+use crate::window::{ClosedWindow, Engine, EngineSettings};
+use std::sync::Arc;
+
+/// One Socket.IO emission, exactly as sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Emission {
+    Monitor {
+        message_id: String,
+        payload: String,
+    },
+    Readings(Batch),
+}
+
+impl Emission {
+    pub fn event(&self) -> EventName {
+        match self {
+            Emission::Monitor { .. } => EventName::Monitors,
+            Emission::Readings(_) => EventName::Readings,
+        }
+    }
+
+    pub fn message_id(&self) -> &str {
+        match self {
+            Emission::Monitor { message_id, .. } => message_id,
+            Emission::Readings(b) => &b.message_id,
+        }
+    }
+
+    pub fn payload(&self) -> &str {
+        match self {
+            Emission::Monitor { payload, .. } => payload,
+            Emission::Readings(b) => &b.payload,
+        }
+    }
+}
+
+/// The engine and batcher of one partition.
+pub struct PartitionPipeline {
+    engine: Engine,
+    batcher: Batcher,
+}
+
+impl PartitionPipeline {
+    pub fn new(registry: Arc<Registry>, settings: EngineSettings, push: PushMode) -> Self {
+        PartitionPipeline {
+            engine: Engine::new(registry, settings),
+            batcher: Batcher::new(push),
+        }
+    }
+
+    pub fn from_engine(engine: Engine, push: PushMode) -> Self {
+        PartitionPipeline {
+            engine,
+            batcher: Batcher::new(push),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    pub fn batcher(&self) -> &Batcher {
+        &self.batcher
+    }
+
+    /// Takes one record and returns the messages it made due.
+    pub fn record(
+        &mut self,
+        offset: u64,
+        event: &SensorEvent,
+        rejects: &mut Vec<Reject>,
+    ) -> Vec<Batch> {
+        self.engine.record(offset, event, rejects);
+        let closed = self.engine.advance();
+        self.batch(closed)
+    }
+
+    /// Raises the watermark of an idle partition.
+    pub fn advance_to(&mut self, watermark: i64) -> Vec<Batch> {
+        let closed = self.engine.advance_to(watermark);
+        self.batch(closed)
+    }
+
+    /// End of input: closes every window and sends everything held.
+    pub fn finish(&mut self) -> Vec<Batch> {
+        let closed = self.engine.flush();
+        let mut batches = self.batch(closed);
+        batches.extend(self.batcher.flush(self.engine.registry()));
+        batches
+    }
+
+    fn batch(&mut self, closed: Vec<ClosedWindow>) -> Vec<Batch> {
+        if closed.is_empty() {
+            return Vec::new();
+        }
+        self.batcher.push(self.engine.registry(), closed)
+    }
+}
+
+/// Puts each monitor's owed `monitors` message before its readings.
+pub fn with_announcements(
+    registry: &Registry,
+    announcements: &mut Announcements,
+    batches: Vec<Batch>,
+) -> Vec<Emission> {
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let monitor = registry.get(batch.monitor);
+        if let Some(action) = announcements.owed(batch.monitor, monitor) {
+            let (message_id, payload) = monitors_payload(monitor, action);
+            out.push(Emission::Monitor {
+                message_id,
+                payload,
+            });
+            announcements.told(batch.monitor, monitor);
+        }
+        out.push(Emission::Readings(batch));
+    }
+    out
+}

@@ -1,0 +1,477 @@
+//! The monitor registry: which monitors exist, their module, time zone,
+//! declared parameters and channels. Parsed strictly, validated completely.
+
+use crate::parameter::{Module, Parameter, Unit};
+use crate::problem::{Problem, Problems};
+use chrono_tz::Tz;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+/// One monitor as written in `monitors.yaml` (or a registry topic record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorRecord {
+    #[serde(deserialize_with = "scalar_string")]
+    pub connection_id: String,
+    pub module: String,
+    pub timezone: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(deserialize_with = "scalar_string")]
+    pub monitor_brand: String,
+    #[serde(deserialize_with = "scalar_string")]
+    pub monitor_sku: String,
+    #[serde(deserialize_with = "scalar_string")]
+    pub monitor_serial_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_monitor_calibration_date: Option<String>,
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<ChannelRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelRecord {
+    #[serde(deserialize_with = "scalar_string")]
+    pub channel_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_label: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryFile {
+    monitors: Vec<MonitorRecord>,
+}
+
+/// Accepts `serial: 7` as well as `serial: "7"`: YAML users rarely quote numbers.
+fn scalar_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        S(String),
+        I(i64),
+        U(u64),
+        F(f64),
+    }
+    Ok(match Scalar::deserialize(d)? {
+        Scalar::S(s) => s,
+        Scalar::I(i) => i.to_string(),
+        Scalar::U(u) => u.to_string(),
+        Scalar::F(f) => f.to_string(),
+    })
+}
+
+/// A validated monitor, ready for the window engine.
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    pub record: MonitorRecord,
+    pub module: Module,
+    pub tz: Tz,
+    /// Declared parameters and their RESET units, in the module's order.
+    pub declared: Vec<(Parameter, Unit)>,
+    /// Parameters every reading carries: required ones and declared ones.
+    pub reported: Vec<Parameter>,
+    /// Channel ids; air monitors have one unnamed channel internally.
+    pub channel_ids: Vec<String>,
+    declared_unit: [Option<Unit>; Parameter::COUNT],
+    slot_base: [u16; Parameter::COUNT],
+}
+
+const NO_SLOT: u16 = u16::MAX;
+
+impl Monitor {
+    pub fn connection_id(&self) -> &str {
+        &self.record.connection_id
+    }
+
+    /// The unit samples of `parameter` are sent in, if the monitor declares it.
+    pub fn declared_unit(&self, parameter: Parameter) -> Option<Unit> {
+        self.declared_unit[parameter.index()]
+    }
+
+    /// Number of aggregation slots of a window: reported parameters × channels.
+    pub fn slot_count(&self) -> usize {
+        self.reported.len() * self.channel_count()
+    }
+
+    pub fn channel_count(&self) -> usize {
+        self.channel_ids.len().max(1)
+    }
+
+    /// The slot of a (parameter, channel) pair, for reported parameters.
+    pub fn slot(&self, parameter: Parameter, channel: usize) -> Option<usize> {
+        let base = self.slot_base[parameter.index()];
+        (base != NO_SLOT).then(|| base as usize * self.channel_count() + channel)
+    }
+
+    /// Index of a channel id among the declared channels.
+    pub fn channel_index(&self, channel_id: &str) -> Option<usize> {
+        self.channel_ids.iter().position(|c| c == channel_id)
+    }
+
+    /// Validates one record; problems are reported under `location`.
+    pub fn from_record(record: MonitorRecord, location: &str) -> Result<Monitor, Problems> {
+        let mut problems = Problems::default();
+        let at = |field: &str| format!("{location}.{field}");
+        if record.connection_id.trim().is_empty() {
+            problems.push(Problem::new(at("connection_id"), "must not be empty"));
+        }
+        for (field, value) in [
+            ("monitor_brand", &record.monitor_brand),
+            ("monitor_sku", &record.monitor_sku),
+            ("monitor_serial_id", &record.monitor_serial_id),
+        ] {
+            if value.trim().is_empty() {
+                problems.push(Problem::new(at(field), "must not be empty"));
+            }
+        }
+        let module = Module::parse(&record.module);
+        if module.is_none() {
+            problems.push(Problem::new(
+                at("module"),
+                format!(
+                    "unknown module {:?} (expected air, water, energy or circularity)",
+                    record.module
+                ),
+            ));
+        }
+        let tz: Option<Tz> = record.timezone.parse().ok();
+        if tz.is_none() {
+            problems.push(Problem::new(
+                at("timezone"),
+                format!("unknown time zone {:?} (expected an IANA name such as Asia/Shanghai)", record.timezone),
+            ));
+        }
+        if let Some(date) = &record.last_monitor_calibration_date {
+            if chrono::DateTime::parse_from_rfc3339(date).is_err() {
+                problems.push(Problem::new(
+                    at("last_monitor_calibration_date"),
+                    format!("{date:?} is not an ISO 8601 date-time with offset (yyyy-mm-ddThh:mm:ss[.mmm]±hh:mm)"),
+                ));
+            }
+        }
+        let mut declared_unit = [None; Parameter::COUNT];
+        if let Some(module) = module {
+            check_parameters(&record, module, &at, &mut problems, &mut declared_unit);
+            check_channels(&record, module, &at, &mut problems);
+        }
+        problems.into_result()?;
+        let module = module.expect("checked above");
+        let declared: Vec<(Parameter, Unit)> = module
+            .parameters()
+            .iter()
+            .filter_map(|&p| declared_unit[p.index()].map(|u| (p, u)))
+            .collect();
+        let reported: Vec<Parameter> = module
+            .parameters()
+            .iter()
+            .copied()
+            .filter(|&p| module.requires(p) || declared_unit[p.index()].is_some())
+            .collect();
+        let mut slot_base = [NO_SLOT; Parameter::COUNT];
+        for (i, p) in reported.iter().enumerate() {
+            slot_base[p.index()] = i as u16;
+        }
+        let channel_ids = record.channels.iter().map(|c| c.channel_id.clone()).collect();
+        Ok(Monitor {
+            tz: tz.expect("checked above"),
+            module,
+            declared,
+            reported,
+            channel_ids,
+            declared_unit,
+            slot_base,
+            record,
+        })
+    }
+}
+
+fn check_parameters(
+    record: &MonitorRecord,
+    module: Module,
+    at: &dyn Fn(&str) -> String,
+    problems: &mut Problems,
+    declared_unit: &mut [Option<Unit>; Parameter::COUNT],
+) {
+    if record.parameters.is_empty() {
+        problems.push(Problem::new(at("parameters"), "declares no parameter"));
+    }
+    for (name, unit) in &record.parameters {
+        let field = at(&format!("parameters.{name}"));
+        let Some(parameter) = Parameter::parse(name).filter(|p| module.parameters().contains(p))
+        else {
+            let allowed: Vec<_> = module.parameters().iter().map(|p| p.name()).collect();
+            problems.push(Problem::new(
+                field,
+                format!(
+                    "{name:?} is not a {module} parameter (expected one of {})",
+                    allowed.join(", ")
+                ),
+            ));
+            continue;
+        };
+        match Unit::parse_reset(unit).filter(|u| parameter.reset_units().contains(u)) {
+            Some(u) => declared_unit[parameter.index()] = Some(u),
+            None => {
+                let allowed: Vec<_> = parameter.reset_units().iter().map(|u| u.name()).collect();
+                problems.push(Problem::new(
+                    field,
+                    format!(
+                        "unit {unit:?} is not accepted by RESET for {name} (expected {})",
+                        allowed.join(" or ")
+                    ),
+                ));
+            }
+        }
+    }
+    if module == Module::Energy && !record.parameters.contains_key("power_consumption") {
+        problems.push(Problem::new(
+            at("parameters"),
+            "an energy monitor must declare power_consumption",
+        ));
+    }
+}
+
+fn check_channels(
+    record: &MonitorRecord,
+    module: Module,
+    at: &dyn Fn(&str) -> String,
+    problems: &mut Problems,
+) {
+    if !module.has_channels() {
+        if !record.channels.is_empty() {
+            problems.push(Problem::new(at("channels"), "air monitors have no channels"));
+        }
+        return;
+    }
+    if record.channels.is_empty() {
+        problems.push(Problem::new(
+            at("channels"),
+            format!("a {module} monitor needs at least one channel"),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, channel) in record.channels.iter().enumerate() {
+        if channel.channel_id.trim().is_empty() {
+            problems.push(Problem::new(
+                at(&format!("channels[{i}].channel_id")),
+                "must not be empty",
+            ));
+        } else if !seen.insert(channel.channel_id.as_str()) {
+            problems.push(Problem::new(
+                at(&format!("channels[{i}].channel_id")),
+                format!("duplicate channel id {:?}", channel.channel_id),
+            ));
+        }
+    }
+}
+
+/// All known monitors, indexed by connection id.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    monitors: Vec<Monitor>,
+    by_connection_id: HashMap<String, u32>,
+}
+
+/// Dense index of a monitor in its registry.
+pub type MonitorId = u32;
+
+impl Registry {
+    /// Reads and validates a `monitors.yaml`; every problem is reported.
+    pub fn load(path: &Path) -> Result<Registry, Problems> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Problems::one(Problem::new(file.clone(), format!("cannot read: {e}"))))?;
+        Registry::parse(&text, &file)
+    }
+
+    /// Parses registry YAML; `file` names it in problems.
+    pub fn parse(text: &str, file: &str) -> Result<Registry, Problems> {
+        let parsed: RegistryFile = crate::problem::from_yaml(text, file)?;
+        Registry::from_records(parsed.monitors, file)
+    }
+
+    pub fn from_records(records: Vec<MonitorRecord>, file: &str) -> Result<Registry, Problems> {
+        let mut problems = Problems::default();
+        let mut registry = Registry::default();
+        for (i, record) in records.into_iter().enumerate() {
+            let location = format!("{file}: monitors[{i}]");
+            if registry.by_connection_id.contains_key(&record.connection_id) {
+                problems.push(Problem::new(
+                    format!("{location}.connection_id"),
+                    format!("duplicate connection_id {:?}", record.connection_id),
+                ));
+                continue;
+            }
+            match Monitor::from_record(record, &location) {
+                Ok(monitor) => {
+                    registry.insert(monitor);
+                }
+                Err(p) => problems.extend(p),
+            }
+        }
+        problems.into_result()?;
+        Ok(registry)
+    }
+
+    /// Adds a monitor, or replaces the one with the same connection id.
+    pub fn insert(&mut self, monitor: Monitor) -> MonitorId {
+        match self.by_connection_id.get(monitor.connection_id()) {
+            Some(&id) => {
+                self.monitors[id as usize] = monitor;
+                id
+            }
+            None => {
+                let id = self.monitors.len() as MonitorId;
+                self.by_connection_id
+                    .insert(monitor.connection_id().to_string(), id);
+                self.monitors.push(monitor);
+                id
+            }
+        }
+    }
+
+    pub fn lookup(&self, connection_id: &str) -> Option<MonitorId> {
+        self.by_connection_id.get(connection_id).copied()
+    }
+
+    pub fn get(&self, id: MonitorId) -> &Monitor {
+        &self.monitors[id as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.monitors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.monitors.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (MonitorId, &Monitor)> {
+        self.monitors
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (i as MonitorId, m))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+monitors:
+  - connection_id: GA_23682013
+    module: air
+    timezone: Asia/Shanghai
+    label: 3rd Floor Office
+    monitor_brand: GIGA
+    monitor_sku: AirM3
+    monitor_serial_id: GA_23682013
+    last_monitor_calibration_date: "2022-08-01T00:00:00+08:00"
+    parameters: {pm2p5: ug/m3, tvoc: ppb, co2: ppm, temp: C, rh: "%RH"}
+  - connection_id: EN_7
+    module: energy
+    timezone: America/New_York
+    monitor_brand: ACME
+    monitor_sku: EM-2
+    monitor_serial_id: 7
+    parameters: {power_consumption: kWh}
+    channels:
+      - {channel_id: c01, channel_label: 1st_floor_plug_load}
+      - {channel_id: c02}
+"#;
+
+    #[test]
+    fn the_documented_example_loads() {
+        let r = Registry::parse(GOOD, "monitors.yaml").unwrap();
+        assert_eq!(r.len(), 2);
+        let air = r.get(r.lookup("GA_23682013").unwrap());
+        assert_eq!(air.module, Module::Air);
+        assert_eq!(air.reported.len(), 5);
+        assert_eq!(air.slot(Parameter::Rh, 0), Some(4));
+        assert_eq!(air.slot(Parameter::Pm10, 0), None);
+        let en = r.get(r.lookup("EN_7").unwrap());
+        assert_eq!(en.record.monitor_serial_id, "7");
+        assert_eq!(en.slot(Parameter::PowerConsumption, 1), Some(1));
+        assert_eq!(en.channel_index("c02"), Some(1));
+    }
+
+    fn problems_of(yaml: &str) -> Vec<String> {
+        Registry::parse(yaml, "m.yaml")
+            .unwrap_err()
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_location() {
+        let yaml = r#"
+monitors:
+  - connection_id: A
+    module: air
+    timezone: Mars/Olympus
+    monitor_brand: B
+    monitor_sku: S
+    monitor_serial_id: X
+    parameters: {pm2p5: mg/m3, noise: dB}
+    channels: [{channel_id: c1}]
+  - connection_id: W
+    module: water
+    timezone: UTC
+    monitor_brand: B
+    monitor_sku: S
+    monitor_serial_id: X
+    parameters: {water_flow: gal}
+    channels: [{channel_id: c1}, {channel_id: c1}]
+  - connection_id: Z
+    module: steam
+    timezone: UTC
+    monitor_brand: B
+    monitor_sku: S
+    monitor_serial_id: X
+"#;
+        let p = problems_of(yaml);
+        let expect = [
+            "m.yaml: monitors[0].timezone: unknown time zone \"Mars/Olympus\"",
+            "m.yaml: monitors[0].parameters.noise: \"noise\" is not a air parameter",
+            "m.yaml: monitors[0].parameters.pm2p5: unit \"mg/m3\" is not accepted by RESET for pm2p5 (expected ug/m3)",
+            "m.yaml: monitors[0].channels: air monitors have no channels",
+            "m.yaml: monitors[1].parameters.water_flow: unit \"gal\" is not accepted by RESET for water_flow (expected L)",
+            "m.yaml: monitors[1].channels[1].channel_id: duplicate channel id \"c1\"",
+            "m.yaml: monitors[2].module: unknown module \"steam\"",
+        ];
+        for e in expect {
+            assert!(p.iter().any(|l| l.starts_with(e)), "missing {e:?} in {p:#?}");
+        }
+        assert_eq!(p.len(), expect.len(), "{p:#?}");
+    }
+
+    #[test]
+    fn channel_modules_need_channels_and_unknown_fields_are_errors() {
+        let yaml = "monitors:\n  - {connection_id: E, module: energy, timezone: UTC, monitor_brand: B, monitor_sku: S, monitor_serial_id: X, parameters: {power_consumption: kWh}}\n";
+        assert_eq!(
+            problems_of(yaml),
+            ["m.yaml: monitors[0].channels: a energy monitor needs at least one channel"]
+        );
+        let yaml = "monitors:\n  - {connection_id: E, module: air, colour: red}\n";
+        let p = problems_of(yaml);
+        assert_eq!(p.len(), 1);
+        assert!(p[0].starts_with("m.yaml: monitors[0].colour: unknown field `colour`"), "{p:?}");
+    }
+
+    #[test]
+    fn duplicate_connection_ids_are_rejected() {
+        let one = "  - {connection_id: A, module: air, timezone: UTC, monitor_brand: B, monitor_sku: S, monitor_serial_id: X, parameters: {co2: ppm}}\n";
+        let p = problems_of(&format!("monitors:\n{one}{one}"));
+        assert_eq!(
+            p,
+            ["m.yaml: monitors[1].connection_id: duplicate connection_id \"A\""]
+        );
+    }
+}

@@ -1,0 +1,399 @@
+//! The window engine of one input partition: pure, synchronous, no clock.
+//!
+//! `record` takes an event with its offset, `advance` returns the windows the
+//! watermark has closed. The watermark is the largest event time seen minus
+//! the allowed lateness; a sample whose window end is at or before the
+//! watermark is late. Everything here is a function of the record sequence
+//! alone, which is what makes `run`, `replay` and `aggregate` agree.
+
+use super::aggregate::{Aggregator, BinRules, SlotValue};
+use super::clock::{window_end, HALF_HOUR_MS};
+use crate::event::SensorEvent;
+use crate::normalize::{normalize, Outcome};
+use crate::registry::{Monitor, MonitorId, Registry};
+use crate::reject::{Reject, RejectReason};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+
+/// Settings of the engine, from the config's `windowing` section.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EngineSettings {
+    pub allowed_lateness_ms: i64,
+    pub bin: BinRules,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            allowed_lateness_ms: 10 * 60 * 1000,
+            bin: BinRules::default(),
+        }
+    }
+}
+
+impl From<&crate::config::WindowingConfig> for EngineSettings {
+    fn from(w: &crate::config::WindowingConfig) -> Self {
+        EngineSettings {
+            allowed_lateness_ms: w.allowed_lateness.as_millis() as i64,
+            bin: BinRules {
+                min_fraction: w.bin_empty_min_fraction,
+                min_kg: w.bin_empty_min_kg,
+            },
+        }
+    }
+}
+
+/// Where to restart so that a window is rebuilt whole: the offset of the
+/// first record that fed it, and the partition watermark just before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ResumePoint {
+    pub offset: u64,
+    pub watermark_before: i64,
+}
+
+/// A window the watermark has closed, with its final values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosedWindow {
+    pub monitor: MonitorId,
+    /// The window's end, epoch milliseconds.
+    pub end: i64,
+    pub resume: ResumePoint,
+    /// One value per slot: `monitor.reported` × channels, parameter-major.
+    pub values: Vec<SlotValue>,
+}
+
+struct OpenWindow {
+    end: i64,
+    resume: ResumePoint,
+    slots: Box<[Aggregator]>,
+}
+
+#[derive(Default)]
+struct MonitorWindows {
+    /// The end of the window the last sample fell in, to skip the zone lookup.
+    cached_end: Option<i64>,
+    /// Open windows, by end.
+    open: Vec<OpenWindow>,
+}
+
+/// Counters of what the engine did with its input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub events: u64,
+    pub samples_accepted: u64,
+    pub samples_null: u64,
+    pub samples_undeclared: u64,
+    pub samples_already_acknowledged: u64,
+    pub windows_opened: u64,
+    pub windows_closed: u64,
+}
+
+/// The engine of one partition.
+pub struct Engine {
+    registry: Arc<Registry>,
+    settings: EngineSettings,
+    watermark: i64,
+    /// Windows ending at or before this were acknowledged before a restart.
+    acknowledged_through: i64,
+    monitors: Vec<MonitorWindows>,
+    closing: BinaryHeap<Reverse<(i64, MonitorId)>>,
+    open_windows: usize,
+    stats: EngineStats,
+}
+
+impl Engine {
+    pub fn new(registry: Arc<Registry>, settings: EngineSettings) -> Engine {
+        Engine {
+            registry,
+            settings,
+            watermark: i64::MIN,
+            acknowledged_through: i64::MIN,
+            monitors: Vec::new(),
+            closing: BinaryHeap::new(),
+            open_windows: 0,
+            stats: EngineStats::default(),
+        }
+    }
+
+    /// An engine resuming a partition: the watermark it had before the first
+    /// record it will see, and the end through which every window is known
+    /// to be acknowledged (their samples are skipped, not re-sent).
+    pub fn resume(
+        registry: Arc<Registry>,
+        settings: EngineSettings,
+        watermark: i64,
+        acknowledged_through: i64,
+    ) -> Engine {
+        let mut engine = Engine::new(registry, settings);
+        engine.watermark = watermark;
+        engine.acknowledged_through = acknowledged_through;
+        engine
+    }
+
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    pub fn open_windows(&self) -> usize {
+        self.open_windows
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Replaces the registry (a monitor added or changed). Monitors keep their ids.
+    pub fn set_registry(&mut self, registry: Arc<Registry>) {
+        self.registry = registry;
+    }
+
+    /// The earliest resume point among open windows.
+    pub fn earliest_open(&self) -> Option<ResumePoint> {
+        self.monitors
+            .iter()
+            .flat_map(|m| m.open.iter().map(|w| w.resume))
+            .min()
+    }
+
+    /// Takes one event read at `offset`. Rejected samples are appended to `rejects`.
+    pub fn record(&mut self, offset: u64, event: &SensorEvent, rejects: &mut Vec<Reject>) {
+        self.stats.events += 1;
+        let watermark_before = self.watermark;
+        let registry = Arc::clone(&self.registry);
+        if let Some((id, channel)) = self.route(&registry, event, rejects) {
+            let monitor = registry.get(id);
+            self.take_samples(monitor, id, channel, offset, watermark_before, event, rejects);
+        }
+        let candidate = event.event_time.saturating_sub(self.settings.allowed_lateness_ms);
+        if candidate > self.watermark {
+            self.watermark = candidate;
+        }
+    }
+
+    /// The monitor and channel an event is for, or a reject for the whole event.
+    fn route(
+        &self,
+        registry: &Registry,
+        event: &SensorEvent,
+        rejects: &mut Vec<Reject>,
+    ) -> Option<(MonitorId, usize)> {
+        let whole = |reason, detail: String| {
+            let mut r = Reject::new(reason, detail);
+            r.connection_id = Some(event.connection_id.clone());
+            r.event_time = Some(event.event_time);
+            r.channel_id = event.channel_id.clone();
+            r
+        };
+        let Some(id) = registry.lookup(&event.connection_id) else {
+            rejects.push(whole(
+                RejectReason::UnknownMonitor,
+                format!("no monitor {:?} in the registry", event.connection_id),
+            ));
+            return None;
+        };
+        let monitor = registry.get(id);
+        if !monitor.module.has_channels() {
+            return Some((id, 0));
+        }
+        match event.channel_id.as_deref() {
+            None => {
+                rejects.push(whole(
+                    RejectReason::MissingChannel,
+                    format!("a {} monitor's event needs a channel_id", monitor.module),
+                ));
+                None
+            }
+            Some(c) => match monitor.channel_index(c) {
+                Some(ch) => Some((id, ch)),
+                None => {
+                    rejects.push(whole(
+                        RejectReason::UnknownChannel,
+                        format!("monitor {:?} has no channel {c:?}", event.connection_id),
+                    ));
+                    None
+                }
+            },
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn take_samples(
+        &mut self,
+        monitor: &Monitor,
+        id: MonitorId,
+        channel: usize,
+        offset: u64,
+        watermark_before: i64,
+        event: &SensorEvent,
+        rejects: &mut Vec<Reject>,
+    ) {
+        let t = event.event_time;
+        let idx = id as usize;
+        if self.monitors.len() <= idx {
+            self.monitors.resize_with(idx + 1, MonitorWindows::default);
+        }
+        let end = match self.monitors[idx].cached_end {
+            Some(end) if t <= end && t > end - HALF_HOUR_MS => end,
+            _ => {
+                let end = window_end(&monitor.tz, t);
+                self.monitors[idx].cached_end = Some(end);
+                end
+            }
+        };
+        let skip = end <= self.acknowledged_through;
+        let late = end <= self.watermark;
+        let mut window: Option<usize> = None;
+        for m in &event.measurements {
+            let (parameter, value) = match normalize(monitor, m) {
+                Outcome::Accepted(p, v) => (p, Some(v)),
+                Outcome::Null(p) => (p, None),
+                Outcome::Undeclared => {
+                    self.stats.samples_undeclared += 1;
+                    continue;
+                }
+                Outcome::Rejected(reason, detail) => {
+                    rejects.push(sample_reject(event, m, reason, detail));
+                    continue;
+                }
+            };
+            if skip {
+                self.stats.samples_already_acknowledged += 1;
+                continue;
+            }
+            if late {
+                let detail = format!(
+                    "window ending {} closed: watermark is {}",
+                    crate::event::format_utc_millis(end),
+                    crate::event::format_utc_millis(self.watermark)
+                );
+                rejects.push(sample_reject(event, m, RejectReason::Late, detail));
+                continue;
+            }
+            let w = match window {
+                Some(w) => w,
+                None => {
+                    let w = self.open_window(monitor, id, end, offset, watermark_before);
+                    window = Some(w);
+                    w
+                }
+            };
+            match value {
+                Some(v) => {
+                    let slot = monitor.slot(parameter, channel).expect("declared => reported");
+                    self.monitors[idx].open[w].slots[slot].add(t, v, event.bin_emptied);
+                    self.stats.samples_accepted += 1;
+                }
+                None => self.stats.samples_null += 1,
+            }
+        }
+    }
+
+    /// The index (in the monitor's open list) of the window ending `end`, opened if needed.
+    fn open_window(
+        &mut self,
+        monitor: &Monitor,
+        id: MonitorId,
+        end: i64,
+        offset: u64,
+        watermark_before: i64,
+    ) -> usize {
+        let open = &mut self.monitors[id as usize].open;
+        match open.binary_search_by_key(&end, |w| w.end) {
+            Ok(i) => i,
+            Err(i) => {
+                let slots = (0..monitor.slot_count())
+                    .map(|s| {
+                        let parameter = monitor.reported[s / monitor.channel_count()];
+                        Aggregator::new(parameter.aggregation())
+                    })
+                    .collect();
+                if open.capacity() == 0 {
+                    open.reserve_exact(1);
+                }
+                open.insert(
+                    i,
+                    OpenWindow {
+                        end,
+                        resume: ResumePoint {
+                            offset,
+                            watermark_before,
+                        },
+                        slots,
+                    },
+                );
+                self.closing.push(Reverse((end, id)));
+                self.open_windows += 1;
+                self.stats.windows_opened += 1;
+                i
+            }
+        }
+    }
+
+    /// Closes every window the watermark has passed, in (end, monitor) order.
+    pub fn advance(&mut self) -> Vec<ClosedWindow> {
+        let mut closed = Vec::new();
+        self.close_through(self.watermark, &mut closed);
+        closed
+    }
+
+    /// Raises the watermark (an idle partition) and closes what it passes.
+    pub fn advance_to(&mut self, watermark: i64) -> Vec<ClosedWindow> {
+        self.watermark = self.watermark.max(watermark);
+        self.advance()
+    }
+
+    /// Closes every open window (end of input). The watermark is left as it was.
+    pub fn flush(&mut self) -> Vec<ClosedWindow> {
+        let mut closed = Vec::new();
+        self.close_through(i64::MAX, &mut closed);
+        closed
+    }
+
+    fn close_through(&mut self, through: i64, closed: &mut Vec<ClosedWindow>) {
+        while let Some(&Reverse((end, id))) = self.closing.peek() {
+            if end > through {
+                break;
+            }
+            self.closing.pop();
+            let open = &mut self.monitors[id as usize].open;
+            let i = open
+                .binary_search_by_key(&end, |w| w.end)
+                .expect("every queued window is open");
+            let window = open.remove(i);
+            self.open_windows -= 1;
+            self.stats.windows_closed += 1;
+            closed.push(ClosedWindow {
+                monitor: id,
+                end,
+                resume: window.resume,
+                values: window
+                    .slots
+                    .into_vec()
+                    .into_iter()
+                    .map(|a| a.finish(&self.settings.bin))
+                    .collect(),
+            });
+        }
+    }
+}
+
+fn sample_reject(
+    event: &SensorEvent,
+    m: &crate::event::Measurement,
+    reason: RejectReason,
+    detail: String,
+) -> Reject {
+    let mut r = Reject::new(reason, detail);
+    r.connection_id = Some(event.connection_id.clone());
+    r.event_time = Some(event.event_time);
+    r.channel_id = event.channel_id.clone();
+    r.parameter = Some(m.parameter.clone());
+    r.value = Some(m.value.clone());
+    r.unit = m.unit.clone();
+    r
+}
