@@ -14,7 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Debug, Parser)]
-#[command(name = "reset-pipeline", version, about = "Sensor events from Kafka to RESET Cloud half-hour readings")]
+#[command(
+    name = "reset-pipeline",
+    version,
+    about = "Sensor events from Kafka to RESET Cloud half-hour readings"
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
@@ -51,7 +55,11 @@ pub enum Command {
     },
     /// Check a config (and the monitor registry it names), or just a registry.
     Validate {
-        #[arg(long, required_unless_present = "monitors", conflicts_with = "monitors")]
+        #[arg(
+            long,
+            required_unless_present = "monitors",
+            conflicts_with = "monitors"
+        )]
         config: Option<PathBuf>,
         #[arg(long)]
         monitors: Option<PathBuf>,
@@ -67,7 +75,13 @@ pub fn run(cli: Cli) -> Result<()> {
             output,
             rejects,
             config,
-        } => aggregate(&monitors, &input, output.as_deref(), rejects.as_deref(), config.as_deref()),
+        } => aggregate(
+            &monitors,
+            &input,
+            output.as_deref(),
+            rejects.as_deref(),
+            config.as_deref(),
+        ),
         Command::Validate { config, monitors } => validate(config.as_deref(), monitors.as_deref()),
     }
 }
@@ -104,9 +118,11 @@ fn aggregate(
         None => Box::new(BufWriter::new(io::stdout().lock())),
     };
     let mut rejects_file = match rejects {
-        Some(p) => Some(BufWriter::new(
-            File::create(p).with_context(|| format!("{}: cannot create", p.display()))?,
-        )),
+        Some(p) => {
+            Some(BufWriter::new(File::create(p).with_context(|| {
+                format!("{}: cannot create", p.display())
+            })?))
+        }
         None => None,
     };
     let summary = offline::aggregate(

@@ -288,16 +288,27 @@ impl Config {
             problems.push(Problem::new(format!("{file}: {field}"), message))
         };
         if self.kafka.bootstrap_servers.trim().is_empty() {
-            problem("kafka.bootstrap_servers", "is required (e.g. 127.0.0.1:9092)".into());
+            problem(
+                "kafka.bootstrap_servers",
+                "is required (e.g. 127.0.0.1:9092)".into(),
+            );
         }
         if self.kafka.topics.is_empty() || self.kafka.topics.iter().any(|t| t.trim().is_empty()) {
-            problem("kafka.topics", "needs at least one non-empty topic name".into());
+            problem(
+                "kafka.topics",
+                "needs at least one non-empty topic name".into(),
+            );
         }
         if self.kafka.group_id.trim().is_empty() {
             problem("kafka.group_id", "must not be empty".into());
         }
         if self.input.format == InputFormat::AvroConfluent
-            && self.input.schema_registry_url.as_deref().unwrap_or("").is_empty()
+            && self
+                .input
+                .schema_registry_url
+                .as_deref()
+                .unwrap_or("")
+                .is_empty()
         {
             problem(
                 "input.schema_registry_url",
@@ -322,9 +333,15 @@ impl Config {
         }
         let url = self.reset.url.trim();
         if url.is_empty() {
-            problem("reset.url", "is required (e.g. https://reset.build:8069)".into());
+            problem(
+                "reset.url",
+                "is required (e.g. https://reset.build:8069)".into(),
+            );
         } else if !(url.starts_with("http://") || url.starts_with("https://")) {
-            problem("reset.url", format!("{url:?} must start with http:// or https://"));
+            problem(
+                "reset.url",
+                format!("{url:?} must start with http:// or https://"),
+            );
         }
         if !self.reset.namespace.starts_with('/') {
             problem(
@@ -359,7 +376,10 @@ impl Config {
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             problem(
                 "http.listen",
-                format!("{:?} is not an address such as 0.0.0.0:9898", self.http.listen),
+                format!(
+                    "{:?} is not an address such as 0.0.0.0:9898",
+                    self.http.listen
+                ),
             );
         }
         problems
@@ -382,7 +402,11 @@ mod tests {
         assert_eq!(c.reset.max_in_flight, 16);
         assert_eq!(c.reset.push, PushMode::Every30Minutes);
         assert_eq!(c.input.format, InputFormat::AvroConfluent);
-        let problems: Vec<String> = c.validate("c.yaml").iter().map(|p| p.location.clone()).collect();
+        let problems: Vec<String> = c
+            .validate("c.yaml")
+            .iter()
+            .map(|p| p.location.clone())
+            .collect();
         assert_eq!(
             problems,
             [
@@ -398,15 +422,23 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_bad_durations_name_the_field() {
-        let e = parse("windowing: {allowed_lateness: soon}").unwrap_err().to_string();
+        let e = parse("windowing: {allowed_lateness: soon}")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("c.yaml: windowing.allowed_lateness: invalid duration \"soon\""),
             "{e}"
         );
         let e = parse("kafka: {bootstrap: x}").unwrap_err().to_string();
-        assert!(e.starts_with("c.yaml: kafka.bootstrap: unknown field `bootstrap`"), "{e}");
+        assert!(
+            e.starts_with("c.yaml: kafka.bootstrap: unknown field `bootstrap`"),
+            "{e}"
+        );
         let e = parse("input: {format: protobuf}").unwrap_err().to_string();
-        assert!(e.starts_with("c.yaml: input.format: unknown variant `protobuf`"), "{e}");
+        assert!(
+            e.starts_with("c.yaml: input.format: unknown variant `protobuf`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -23,8 +23,8 @@ pub enum Outcome {
 /// Judges one measurement against the monitor's declaration.
 #[inline]
 pub fn normalize(monitor: &Monitor, m: &Measurement) -> Outcome {
-    let Some((parameter, declared)) = Parameter::parse(&m.parameter)
-        .and_then(|p| monitor.declared_unit(p).map(|u| (p, u)))
+    let Some((parameter, declared)) =
+        Parameter::parse(&m.parameter).and_then(|p| monitor.declared_unit(p).map(|u| (p, u)))
     else {
         return Outcome::Undeclared;
     };
@@ -48,9 +48,7 @@ pub fn normalize(monitor: &Monitor, m: &Measurement) -> Outcome {
         None => raw,
         Some(text) => match Unit::parse(text).and_then(|u| convert(raw, u, declared)) {
             Ok(v) => v,
-            Err(e) => {
-                return Outcome::Rejected(RejectReason::Unit, format!("{parameter}: {e}"))
-            }
+            Err(e) => return Outcome::Rejected(RejectReason::Unit, format!("{parameter}: {e}")),
         },
     };
     let bounds = parameter.bounds();
@@ -94,9 +92,18 @@ mod tests {
 
     #[test]
     fn converts_into_the_declared_unit() {
-        assert_eq!(judge("temp", Number(212.0), Some("°F")), Outcome::Accepted(Parameter::Temp, 100.0));
-        assert_eq!(judge("pm2p5", Number(0.01), Some("mg/m3")), Outcome::Accepted(Parameter::Pm2p5, 10.0));
-        assert_eq!(judge("temp", Number(21.5), None), Outcome::Accepted(Parameter::Temp, 21.5));
+        assert_eq!(
+            judge("temp", Number(212.0), Some("°F")),
+            Outcome::Accepted(Parameter::Temp, 100.0)
+        );
+        assert_eq!(
+            judge("pm2p5", Number(0.01), Some("mg/m3")),
+            Outcome::Accepted(Parameter::Pm2p5, 10.0)
+        );
+        assert_eq!(
+            judge("temp", Number(21.5), None),
+            Outcome::Accepted(Parameter::Temp, 21.5)
+        );
     }
 
     #[test]
@@ -105,13 +112,34 @@ mod tests {
             Outcome::Rejected(r, _) => r,
             other => panic!("{other:?}"),
         };
-        assert_eq!(reason(judge("rh", Number(f64::NAN), None)), RejectReason::NotFinite);
-        assert_eq!(reason(judge("rh", Invalid("wet".into()), None)), RejectReason::NotANumber);
-        assert_eq!(reason(judge("rh", Number(101.0), None)), RejectReason::Impossible);
-        assert_eq!(reason(judge("pm2p5", Number(-1.0), None)), RejectReason::Impossible);
-        assert_eq!(reason(judge("tvoc", Number(1.0), Some("mg/m3"))), RejectReason::Unit);
-        assert_eq!(reason(judge("temp", Number(1.0), Some("parsecs"))), RejectReason::Unit);
-        assert_eq!(reason(judge("temp", Number(-300.0), None)), RejectReason::Impossible);
+        assert_eq!(
+            reason(judge("rh", Number(f64::NAN), None)),
+            RejectReason::NotFinite
+        );
+        assert_eq!(
+            reason(judge("rh", Invalid("wet".into()), None)),
+            RejectReason::NotANumber
+        );
+        assert_eq!(
+            reason(judge("rh", Number(101.0), None)),
+            RejectReason::Impossible
+        );
+        assert_eq!(
+            reason(judge("pm2p5", Number(-1.0), None)),
+            RejectReason::Impossible
+        );
+        assert_eq!(
+            reason(judge("tvoc", Number(1.0), Some("mg/m3"))),
+            RejectReason::Unit
+        );
+        assert_eq!(
+            reason(judge("temp", Number(1.0), Some("parsecs"))),
+            RejectReason::Unit
+        );
+        assert_eq!(
+            reason(judge("temp", Number(-300.0), None)),
+            RejectReason::Impossible
+        );
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //! emissions out. No Kafka, no network, no clock: the line number stands in
 //! for the offset, and end of input closes every window.
 
-use crate::codec::{decode_json, DecodeError, MAX_RECORD_BYTES};
+use crate::codec::{DecodeError, Decoder, MAX_RECORD_BYTES};
+use crate::config::InputFormat;
 use crate::config::PushMode;
 use crate::payload::{emission_line, Announcements};
 use crate::pipeline::{with_announcements, PartitionPipeline};
 use crate::registry::Registry;
-use crate::reject::{Reject, RejectCounts, RejectReason};
+use crate::reject::{Reject, RejectCounts};
 use crate::window::EngineSettings;
 use serde::Serialize;
 use std::io::{self, BufRead, Write};
@@ -19,9 +20,6 @@ pub struct LineReject<'a> {
     pub line: u64,
     #[serde(flatten)]
     pub reject: &'a Reject,
-    /// The start of the line, for records that could not be decoded.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub record: Option<String>,
 }
 
 /// What an `aggregate` run did.
@@ -86,41 +84,32 @@ pub fn aggregate(
                     summary.readings += b.ends.len() as u64;
                 }
             }
-            writeln!(out, "{}", emission_line(emission.event(), emission.payload()))?;
+            writeln!(
+                out,
+                "{}",
+                emission_line(emission.event(), emission.payload())
+            )?;
         }
         io::Result::Ok(())
     };
+    let decoder = Decoder::new(InputFormat::Json);
     while let Some(length) = read_bounded_line(input, &mut line, MAX_RECORD_BYTES)? {
         summary.lines += 1;
         let number = summary.lines;
         let text = trim_line(&line);
-        if text.iter().all(u8::is_ascii_whitespace) && length <= MAX_RECORD_BYTES {
+        let batches = if length > MAX_RECORD_BYTES {
+            let error = DecodeError::TooLarge(length, MAX_RECORD_BYTES);
+            rejects.push(Reject::undecodable(&error, text));
+            Vec::new()
+        } else if text.iter().all(u8::is_ascii_whitespace) {
             continue;
-        }
-        let decoded = if length > MAX_RECORD_BYTES {
-            Err(DecodeError::TooLarge(length, MAX_RECORD_BYTES))
         } else {
-            decode_json(text)
-        };
-        let batches = match decoded {
-            Ok(event) => {
-                summary.events += 1;
-                pipeline.record(number, &event, &mut rejects)
-            }
-            Err(e) => {
-                let reject = Reject::new(RejectReason::Decode, e.to_string());
-                let head = String::from_utf8_lossy(&text[..text.len().min(256)]).into_owned();
-                summary.rejects.add(reject.reason);
-                if let Some(w) = rejects_out.as_deref_mut() {
-                    write_reject(w, number, &reject, Some(head))?;
-                }
-                continue;
-            }
+            pipeline.record_bytes(&decoder, number, text, &mut rejects)
         };
         for reject in rejects.drain(..) {
             summary.rejects.add(reject.reason);
             if let Some(w) = rejects_out.as_deref_mut() {
-                write_reject(w, number, &reject, None)?;
+                write_reject(w, number, &reject)?;
             }
         }
         write_batches(batches, &mut summary, out)?;
@@ -128,18 +117,15 @@ pub fn aggregate(
     let batches = pipeline.finish();
     write_batches(batches, &mut summary, out)?;
     let stats = pipeline.engine().stats();
+    summary.events = stats.events;
     summary.windows = stats.windows_closed;
     summary.samples_undeclared = stats.samples_undeclared;
     out.flush()?;
     Ok(summary)
 }
 
-fn write_reject(w: &mut dyn Write, line: u64, reject: &Reject, record: Option<String>) -> io::Result<()> {
-    let row = LineReject {
-        line,
-        reject,
-        record,
-    };
+fn write_reject(w: &mut dyn Write, line: u64, reject: &Reject) -> io::Result<()> {
+    let row = LineReject { line, reject };
     serde_json::to_writer(&mut *w, &row)?;
     writeln!(w)
 }
@@ -185,7 +171,10 @@ pub fn read_bounded_line(
 }
 
 fn trailing_newline_len(buf: &[u8]) -> usize {
-    buf.iter().rev().take_while(|&&b| b == b'\n' || b == b'\r').count()
+    buf.iter()
+        .rev()
+        .take_while(|&&b| b == b'\n' || b == b'\r')
+        .count()
 }
 
 fn memchr_newline(bytes: &[u8]) -> Option<usize> {
@@ -202,11 +191,20 @@ mod tests {
         let text = format!("short\n{long}\r\nlast");
         let mut input = io::Cursor::new(text.into_bytes());
         let mut buf = Vec::new();
-        assert_eq!(read_bounded_line(&mut input, &mut buf, 10).unwrap(), Some(5));
+        assert_eq!(
+            read_bounded_line(&mut input, &mut buf, 10).unwrap(),
+            Some(5)
+        );
         assert_eq!(trim_line(&buf), b"short");
-        assert_eq!(read_bounded_line(&mut input, &mut buf, 10).unwrap(), Some(100));
+        assert_eq!(
+            read_bounded_line(&mut input, &mut buf, 10).unwrap(),
+            Some(100)
+        );
         assert!(buf.len() <= 12);
-        assert_eq!(read_bounded_line(&mut input, &mut buf, 10).unwrap(), Some(4));
+        assert_eq!(
+            read_bounded_line(&mut input, &mut buf, 10).unwrap(),
+            Some(4)
+        );
         assert_eq!(trim_line(&buf), b"last");
         assert_eq!(read_bounded_line(&mut input, &mut buf, 10).unwrap(), None);
     }

@@ -228,7 +228,10 @@ pub enum UnitError {
     #[error("unknown unit {0:?}")]
     Unknown(String),
     #[error("{from} cannot be converted to {to}")]
-    Incompatible { from: &'static str, to: &'static str },
+    Incompatible {
+        from: &'static str,
+        to: &'static str,
+    },
 }
 
 impl Unit {

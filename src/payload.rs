@@ -116,7 +116,12 @@ fn digest(parts: &[&str]) -> String {
 /// A `readings` message id: the monitor, the first and last window ends and a
 /// digest of the rows, so the same data always has the same id and different
 /// data never shares one.
-pub fn readings_message_id(connection_id: &str, first_end: i64, last_end: i64, rows: &str) -> String {
+pub fn readings_message_id(
+    connection_id: &str,
+    first_end: i64,
+    last_end: i64,
+    rows: &str,
+) -> String {
     format!(
         "rp_{connection_id}_{first_end}_{last_end}_{}",
         digest(&[connection_id, rows])
@@ -180,7 +185,10 @@ pub fn monitors_payload(monitor: &Monitor, action: MonitorAction) -> (String, St
         json!({ "monitor_detail": detail, "included_parameters": included }),
     );
     if monitor.module.has_channels() {
-        put("channels", serde_json::to_value(&r.channels).expect("channels"));
+        put(
+            "channels",
+            serde_json::to_value(&r.channels).expect("channels"),
+        );
     }
     let data = Value::Object(data).to_string();
     let verb = match action {

@@ -4,6 +4,7 @@
 //! records and time come from.
 
 use crate::batch::{Batch, Batcher};
+use crate::codec::Decoder;
 use crate::config::PushMode;
 use crate::event::SensorEvent;
 use crate::payload::{monitors_payload, Announcements, EventName};
@@ -15,10 +16,7 @@ use std::sync::Arc;
 /// One Socket.IO emission, exactly as sent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Emission {
-    Monitor {
-        message_id: String,
-        payload: String,
-    },
+    Monitor { message_id: String, payload: String },
     Readings(Batch),
 }
 
@@ -88,6 +86,23 @@ impl PartitionPipeline {
         self.engine.record(offset, event, rejects);
         let closed = self.engine.advance();
         self.batch(closed)
+    }
+
+    /// Decodes one record's bytes and takes it; undecodable bytes become a reject.
+    pub fn record_bytes(
+        &mut self,
+        decoder: &Decoder,
+        offset: u64,
+        bytes: &[u8],
+        rejects: &mut Vec<Reject>,
+    ) -> Vec<Batch> {
+        match decoder.decode(bytes) {
+            Ok(event) => self.record(offset, &event, rejects),
+            Err(e) => {
+                rejects.push(Reject::undecodable(&e, bytes));
+                Vec::new()
+            }
+        }
     }
 
     /// Raises the watermark of an idle partition.

@@ -143,7 +143,10 @@ impl Monitor {
         if tz.is_none() {
             problems.push(Problem::new(
                 at("timezone"),
-                format!("unknown time zone {:?} (expected an IANA name such as Asia/Shanghai)", record.timezone),
+                format!(
+                    "unknown time zone {:?} (expected an IANA name such as Asia/Shanghai)",
+                    record.timezone
+                ),
             ));
         }
         if let Some(date) = &record.last_monitor_calibration_date {
@@ -176,7 +179,11 @@ impl Monitor {
         for (i, p) in reported.iter().enumerate() {
             slot_base[p.index()] = i as u16;
         }
-        let channel_ids = record.channels.iter().map(|c| c.channel_id.clone()).collect();
+        let channel_ids = record
+            .channels
+            .iter()
+            .map(|c| c.channel_id.clone())
+            .collect();
         Ok(Monitor {
             tz: tz.expect("checked above"),
             module,
@@ -244,7 +251,10 @@ fn check_channels(
 ) {
     if !module.has_channels() {
         if !record.channels.is_empty() {
-            problems.push(Problem::new(at("channels"), "air monitors have no channels"));
+            problems.push(Problem::new(
+                at("channels"),
+                "air monitors have no channels",
+            ));
         }
         return;
     }
@@ -300,7 +310,10 @@ impl Registry {
         let mut registry = Registry::default();
         for (i, record) in records.into_iter().enumerate() {
             let location = format!("{file}: monitors[{i}]");
-            if registry.by_connection_id.contains_key(&record.connection_id) {
+            if registry
+                .by_connection_id
+                .contains_key(&record.connection_id)
+            {
                 problems.push(Problem::new(
                     format!("{location}.connection_id"),
                     format!("duplicate connection_id {:?}", record.connection_id),
@@ -447,7 +460,10 @@ monitors:
             "m.yaml: monitors[2].module: unknown module \"steam\"",
         ];
         for e in expect {
-            assert!(p.iter().any(|l| l.starts_with(e)), "missing {e:?} in {p:#?}");
+            assert!(
+                p.iter().any(|l| l.starts_with(e)),
+                "missing {e:?} in {p:#?}"
+            );
         }
         assert_eq!(p.len(), expect.len(), "{p:#?}");
     }
@@ -462,7 +478,10 @@ monitors:
         let yaml = "monitors:\n  - {connection_id: E, module: air, colour: red}\n";
         let p = problems_of(yaml);
         assert_eq!(p.len(), 1);
-        assert!(p[0].starts_with("m.yaml: monitors[0].colour: unknown field `colour`"), "{p:?}");
+        assert!(
+            p[0].starts_with("m.yaml: monitors[0].colour: unknown field `colour`"),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -84,6 +84,9 @@ pub struct Reject {
     pub value: Option<SampleValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
+    /// The start of a record that could not be decoded (lossy UTF-8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
 }
 
 fn utc_time<S: serde::Serializer>(t: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
@@ -104,7 +107,15 @@ impl Reject {
             parameter: None,
             value: None,
             unit: None,
+            record: None,
         }
+    }
+
+    /// A record whose bytes could not be decoded, with the start of it.
+    pub fn undecodable(error: &crate::codec::DecodeError, bytes: &[u8]) -> Reject {
+        let mut r = Reject::new(RejectReason::Decode, error.to_string());
+        r.record = Some(String::from_utf8_lossy(&bytes[..bytes.len().min(256)]).into_owned());
+        r
     }
 }
 

@@ -236,7 +236,9 @@ impl Reader<'_> {
                 return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
             }
         }
-        Err(DecodeError::InvalidAvro(format!("{what}: varint longer than 10 bytes")))
+        Err(DecodeError::InvalidAvro(format!(
+            "{what}: varint longer than 10 bytes"
+        )))
     }
 
     fn union_index(&mut self, what: &'static str, branches: i64) -> Result<i64, DecodeError> {
@@ -244,7 +246,9 @@ impl Reader<'_> {
         if (0..branches).contains(&index) {
             Ok(index)
         } else {
-            Err(DecodeError::InvalidAvro(format!("{what}: union branch {index} does not exist")))
+            Err(DecodeError::InvalidAvro(format!(
+                "{what}: union branch {index} does not exist"
+            )))
         }
     }
 
@@ -276,7 +280,9 @@ impl Reader<'_> {
         match self.take(1, what)?[0] {
             0 => Ok(false),
             1 => Ok(true),
-            b => Err(DecodeError::InvalidAvro(format!("{what}: boolean byte {b}"))),
+            b => Err(DecodeError::InvalidAvro(format!(
+                "{what}: boolean byte {b}"
+            ))),
         }
     }
 }
@@ -302,8 +308,14 @@ fn event_to_value(event: &SensorEvent) -> Value {
         })
         .collect();
     Value::Record(vec![
-        ("connection_id".into(), Value::String(event.connection_id.clone())),
-        ("event_time".into(), Value::TimestampMillis(event.event_time)),
+        (
+            "connection_id".into(),
+            Value::String(event.connection_id.clone()),
+        ),
+        (
+            "event_time".into(),
+            Value::TimestampMillis(event.event_time),
+        ),
         ("channel_id".into(), optional_string(&event.channel_id)),
         ("measurements".into(), Value::Array(measurements)),
         ("bin_emptied".into(), Value::Boolean(event.bin_emptied)),
@@ -353,12 +365,18 @@ mod tests {
     fn confluent_framing_needs_a_known_schema_id() {
         let mut codec = AvroCodec::new();
         let framed = encode_confluent(7, &sample());
-        assert_eq!(codec.decode_confluent(&framed), Err(DecodeError::UnknownSchemaId(7)));
+        assert_eq!(
+            codec.decode_confluent(&framed),
+            Err(DecodeError::UnknownSchemaId(7))
+        );
         codec.register(7, WriterSchema::parse(BUNDLED_SCHEMA).unwrap());
         assert_eq!(codec.decode_confluent(&framed).unwrap(), sample());
         let mut bad = framed.clone();
         bad[0] = 0x42;
-        assert_eq!(codec.decode_confluent(&bad), Err(DecodeError::BadMagic(0x42)));
+        assert_eq!(
+            codec.decode_confluent(&bad),
+            Err(DecodeError::BadMagic(0x42))
+        );
         assert_eq!(
             codec.decode_confluent(&framed[..3]),
             Err(DecodeError::Truncated("Confluent header"))
@@ -387,7 +405,10 @@ mod tests {
                 "measurements".into(),
                 Value::Array(vec![Value::Record(vec![
                     ("parameter".into(), Value::String("co2".into())),
-                    ("value".into(), Value::Union(1, Box::new(Value::Double(400.0)))),
+                    (
+                        "value".into(),
+                        Value::Union(1, Box::new(Value::Double(400.0))),
+                    ),
                 ])]),
             ),
         ]);
@@ -401,7 +422,10 @@ mod tests {
         assert_eq!(e.event_time, 5);
         assert_eq!(e.channel_id, None);
         assert!(!e.bin_emptied);
-        assert_eq!(e.measurements, vec![Measurement::new("co2", Some(400.0), None)]);
+        assert_eq!(
+            e.measurements,
+            vec![Measurement::new("co2", Some(400.0), None)]
+        );
     }
 
     #[test]
@@ -431,6 +455,9 @@ mod tests {
             n >>= 7;
         }
         bytes.push(n as u8);
-        assert_eq!(decode_direct(&bytes), Err(DecodeError::Truncated("measurements")));
+        assert_eq!(
+            decode_direct(&bytes),
+            Err(DecodeError::Truncated("measurements"))
+        );
     }
 }

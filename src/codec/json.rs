@@ -179,9 +179,18 @@ mod tests {
     #[test]
     fn malformed_events_say_why() {
         for (line, expect) in [
-            (&br#"{"event_time":1,"measurements":[]}"#[..], "missing field `connection_id`"),
-            (br#"{"connection_id":"A","event_time":"yesterday","measurements":[]}"#, "not RFC 3339"),
-            (br#"{"connection_id":"A","event_time":1,"measurements":[{"value":1}]}"#, "missing field `parameter`"),
+            (
+                &br#"{"event_time":1,"measurements":[]}"#[..],
+                "missing field `connection_id`",
+            ),
+            (
+                br#"{"connection_id":"A","event_time":"yesterday","measurements":[]}"#,
+                "not RFC 3339",
+            ),
+            (
+                br#"{"connection_id":"A","event_time":1,"measurements":[{"value":1}]}"#,
+                "missing field `parameter`",
+            ),
             (br#"{"connection_id":"A""#, "EOF"),
             (b"\xff\xfe", "expected value"),
         ] {

@@ -77,7 +77,7 @@ impl Aggregator {
             }
             Aggregator::Latest { time: t, value: v } => {
                 // Ties at the same instant keep the larger reading: a counter only grows.
-                if time > *t || (time == *t && !(value <= *v)) {
+                if time > *t || (time == *t && value > *v) {
                     *t = time;
                     *v = value;
                 }
@@ -147,7 +147,10 @@ mod tests {
     #[test]
     fn mean_skips_nothing_it_was_given_and_is_null_when_empty() {
         let mut a = Aggregator::new(Aggregation::Mean);
-        assert_eq!(a.clone().finish(&BinRules::default()), SlotValue::Single(None));
+        assert_eq!(
+            a.clone().finish(&BinRules::default()),
+            SlotValue::Single(None)
+        );
         for v in [1.0, 2.0, 6.0] {
             a.add(0, v, false);
         }
@@ -160,24 +163,40 @@ mod tests {
         a.add(30, 130.0, false);
         a.add(10, 110.0, false);
         a.add(20, 120.0, false);
-        assert_eq!(a.finish(&BinRules::default()), SlotValue::Single(Some(130.0)));
+        assert_eq!(
+            a.finish(&BinRules::default()),
+            SlotValue::Single(Some(130.0))
+        );
     }
 
     #[test]
     fn bin_without_emptying_is_the_window_max() {
-        assert_eq!(bin(&[(1, 3.0, false), (2, 7.5, false), (3, 7.0, false)]), [7.5]);
+        assert_eq!(
+            bin(&[(1, 3.0, false), (2, 7.5, false), (3, 7.0, false)]),
+            [7.5]
+        );
     }
 
     #[test]
     fn bin_with_a_flagged_emptying() {
         // 8 kg flagged as the last sample before emptying, then it refills to 9.
-        let s = [(1, 5.0, false), (2, 8.0, true), (3, 0.5, false), (4, 9.0, false)];
+        let s = [
+            (1, 5.0, false),
+            (2, 8.0, true),
+            (3, 0.5, false),
+            (4, 9.0, false),
+        ];
         assert_eq!(bin(&s), [8.0, 9.0]);
     }
 
     #[test]
     fn bin_with_an_inferred_emptying() {
-        let s = [(1, 6.0, false), (2, 10.0, false), (3, 2.0, false), (4, 4.0, false)];
+        let s = [
+            (1, 6.0, false),
+            (2, 10.0, false),
+            (3, 2.0, false),
+            (4, 4.0, false),
+        ];
         assert_eq!(bin(&s), [10.0, 4.0]);
         // A small fall is not an emptying: under 1 kg, or under half the weight.
         assert_eq!(bin(&[(1, 1.5, false), (2, 0.6, false)]), [1.5]);
@@ -199,7 +218,12 @@ mod tests {
 
     #[test]
     fn bin_that_ends_lighter_than_before() {
-        let s = [(1, 20.0, false), (2, 25.0, false), (3, 2.0, false), (4, 3.0, false)];
+        let s = [
+            (1, 20.0, false),
+            (2, 25.0, false),
+            (3, 2.0, false),
+            (4, 3.0, false),
+        ];
         assert_eq!(bin(&s), [25.0, 3.0]);
     }
 
@@ -213,7 +237,12 @@ mod tests {
 
     #[test]
     fn bin_pieces_do_not_depend_on_arrival_order() {
-        let s = [(4, 11.0, false), (1, 4.0, false), (3, 1.0, false), (2, 12.0, true)];
+        let s = [
+            (4, 11.0, false),
+            (1, 4.0, false),
+            (3, 1.0, false),
+            (2, 12.0, true),
+        ];
         assert_eq!(bin(&s), [12.0, 11.0]);
     }
 }

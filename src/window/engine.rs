@@ -167,9 +167,19 @@ impl Engine {
         let registry = Arc::clone(&self.registry);
         if let Some((id, channel)) = self.route(&registry, event, rejects) {
             let monitor = registry.get(id);
-            self.take_samples(monitor, id, channel, offset, watermark_before, event, rejects);
+            self.take_samples(
+                monitor,
+                id,
+                channel,
+                offset,
+                watermark_before,
+                event,
+                rejects,
+            );
         }
-        let candidate = event.event_time.saturating_sub(self.settings.allowed_lateness_ms);
+        let candidate = event
+            .event_time
+            .saturating_sub(self.settings.allowed_lateness_ms);
         if candidate > self.watermark {
             self.watermark = candidate;
         }
@@ -284,7 +294,9 @@ impl Engine {
             };
             match value {
                 Some(v) => {
-                    let slot = monitor.slot(parameter, channel).expect("declared => reported");
+                    let slot = monitor
+                        .slot(parameter, channel)
+                        .expect("declared => reported");
                     self.monitors[idx].open[w].slots[slot].add(t, v, event.bin_emptied);
                     self.stats.samples_accepted += 1;
                 }

@@ -1,0 +1,190 @@
+//! The binary as a user runs it: one-line errors that name the file and
+//! field, non-zero exits, no panics; the worked example of the README.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn bin(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_reset-pipeline"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn the_readme_example_aggregates_the_sample_fleet() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let rejects = dir.path().join("rejects.jsonl");
+    let o = bin(&[
+        "aggregate",
+        "--monitors",
+        "examples/monitors.yaml",
+        "--input",
+        "examples/events.jsonl",
+        "--output",
+        out.to_str().unwrap(),
+        "--rejects",
+        rejects.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let stderr = text(&o.stderr);
+    assert!(
+        stderr.contains("4 rejected (unknown_monitor: 1, not_a_number: 1, impossible: 1, late: 1)"),
+        "{stderr}"
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let monitors = lines.iter().filter(|l| l["event"] == "monitors").count();
+    assert_eq!(monitors, 5);
+    // Each monitor is created before its first readings.
+    let mut created = std::collections::HashSet::new();
+    for l in &lines {
+        let id = l["payload"]["data"]["connection_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if l["event"] == "monitors" {
+            created.insert(id);
+        } else {
+            assert!(created.contains(&id), "readings before create for {id}");
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(&rejects).unwrap().lines().count(),
+        4
+    );
+    // The same input gives byte-identical output.
+    let again = dir.path().join("again.jsonl");
+    bin(&[
+        "aggregate",
+        "--monitors",
+        "examples/monitors.yaml",
+        "--input",
+        "examples/events.jsonl",
+        "--output",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
+}
+
+#[test]
+fn validate_accepts_the_examples() {
+    let o = bin(&["validate", "--monitors", "examples/monitors.yaml"]);
+    assert!(o.status.success(), "{}", text(&o.stdout));
+    assert_eq!(text(&o.stdout), "ok: 5 monitors\n");
+}
+
+fn write(dir: &Path, name: &str, content: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn validate_reports_every_problem_with_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "m.yaml", "monitors:\n  - {connection_id: A, module: air, timezone: Moon/Base, monitor_brand: B, monitor_sku: S, monitor_serial_id: X, parameters: {co2: ppb}}\n");
+    let config = write(dir.path(), "c.yaml", "kafka: {bootstrap_servers: 'k:9092'}\ninput: {format: json}\nreset: {url: 'ftp://x', client_id: me}\nmonitors: {file: m.yaml}\nhttp: {listen: nowhere}\n");
+    let o = Command::new(env!("CARGO_BIN_EXE_reset-pipeline"))
+        .args(["validate", "--config", &config])
+        .env_remove("RESET_CLIENT_SECRET")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let out = text(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert!(
+        lines[0].ends_with("c.yaml: reset.url: \"ftp://x\" must start with http:// or https://"),
+        "{out}"
+    );
+    assert!(lines[1].ends_with("c.yaml: reset.client_secret: is required (RESET_CLIENT_SECRET in the environment is preferred)"), "{out}");
+    assert!(lines[2].contains("c.yaml: http.listen:"), "{out}");
+    assert!(
+        lines[3].contains("m.yaml: monitors[0].timezone: unknown time zone \"Moon/Base\""),
+        "{out}"
+    );
+    assert!(
+        lines[4].contains("m.yaml: monitors[0].parameters.co2: unit \"ppb\""),
+        "{out}"
+    );
+    assert_eq!(text(&o.stderr), "error: 5 problem(s) found\n");
+}
+
+#[test]
+fn bad_invocations_fail_in_one_line_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_yaml = write(dir.path(), "bad.yaml", "monitors: [unclosed\n");
+    let bad_duration = write(
+        dir.path(),
+        "d.yaml",
+        "windowing: {allowed_lateness: forever}\n",
+    );
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "aggregate",
+                "--monitors",
+                "nope.yaml",
+                "--input",
+                "examples/events.jsonl",
+            ],
+            "nope.yaml: cannot read",
+        ),
+        (
+            vec![
+                "aggregate",
+                "--monitors",
+                "examples/monitors.yaml",
+                "--input",
+                "missing.jsonl",
+            ],
+            "missing.jsonl: cannot open",
+        ),
+        (
+            vec![
+                "aggregate",
+                "--monitors",
+                &bad_yaml,
+                "--input",
+                "examples/events.jsonl",
+            ],
+            "bad.yaml",
+        ),
+        (
+            vec![
+                "aggregate",
+                "--monitors",
+                "examples/monitors.yaml",
+                "--input",
+                "examples/events.jsonl",
+                "--config",
+                &bad_duration,
+            ],
+            "windowing.allowed_lateness: invalid duration \"forever\"",
+        ),
+        (
+            vec!["aggregate", "--frobnicate"],
+            "unexpected argument '--frobnicate'",
+        ),
+    ];
+    for (args, expect) in cases {
+        let o = bin(&args);
+        assert!(!o.status.success(), "{args:?}");
+        let err = text(&o.stderr);
+        assert!(err.contains(expect), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+            "{err}"
+        );
+    }
+}

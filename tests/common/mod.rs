@@ -1,0 +1,142 @@
+//! Helpers shared by the integration tests: fleets, events, and running the
+//! offline pipeline to parsed emissions.
+#![allow(dead_code)]
+
+use reset_pipeline::config::PushMode;
+use reset_pipeline::event::{Measurement, SensorEvent};
+use reset_pipeline::offline::{aggregate, Summary};
+use reset_pipeline::registry::Registry;
+use reset_pipeline::window::EngineSettings;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// One monitor line of a registry, in YAML flow style.
+pub fn monitor_yaml(id: &str, module: &str, tz: &str, params: &str, channels: &[&str]) -> String {
+    let channels = if channels.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = channels
+            .iter()
+            .map(|c| format!("{{channel_id: {c}}}"))
+            .collect();
+        format!(", channels: [{}]", list.join(", "))
+    };
+    format!(
+        "  - {{connection_id: {id}, module: {module}, timezone: {tz}, monitor_brand: B, monitor_sku: S, monitor_serial_id: {id}, parameters: {{{params}}}{channels}}}\n"
+    )
+}
+
+pub fn registry(monitor_lines: &[String]) -> Arc<Registry> {
+    let yaml = format!("monitors:\n{}", monitor_lines.concat());
+    Arc::new(Registry::parse(&yaml, "test.yaml").expect("test registry is valid"))
+}
+
+/// Epoch milliseconds of an RFC 3339 time.
+pub fn ms(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .expect("valid time")
+        .timestamp_millis()
+}
+
+pub fn event(
+    id: &str,
+    t: i64,
+    channel: Option<&str>,
+    values: &[(&str, Option<f64>)],
+) -> SensorEvent {
+    SensorEvent {
+        connection_id: id.into(),
+        event_time: t,
+        channel_id: channel.map(str::to_string),
+        measurements: values
+            .iter()
+            .map(|(p, v)| Measurement::new(p, *v, None))
+            .collect(),
+        bin_emptied: false,
+    }
+}
+
+/// The result of an offline run: emissions and rejects, parsed.
+pub struct Run {
+    pub emissions: Vec<Value>,
+    pub rejects: Vec<Value>,
+    pub summary: Summary,
+}
+
+impl Run {
+    /// Every reading row sent, in order.
+    pub fn readings(&self) -> Vec<Value> {
+        self.emissions
+            .iter()
+            .filter(|e| e["event"] == "readings")
+            .flat_map(|e| e["payload"]["data"]["readings"].as_array().unwrap().clone())
+            .collect()
+    }
+
+    /// The reading row of one monitor at one reading_time.
+    pub fn reading(&self, id: &str, reading_time: &str) -> Value {
+        self.readings()
+            .into_iter()
+            .find(|r| r["connection_id"] == id && r["reading_time"] == reading_time)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no reading for {id} at {reading_time}: {:#?}",
+                    self.readings()
+                )
+            })
+    }
+
+    pub fn reject_reasons(&self) -> Vec<String> {
+        self.rejects
+            .iter()
+            .map(|r| r["reason"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+/// Runs JSON lines through `aggregate`.
+pub fn run_lines(
+    registry: Arc<Registry>,
+    settings: EngineSettings,
+    push: PushMode,
+    lines: &[String],
+) -> Run {
+    let input = lines.join("\n");
+    let mut out = Vec::new();
+    let mut rejects = Vec::new();
+    let summary = aggregate(
+        registry,
+        settings,
+        push,
+        &mut input.as_bytes(),
+        &mut out,
+        Some(&mut rejects),
+    )
+    .expect("in-memory io");
+    let parse = |bytes: &[u8]| -> Vec<Value> {
+        String::from_utf8(bytes.to_vec())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+            .collect()
+    };
+    Run {
+        emissions: parse(&out),
+        rejects: parse(&rejects),
+        summary,
+    }
+}
+
+/// Runs events through `aggregate` with default settings.
+pub fn run_events(registry: Arc<Registry>, events: &[SensorEvent]) -> Run {
+    let lines: Vec<String> = events
+        .iter()
+        .map(reset_pipeline::codec::encode_json)
+        .collect();
+    run_lines(
+        registry,
+        EngineSettings::default(),
+        PushMode::Every30Minutes,
+        &lines,
+    )
+}
