@@ -10,6 +10,8 @@
 //! - [`pipeline`]: one partition through engine and batcher, monitors announced first
 //! - [`offline`]: the `aggregate` command over a JSON-lines file
 //!
+//! [`synthetic`] makes fleets and sample streams for the demo, benchmarks and tests.
+//!
 //! Around them: [`config`] and [`problem`] for the user's files, [`parameter`]
 //! for RESET's vocabulary and units, [`cli`] for the command line.
 
@@ -26,4 +28,5 @@ pub mod pipeline;
 pub mod problem;
 pub mod registry;
 pub mod reject;
+pub mod synthetic;
 pub mod window;

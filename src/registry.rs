@@ -4,8 +4,9 @@
 use crate::parameter::{Module, Parameter, Unit};
 use crate::problem::{Problem, Problems};
 use chrono_tz::Tz;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Deserializer, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 /// One monitor as written in `monitors.yaml` (or a registry topic record).
@@ -284,7 +285,7 @@ fn check_channels(
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     monitors: Vec<Monitor>,
-    by_connection_id: HashMap<String, u32>,
+    by_connection_id: FxHashMap<String, u32>,
 }
 
 /// Dense index of a monitor in its registry.

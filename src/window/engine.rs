@@ -93,6 +93,19 @@ pub struct EngineStats {
 pub struct Engine {
     registry: Arc<Registry>,
     settings: EngineSettings,
+    windows: Windows,
+}
+
+/// Where one event's samples go.
+struct Sample {
+    id: MonitorId,
+    channel: usize,
+    offset: u64,
+    watermark_before: i64,
+}
+
+/// The engine's state, apart from the registry it reads.
+struct Windows {
     watermark: i64,
     /// Windows ending at or before this were acknowledged before a restart.
     acknowledged_through: i64,
@@ -104,16 +117,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(registry: Arc<Registry>, settings: EngineSettings) -> Engine {
-        Engine {
-            registry,
-            settings,
-            watermark: i64::MIN,
-            acknowledged_through: i64::MIN,
-            monitors: Vec::new(),
-            closing: BinaryHeap::new(),
-            open_windows: 0,
-            stats: EngineStats::default(),
-        }
+        Engine::resume(registry, settings, i64::MIN, i64::MIN)
     }
 
     /// An engine resuming a partition: the watermark it had before the first
@@ -125,22 +129,30 @@ impl Engine {
         watermark: i64,
         acknowledged_through: i64,
     ) -> Engine {
-        let mut engine = Engine::new(registry, settings);
-        engine.watermark = watermark;
-        engine.acknowledged_through = acknowledged_through;
-        engine
+        Engine {
+            registry,
+            settings,
+            windows: Windows {
+                watermark,
+                acknowledged_through,
+                monitors: Vec::new(),
+                closing: BinaryHeap::new(),
+                open_windows: 0,
+                stats: EngineStats::default(),
+            },
+        }
     }
 
     pub fn watermark(&self) -> i64 {
-        self.watermark
+        self.windows.watermark
     }
 
     pub fn open_windows(&self) -> usize {
-        self.open_windows
+        self.windows.open_windows
     }
 
     pub fn stats(&self) -> &EngineStats {
-        &self.stats
+        &self.windows.stats
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -154,7 +166,8 @@ impl Engine {
 
     /// The earliest resume point among open windows.
     pub fn earliest_open(&self) -> Option<ResumePoint> {
-        self.monitors
+        self.windows
+            .monitors
             .iter()
             .flat_map(|m| m.open.iter().map(|w| w.resume))
             .min()
@@ -162,88 +175,106 @@ impl Engine {
 
     /// Takes one event read at `offset`. Rejected samples are appended to `rejects`.
     pub fn record(&mut self, offset: u64, event: &SensorEvent, rejects: &mut Vec<Reject>) {
-        self.stats.events += 1;
-        let watermark_before = self.watermark;
-        let registry = Arc::clone(&self.registry);
-        if let Some((id, channel)) = self.route(&registry, event, rejects) {
-            let monitor = registry.get(id);
-            self.take_samples(
-                monitor,
+        let w = &mut self.windows;
+        w.stats.events += 1;
+        let watermark_before = w.watermark;
+        if let Some((id, channel)) = route(&self.registry, event, rejects) {
+            let monitor = self.registry.get(id);
+            let sample = Sample {
                 id,
                 channel,
                 offset,
                 watermark_before,
-                event,
-                rejects,
-            );
+            };
+            w.take_samples(monitor, sample, event, rejects);
         }
         let candidate = event
             .event_time
             .saturating_sub(self.settings.allowed_lateness_ms);
-        if candidate > self.watermark {
-            self.watermark = candidate;
+        if candidate > w.watermark {
+            w.watermark = candidate;
         }
     }
 
-    /// The monitor and channel an event is for, or a reject for the whole event.
-    fn route(
-        &self,
-        registry: &Registry,
-        event: &SensorEvent,
-        rejects: &mut Vec<Reject>,
-    ) -> Option<(MonitorId, usize)> {
-        let whole = |reason, detail: String| {
-            let mut r = Reject::new(reason, detail);
-            r.connection_id = Some(event.connection_id.clone());
-            r.event_time = Some(event.event_time);
-            r.channel_id = event.channel_id.clone();
-            r
-        };
-        let Some(id) = registry.lookup(&event.connection_id) else {
+    /// Closes every window the watermark has passed, in (end, monitor) order.
+    pub fn advance(&mut self) -> Vec<ClosedWindow> {
+        let mut closed = Vec::new();
+        let through = self.windows.watermark;
+        self.windows
+            .close_through(through, &self.settings.bin, &mut closed);
+        closed
+    }
+
+    /// Raises the watermark (an idle partition) and closes what it passes.
+    pub fn advance_to(&mut self, watermark: i64) -> Vec<ClosedWindow> {
+        self.windows.watermark = self.windows.watermark.max(watermark);
+        self.advance()
+    }
+
+    /// Closes every open window (end of input). The watermark is left as it was.
+    pub fn flush(&mut self) -> Vec<ClosedWindow> {
+        let mut closed = Vec::new();
+        self.windows
+            .close_through(i64::MAX, &self.settings.bin, &mut closed);
+        closed
+    }
+}
+
+/// The monitor and channel an event is for, or a reject for the whole event.
+fn route(
+    registry: &Registry,
+    event: &SensorEvent,
+    rejects: &mut Vec<Reject>,
+) -> Option<(MonitorId, usize)> {
+    let whole = |reason, detail: String| {
+        let mut r = Reject::new(reason, detail);
+        r.connection_id = Some(event.connection_id.clone());
+        r.event_time = Some(event.event_time);
+        r.channel_id = event.channel_id.clone();
+        r
+    };
+    let Some(id) = registry.lookup(&event.connection_id) else {
+        rejects.push(whole(
+            RejectReason::UnknownMonitor,
+            format!("no monitor {:?} in the registry", event.connection_id),
+        ));
+        return None;
+    };
+    let monitor = registry.get(id);
+    if !monitor.module.has_channels() {
+        return Some((id, 0));
+    }
+    match event.channel_id.as_deref() {
+        None => {
             rejects.push(whole(
-                RejectReason::UnknownMonitor,
-                format!("no monitor {:?} in the registry", event.connection_id),
+                RejectReason::MissingChannel,
+                format!("a {} monitor's event needs a channel_id", monitor.module),
             ));
-            return None;
-        };
-        let monitor = registry.get(id);
-        if !monitor.module.has_channels() {
-            return Some((id, 0));
+            None
         }
-        match event.channel_id.as_deref() {
+        Some(c) => match monitor.channel_index(c) {
+            Some(ch) => Some((id, ch)),
             None => {
                 rejects.push(whole(
-                    RejectReason::MissingChannel,
-                    format!("a {} monitor's event needs a channel_id", monitor.module),
+                    RejectReason::UnknownChannel,
+                    format!("monitor {:?} has no channel {c:?}", event.connection_id),
                 ));
                 None
             }
-            Some(c) => match monitor.channel_index(c) {
-                Some(ch) => Some((id, ch)),
-                None => {
-                    rejects.push(whole(
-                        RejectReason::UnknownChannel,
-                        format!("monitor {:?} has no channel {c:?}", event.connection_id),
-                    ));
-                    None
-                }
-            },
-        }
+        },
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
+impl Windows {
     fn take_samples(
         &mut self,
         monitor: &Monitor,
-        id: MonitorId,
-        channel: usize,
-        offset: u64,
-        watermark_before: i64,
+        sample: Sample,
         event: &SensorEvent,
         rejects: &mut Vec<Reject>,
     ) {
         let t = event.event_time;
-        let idx = id as usize;
+        let idx = sample.id as usize;
         if self.monitors.len() <= idx {
             self.monitors.resize_with(idx + 1, MonitorWindows::default);
         }
@@ -286,16 +317,12 @@ impl Engine {
             }
             let w = match window {
                 Some(w) => w,
-                None => {
-                    let w = self.open_window(monitor, id, end, offset, watermark_before);
-                    window = Some(w);
-                    w
-                }
+                None => *window.insert(self.open_window(monitor, &sample, end)),
             };
             match value {
                 Some(v) => {
                     let slot = monitor
-                        .slot(parameter, channel)
+                        .slot(parameter, sample.channel)
                         .expect("declared => reported");
                     self.monitors[idx].open[w].slots[slot].add(t, v, event.bin_emptied);
                     self.stats.samples_accepted += 1;
@@ -306,15 +333,8 @@ impl Engine {
     }
 
     /// The index (in the monitor's open list) of the window ending `end`, opened if needed.
-    fn open_window(
-        &mut self,
-        monitor: &Monitor,
-        id: MonitorId,
-        end: i64,
-        offset: u64,
-        watermark_before: i64,
-    ) -> usize {
-        let open = &mut self.monitors[id as usize].open;
+    fn open_window(&mut self, monitor: &Monitor, sample: &Sample, end: i64) -> usize {
+        let open = &mut self.monitors[sample.id as usize].open;
         match open.binary_search_by_key(&end, |w| w.end) {
             Ok(i) => i,
             Err(i) => {
@@ -327,18 +347,12 @@ impl Engine {
                 if open.capacity() == 0 {
                     open.reserve_exact(1);
                 }
-                open.insert(
-                    i,
-                    OpenWindow {
-                        end,
-                        resume: ResumePoint {
-                            offset,
-                            watermark_before,
-                        },
-                        slots,
-                    },
-                );
-                self.closing.push(Reverse((end, id)));
+                let resume = ResumePoint {
+                    offset: sample.offset,
+                    watermark_before: sample.watermark_before,
+                };
+                open.insert(i, OpenWindow { end, resume, slots });
+                self.closing.push(Reverse((end, sample.id)));
                 self.open_windows += 1;
                 self.stats.windows_opened += 1;
                 i
@@ -346,27 +360,7 @@ impl Engine {
         }
     }
 
-    /// Closes every window the watermark has passed, in (end, monitor) order.
-    pub fn advance(&mut self) -> Vec<ClosedWindow> {
-        let mut closed = Vec::new();
-        self.close_through(self.watermark, &mut closed);
-        closed
-    }
-
-    /// Raises the watermark (an idle partition) and closes what it passes.
-    pub fn advance_to(&mut self, watermark: i64) -> Vec<ClosedWindow> {
-        self.watermark = self.watermark.max(watermark);
-        self.advance()
-    }
-
-    /// Closes every open window (end of input). The watermark is left as it was.
-    pub fn flush(&mut self) -> Vec<ClosedWindow> {
-        let mut closed = Vec::new();
-        self.close_through(i64::MAX, &mut closed);
-        closed
-    }
-
-    fn close_through(&mut self, through: i64, closed: &mut Vec<ClosedWindow>) {
+    fn close_through(&mut self, through: i64, bin: &BinRules, closed: &mut Vec<ClosedWindow>) {
         while let Some(&Reverse((end, id))) = self.closing.peek() {
             if end > through {
                 break;
@@ -387,7 +381,7 @@ impl Engine {
                     .slots
                     .into_vec()
                     .into_iter()
-                    .map(|a| a.finish(&self.settings.bin))
+                    .map(|a| a.finish(bin))
                     .collect(),
             });
         }
