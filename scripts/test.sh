@@ -6,4 +6,11 @@ cd "$(dirname "$0")/.."
 
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
-cargo test
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --lib --bins --tests 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+# One closing line over every test binary.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

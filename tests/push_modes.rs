@@ -1,0 +1,116 @@
+//! Push modes: every window as it closes, or held per monitor for its local day.
+
+mod common;
+use common::*;
+use reset_pipeline::codec::encode_json;
+use reset_pipeline::config::PushMode;
+use reset_pipeline::window::EngineSettings;
+
+/// One sample in every half-hour from `from` for `hours`, as JSON lines.
+fn half_hourly(id: &str, from: &str, hours: i64) -> Vec<String> {
+    let start = ms(from);
+    (0..hours * 2)
+        .map(|i| {
+            encode_json(&event(
+                id,
+                start + i * 1_800_000 + 60_000,
+                None,
+                &[("co2", Some(400.0 + i as f64))],
+            ))
+        })
+        .collect()
+}
+
+fn message_times(run: &Run) -> Vec<(usize, String, String)> {
+    run.emissions
+        .iter()
+        .filter(|e| e["event"] == "readings")
+        .map(|e| {
+            let rows = e["payload"]["data"]["readings"].as_array().unwrap();
+            let t = |r: &serde_json::Value| r["reading_time"].as_str().unwrap().to_string();
+            (rows.len(), t(&rows[0]), t(rows.last().unwrap()))
+        })
+        .collect()
+}
+
+#[test]
+fn every_30_minutes_sends_each_window_as_it_closes() {
+    let reg = registry(&[monitor_yaml("S", "air", "Asia/Shanghai", "co2: ppm", &[])]);
+    let lines = half_hourly("S", "2026-03-14T16:00:00Z", 3);
+    let run = run_lines(
+        reg,
+        EngineSettings::default(),
+        PushMode::Every30Minutes,
+        &lines,
+    );
+    let m = message_times(&run);
+    // Each window closes when a sample 20 minutes past its end raises the
+    // watermark; the last two are still open at the end of input and close together.
+    let sizes: Vec<usize> = m.iter().map(|(n, _, _)| *n).collect();
+    assert_eq!(sizes, [1, 1, 1, 1, 2]);
+    assert_eq!(m[0].1, "2026-03-15T00:30:00.000+08:00");
+    assert_eq!(m[4].2, "2026-03-15T03:00:00.000+08:00");
+}
+
+#[test]
+fn daily_holds_a_local_day_and_sends_it_when_the_day_ends() {
+    let reg = registry(&[monitor_yaml("S", "air", "Asia/Shanghai", "co2: ppm", &[])]);
+    // Local 2026-03-15 00:00 is 03-14T16:00Z; two and a half local days.
+    let lines = half_hourly("S", "2026-03-14T16:00:00Z", 60);
+    let run = run_lines(reg, EngineSettings::default(), PushMode::Daily, &lines);
+    assert_eq!(
+        message_times(&run),
+        [
+            (
+                48,
+                "2026-03-15T00:30:00.000+08:00".into(),
+                "2026-03-16T00:00:00.000+08:00".into()
+            ),
+            (
+                48,
+                "2026-03-16T00:30:00.000+08:00".into(),
+                "2026-03-17T00:00:00.000+08:00".into()
+            ),
+            // The rest is sent at the end of the input.
+            (
+                24,
+                "2026-03-17T00:30:00.000+08:00".into(),
+                "2026-03-17T12:00:00.000+08:00".into()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn daily_splits_a_50_window_dst_day_at_48() {
+    let reg = registry(&[monitor_yaml(
+        "N",
+        "air",
+        "America/New_York",
+        "co2: ppm",
+        &[],
+    )]);
+    // 2026-11-01 in New York has 25 hours: local midnight is 04:00Z, the next 05:00Z.
+    let lines = half_hourly("N", "2026-11-01T04:00:00Z", 26);
+    let run = run_lines(reg, EngineSettings::default(), PushMode::Daily, &lines);
+    assert_eq!(
+        message_times(&run),
+        [
+            (
+                48,
+                "2026-11-01T00:30:00.000-04:00".into(),
+                "2026-11-01T23:00:00.000-05:00".into()
+            ),
+            (
+                2,
+                "2026-11-01T23:30:00.000-05:00".into(),
+                "2026-11-02T00:00:00.000-05:00".into()
+            ),
+            (
+                2,
+                "2026-11-02T00:30:00.000-05:00".into(),
+                "2026-11-02T01:00:00.000-05:00".into()
+            ),
+        ]
+    );
+}
