@@ -1,7 +1,8 @@
 //! The command line: parsing and dispatch to the library. Every failure is a
 //! one-line error naming the file and field, and a non-zero exit.
 
-use crate::config::{Config, PushMode};
+use crate::config::{Config, PushMode, Secret};
+use crate::emulator::EmulatorOptions;
 use crate::offline;
 use crate::problem::Problems;
 use crate::registry::Registry;
@@ -53,6 +54,30 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// A RESET stand-in for local development: Socket.IO namespace /v2, strict checks, GET /state.
+    Emulator {
+        /// Address to listen on, e.g. 127.0.0.1:8069.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Accepted client id (else RESET_CLIENT_ID, else "demo").
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Accepted client secret (else RESET_CLIENT_SECRET, else "demo").
+        #[arg(long)]
+        client_secret: Option<String>,
+        /// Fraction of messages answered with 10500.
+        #[arg(long, default_value_t = 0.0)]
+        fail_rate: f64,
+        /// Fraction of accepted messages whose ack is never sent.
+        #[arg(long, default_value_t = 0.0)]
+        drop_ack_rate: f64,
+        /// Delay before each ack (e.g. 200ms).
+        #[arg(long, value_parser = crate::config::parse_duration, default_value = "0s")]
+        ack_delay: std::time::Duration,
+        /// Drop the connection at every N-th message (0: never).
+        #[arg(long, default_value_t = 0)]
+        disconnect_every: u64,
+    },
     /// Check a config (and the monitor registry it names), or just a registry.
     Validate {
         #[arg(
@@ -83,6 +108,41 @@ pub fn run(cli: Cli) -> Result<()> {
             config.as_deref(),
         ),
         Command::Validate { config, monitors } => validate(config.as_deref(), monitors.as_deref()),
+        Command::Emulator {
+            listen,
+            client_id,
+            client_secret,
+            fail_rate,
+            drop_ack_rate,
+            ack_delay,
+            disconnect_every,
+        } => {
+            for (name, rate) in [
+                ("--fail-rate", fail_rate),
+                ("--drop-ack-rate", drop_ack_rate),
+            ] {
+                anyhow::ensure!(
+                    (0.0..=1.0).contains(&rate),
+                    "{name} must be between 0 and 1, not {rate}"
+                );
+            }
+            let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+            let options = EmulatorOptions {
+                client_id: client_id
+                    .or_else(|| env("RESET_CLIENT_ID"))
+                    .unwrap_or_else(|| "demo".into()),
+                client_secret: Secret::new(
+                    client_secret
+                        .or_else(|| env("RESET_CLIENT_SECRET"))
+                        .unwrap_or_else(|| "demo".into()),
+                ),
+                fail_rate,
+                drop_ack_rate,
+                ack_delay,
+                disconnect_every,
+            };
+            emulator(listen, options)
+        }
     }
 }
 
@@ -175,4 +235,35 @@ fn validate(config: Option<&Path>, monitors: Option<&Path>) -> Result<()> {
         }
         anyhow::bail!("{} problem(s) found", found.len())
     }
+}
+
+fn emulator(listen: std::net::SocketAddr, options: EmulatorOptions) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let handle = crate::emulator::serve(listen, options)
+            .await
+            .with_context(|| format!("{listen}: cannot listen"))?;
+        tracing::info!(addr = %handle.addr, "RESET emulator on namespace /v2; GET /state shows what it accepted");
+        shutdown_signal().await;
+        let stats = handle.state.lock().expect("state lock").stats.clone();
+        eprintln!("emulator: {}", serde_json::to_string(&stats).unwrap_or_default());
+        handle.stop();
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
 }

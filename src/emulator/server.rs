@@ -1,0 +1,285 @@
+//! The emulator's server: socketioxide on axum. What it accepted is kept in
+//! memory and shown as JSON at `GET /state`.
+
+use super::rules::{check_monitors, check_readings, message_id, KnownMonitor};
+use crate::config::Secret;
+use axum::routing::get;
+use axum::Json;
+use rand::Rng;
+use serde::Serialize;
+use serde_json::{json, Value};
+use socketioxide::extract::{Data, SocketRef};
+use socketioxide::SocketIo;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How the emulator behaves.
+#[derive(Debug, Clone)]
+pub struct EmulatorOptions {
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Fraction of messages answered with `10500` (and not stored).
+    pub fail_rate: f64,
+    /// Fraction of stored messages whose `ack` is never sent.
+    pub drop_ack_rate: f64,
+    /// Delay before each `ack`.
+    pub ack_delay: Duration,
+    /// Drop the connection at every N-th message (unprocessed); 0 never.
+    pub disconnect_every: u64,
+}
+
+impl Default for EmulatorOptions {
+    fn default() -> Self {
+        EmulatorOptions {
+            client_id: "demo".into(),
+            client_secret: Secret::new("demo"),
+            fail_rate: 0.0,
+            drop_ack_rate: 0.0,
+            ack_delay: Duration::ZERO,
+            disconnect_every: 0,
+        }
+    }
+}
+
+/// Counters of what the emulator saw.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct EmulatorStats {
+    pub auth_ok: u64,
+    pub auth_failed: u64,
+    pub messages: u64,
+    pub acked: u64,
+    pub acks_dropped: u64,
+    pub errors_10400: u64,
+    pub errors_10401: u64,
+    pub errors_10500: u64,
+    pub disconnects: u64,
+    /// A message id seen again with the same bytes.
+    pub identical_resends: u64,
+    /// A message id seen again with different bytes: must never happen.
+    pub conflicting_resends: u64,
+    /// A window received again with a different value: must never happen.
+    pub changed_readings: u64,
+}
+
+/// What the emulator holds.
+#[derive(Debug, Default)]
+pub struct EmulatorState {
+    pub monitors: HashMap<String, KnownMonitor>,
+    /// Accepted rows by (connection_id, reading instant).
+    pub readings: BTreeMap<(String, i64), Value>,
+    /// The first payload seen under each message id.
+    pub payloads: HashMap<String, String>,
+    pub stats: EmulatorStats,
+}
+
+impl EmulatorState {
+    /// The `/state` view: monitors, readings in order, counters.
+    pub fn to_json(&self) -> Value {
+        let monitors: BTreeMap<&String, &Value> =
+            self.monitors.iter().map(|(k, m)| (k, &m.data)).collect();
+        let readings: Vec<&Value> = self.readings.values().collect();
+        json!({ "monitors": monitors, "readings": readings, "stats": self.stats })
+    }
+}
+
+/// A running emulator.
+pub struct EmulatorHandle {
+    pub addr: SocketAddr,
+    pub state: Arc<Mutex<EmulatorState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EmulatorHandle {
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Clone)]
+struct Shared {
+    options: Arc<EmulatorOptions>,
+    state: Arc<Mutex<EmulatorState>>,
+}
+
+#[derive(Clone)]
+struct Authenticated;
+
+/// Starts the emulator on `listen` (port 0 for any free port).
+pub async fn serve(
+    listen: SocketAddr,
+    options: EmulatorOptions,
+) -> std::io::Result<EmulatorHandle> {
+    let shared = Shared {
+        options: Arc::new(options),
+        state: Arc::default(),
+    };
+    let (layer, io) = SocketIo::builder().max_payload(16 << 20).build_layer();
+    let on_connect = shared.clone();
+    io.ns("/v2", move |socket: SocketRef| {
+        let shared = on_connect.clone();
+        async move { attach(socket, shared) }
+    });
+    let state_view = Arc::clone(&shared.state);
+    let app = axum::Router::new()
+        .route(
+            "/state",
+            get(move || {
+                let state = Arc::clone(&state_view);
+                async move { Json(state.lock().expect("state lock").to_json()) }
+            }),
+        )
+        .layer(layer);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "emulator server stopped");
+        }
+    });
+    Ok(EmulatorHandle {
+        addr,
+        state: shared.state,
+        task,
+    })
+}
+
+fn attach(socket: SocketRef, shared: Shared) {
+    let auth = shared.clone();
+    socket.on("auth", move |socket: SocketRef, Data(data): Data<Value>| {
+        let shared = auth.clone();
+        async move { on_auth(&socket, &shared, &data) }
+    });
+    for event in ["monitors", "readings"] {
+        let shared = shared.clone();
+        socket.on(event, move |socket: SocketRef, Data(data): Data<Value>| {
+            let shared = shared.clone();
+            async move { on_message(socket, shared, event, data).await }
+        });
+    }
+}
+
+fn on_auth(socket: &SocketRef, shared: &Shared, data: &Value) {
+    let given = |k: &str| data.get(k).and_then(Value::as_str).unwrap_or("");
+    let ok = given("client_id") == shared.options.client_id
+        && given("client_secret") == shared.options.client_secret.expose()
+        && !shared.options.client_id.is_empty();
+    let mut state = shared.state.lock().expect("state lock");
+    let reply = if ok {
+        state.stats.auth_ok += 1;
+        socket.extensions.insert(Authenticated);
+        json!({"code": "10200", "message": "Authentication succeeded.", "api_version": "v2"})
+    } else {
+        state.stats.auth_failed += 1;
+        socket.extensions.remove::<Authenticated>();
+        json!({"code": "10401", "message": "Authentication failed.", "api_version": "v2"})
+    };
+    drop(state);
+    let _ = socket.emit("auth", &reply);
+}
+
+/// What to answer a message with, decided under the state lock.
+enum Answer {
+    Ack,
+    DropAck,
+    Error(&'static str, String),
+    Disconnect,
+}
+
+async fn on_message(socket: SocketRef, shared: Shared, event: &'static str, data: Value) {
+    let id = message_id(&data).unwrap_or_default();
+    let answer = decide(&socket, &shared, event, &data, &id);
+    match answer {
+        Answer::Disconnect => {
+            let _ = socket.disconnect();
+        }
+        Answer::DropAck => {}
+        Answer::Error(code, message) => {
+            let _ = socket.emit(
+                "errors",
+                &json!({"code": code, "message": message, "id": id}),
+            );
+        }
+        Answer::Ack => {
+            if !shared.options.ack_delay.is_zero() {
+                tokio::time::sleep(shared.options.ack_delay).await;
+            }
+            // Both shapes occur at RESET: `message_id` (monitors) and `id` (readings).
+            let ack = if event == "monitors" {
+                json!({"code": "10200", "ack": true, "message_id": id, "api_version": "v2"})
+            } else {
+                json!({"code": "10200", "ack": true, "id": id})
+            };
+            let _ = socket.emit("ack", &ack);
+        }
+    }
+}
+
+fn decide(socket: &SocketRef, shared: &Shared, event: &str, data: &Value, id: &str) -> Answer {
+    let options = &shared.options;
+    let mut state = shared.state.lock().expect("state lock");
+    let state = &mut *state;
+    if socket.extensions.get::<Authenticated>().is_none() {
+        state.stats.errors_10401 += 1;
+        return Answer::Error("10401", "Unauthorized access: authenticate first.".into());
+    }
+    state.stats.messages += 1;
+    if options.disconnect_every > 0
+        && state
+            .stats
+            .messages
+            .is_multiple_of(options.disconnect_every)
+    {
+        state.stats.disconnects += 1;
+        return Answer::Disconnect;
+    }
+    let mut rng = rand::rng();
+    if options.fail_rate > 0.0 && rng.random_bool(options.fail_rate.min(1.0)) {
+        state.stats.errors_10500 += 1;
+        return Answer::Error("10500", "Internal Server Error.".into());
+    }
+    let bytes = data.to_string();
+    match state.payloads.get(id) {
+        Some(first) if *first == bytes => {
+            // A re-send of an accepted message: acknowledge it again.
+            state.stats.identical_resends += 1;
+        }
+        Some(_) => {
+            state.stats.conflicting_resends += 1;
+            state.stats.errors_10400 += 1;
+            return Answer::Error(
+                "10400",
+                format!("message_id {id:?} was used for other content"),
+            );
+        }
+        None => {
+            let checked = if event == "monitors" {
+                check_monitors(data, &state.monitors).map(|change| {
+                    state.monitors.insert(change.connection_id, change.monitor);
+                })
+            } else {
+                check_readings(data, &state.monitors).map(|accepted| {
+                    for (instant, row) in accepted.rows {
+                        let key = (accepted.connection_id.clone(), instant);
+                        if state.readings.get(&key).is_some_and(|old| *old != row) {
+                            state.stats.changed_readings += 1;
+                        }
+                        state.readings.insert(key, row);
+                    }
+                })
+            };
+            if let Err(reason) = checked {
+                state.stats.errors_10400 += 1;
+                return Answer::Error("10400", reason);
+            }
+            state.payloads.insert(id.to_string(), bytes);
+        }
+    }
+    if options.drop_ack_rate > 0.0 && rng.random_bool(options.drop_ack_rate.min(1.0)) {
+        state.stats.acks_dropped += 1;
+        return Answer::DropAck;
+    }
+    state.stats.acked += 1;
+    Answer::Ack
+}

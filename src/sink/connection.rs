@@ -1,0 +1,179 @@
+//! One authenticated Socket.IO connection to RESET's `/v2` namespace.
+//!
+//! `connect()` can return before the namespace is joined, and an `auth`
+//! emitted then is lost, so `auth` is a request with a timeout, repeated
+//! until RESET answers. (With rust_socketio 0.6's `reconnect(false)` the
+//! namespace was never joined here, so the client keeps its default; a
+//! connection that drops is replaced by a fresh `Connection::open`, which
+//! authenticates again.)
+
+use crate::config::Secret;
+use futures_util::FutureExt;
+use rust_socketio::asynchronous::{Client, ClientBuilder};
+use rust_socketio::Payload;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// What RESET said.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Auth(Value),
+    Ack(Value),
+    Errors(Value),
+    /// The connection closed.
+    Closed,
+}
+
+impl Reply {
+    /// The message id an `ack` or `errors` refers to (`message_id` or `id`).
+    pub fn message_id(&self) -> Option<&str> {
+        let body = match self {
+            Reply::Ack(v) | Reply::Errors(v) => v,
+            _ => return None,
+        };
+        body.get("message_id")
+            .or_else(|| body.get("id"))
+            .and_then(Value::as_str)
+    }
+
+    /// The `code` field, as RESET sends it (a string, sometimes a number).
+    pub fn code(&self) -> Option<String> {
+        let body = match self {
+            Reply::Auth(v) | Reply::Ack(v) | Reply::Errors(v) => v,
+            Reply::Closed => return None,
+        };
+        match body.get("code")? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// Why a connection could not be used. Never carries the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("cannot connect to {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("RESET did not answer auth within {0:?}")]
+    AuthTimeout(Duration),
+    #[error("RESET refused the credentials of client {client_id:?} (code {code})")]
+    Unauthorized { client_id: String, code: String },
+    #[error("cannot send: {0}")]
+    Send(String),
+}
+
+/// An authenticated connection and the replies it receives.
+pub struct Connection {
+    client: Client,
+}
+
+impl Connection {
+    /// Connects to `url` + `namespace` and authenticates.
+    pub async fn open(
+        url: &str,
+        namespace: &str,
+        client_id: &str,
+        client_secret: &Secret,
+        auth_timeout: Duration,
+    ) -> Result<(Connection, mpsc::UnboundedReceiver<Reply>), ConnectionError> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let forward = |make: fn(Value) -> Reply, tx: mpsc::UnboundedSender<Reply>| {
+            move |payload: Payload, _: Client| {
+                let tx = tx.clone();
+                async move {
+                    if let Payload::Text(values) = payload {
+                        for v in values {
+                            let _ = tx.send(make(v));
+                        }
+                    }
+                }
+                .boxed()
+            }
+        };
+        let closed = tx.clone();
+        let client = ClientBuilder::new(url)
+            .namespace(namespace)
+            .on("auth", forward(Reply::Auth, tx.clone()))
+            .on("ack", forward(Reply::Ack, tx.clone()))
+            .on("errors", forward(Reply::Errors, tx))
+            .on("close", move |_: Payload, _: Client| {
+                let closed = closed.clone();
+                async move {
+                    let _ = closed.send(Reply::Closed);
+                }
+                .boxed()
+            })
+            .connect()
+            .await
+            .map_err(|e| ConnectionError::Connect {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        let connection = Connection { client };
+        let auth = json!({ "client_id": client_id, "client_secret": client_secret.expose() });
+        let deadline = tokio::time::Instant::now() + auth_timeout;
+        let retry_every = Duration::from_millis(250).min(auth_timeout);
+        loop {
+            // Until the namespace is joined, emitting fails: that is a retry, not an error.
+            if let Err(e) = connection.emit_value("auth", auth.clone()).await {
+                if tokio::time::Instant::now() >= deadline {
+                    let _ = connection.client.disconnect().await;
+                    return Err(e);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            let wait = tokio::time::sleep(retry_every);
+            tokio::pin!(wait);
+            let answer = loop {
+                tokio::select! {
+                    reply = rx.recv() => match reply {
+                        Some(r @ Reply::Auth(_)) => break Some(r),
+                        Some(Reply::Closed) | None => {
+                            return Err(ConnectionError::Connect { url: url.to_string(), reason: "closed during auth".into() })
+                        }
+                        Some(_) => continue,
+                    },
+                    _ = &mut wait => break None,
+                }
+            };
+            match answer {
+                Some(reply) if reply.code().as_deref() == Some("10200") => {
+                    return Ok((connection, rx));
+                }
+                Some(reply) => {
+                    let _ = connection.client.disconnect().await;
+                    return Err(ConnectionError::Unauthorized {
+                        client_id: client_id.to_string(),
+                        code: reply.code().unwrap_or_default(),
+                    });
+                }
+                None if tokio::time::Instant::now() >= deadline => {
+                    let _ = connection.client.disconnect().await;
+                    return Err(ConnectionError::AuthTimeout(auth_timeout));
+                }
+                None => continue,
+            }
+        }
+    }
+
+    async fn emit_value(&self, event: &str, value: Value) -> Result<(), ConnectionError> {
+        self.client
+            .emit(event, Payload::Text(vec![value]))
+            .await
+            .map_err(|e| ConnectionError::Send(e.to_string()))
+    }
+
+    /// Emits a payload that is already JSON text (exactly as built by the core).
+    pub async fn emit(&self, event: &str, payload: &str) -> Result<(), ConnectionError> {
+        let value: Value = serde_json::from_str(payload)
+            .map_err(|e| ConnectionError::Send(format!("payload is not JSON: {e}")))?;
+        self.emit_value(event, value).await
+    }
+
+    pub async fn close(self) {
+        let _ = self.client.disconnect().await;
+    }
+}

@@ -1,0 +1,224 @@
+//! The RESET emulator, spoken to over real Socket.IO by the sink's connection:
+//! auth, strict checks, ack/errors shapes, re-sends, misbehaviour.
+
+mod common;
+use reset_pipeline::config::Secret;
+use reset_pipeline::emulator::{serve, EmulatorHandle, EmulatorOptions};
+use reset_pipeline::sink::{Connection, ConnectionError, Reply};
+use serde_json::Value;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn emulator(options: EmulatorOptions) -> EmulatorHandle {
+    serve("127.0.0.1:0".parse().unwrap(), options)
+        .await
+        .unwrap()
+}
+
+async fn connect(
+    handle: &EmulatorHandle,
+    secret: &str,
+) -> Result<(Connection, UnboundedReceiver<Reply>), ConnectionError> {
+    let url = format!("http://{}", handle.addr);
+    Connection::open(&url, "/v2", "demo", &Secret::new(secret), TIMEOUT).await
+}
+
+/// The sample fleet's emissions, as `aggregate` writes them.
+fn sample_emissions() -> Vec<(String, String)> {
+    let registry = std::sync::Arc::new(
+        reset_pipeline::registry::Registry::load("examples/monitors.yaml".as_ref()).unwrap(),
+    );
+    let input = std::fs::read("examples/events.jsonl").unwrap();
+    let mut out = Vec::new();
+    reset_pipeline::offline::aggregate(
+        registry,
+        Default::default(),
+        Default::default(),
+        &mut input.as_slice(),
+        &mut out,
+        None,
+    )
+    .unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["event"].as_str().unwrap().to_string(),
+                v["payload"].to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn reply(rx: &mut UnboundedReceiver<Reply>) -> Reply {
+    tokio::time::timeout(TIMEOUT, rx.recv())
+        .await
+        .expect("RESET answers")
+        .expect("connection open")
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> Value {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    let json = body.split("\r\n\r\n").nth(1).unwrap();
+    serde_json::from_str(json).unwrap()
+}
+
+#[tokio::test]
+async fn every_sample_emission_is_acknowledged_and_kept() {
+    let handle = emulator(EmulatorOptions::default()).await;
+    let (conn, mut rx) = connect(&handle, "demo").await.unwrap();
+    let emissions = sample_emissions();
+    let mut readings = 0;
+    for (event, payload) in &emissions {
+        conn.emit(event, payload).await.unwrap();
+        let r = reply(&mut rx).await;
+        let sent: Value = serde_json::from_str(payload).unwrap();
+        assert!(matches!(r, Reply::Ack(_)), "{r:?} for {payload}");
+        assert_eq!(r.message_id(), sent["message_id"].as_str());
+        assert_eq!(r.code().as_deref(), Some("10200"));
+        if event == "readings" {
+            readings += sent["data"]["readings"].as_array().unwrap().len();
+        }
+    }
+    let state = http_get(handle.addr, "/state").await;
+    assert_eq!(state["readings"].as_array().unwrap().len(), readings);
+    assert_eq!(state["monitors"].as_object().unwrap().len(), 5);
+    assert_eq!(state["stats"]["acked"], emissions.len());
+    // A re-send of the same bytes is acknowledged again and counted as identical.
+    let (event, payload) = emissions.last().unwrap();
+    conn.emit(event, payload).await.unwrap();
+    assert!(matches!(reply(&mut rx).await, Reply::Ack(_)));
+    let stats = handle.state.lock().unwrap().stats.clone();
+    assert_eq!(
+        (
+            stats.identical_resends,
+            stats.conflicting_resends,
+            stats.changed_readings
+        ),
+        (1, 0, 0)
+    );
+    conn.close().await;
+    handle.stop();
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_refused_with_10401() {
+    let handle = emulator(EmulatorOptions::default()).await;
+    match connect(&handle, "not-the-secret").await {
+        Err(e @ ConnectionError::Unauthorized { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("10401"), "{text}");
+            assert!(!text.contains("not-the-secret"), "{text}");
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("wrong credentials were accepted"),
+    }
+    assert_eq!(handle.state.lock().unwrap().stats.auth_failed, 1);
+    handle.stop();
+}
+
+#[tokio::test]
+async fn invalid_messages_get_10400_with_a_reason_and_the_id() {
+    let handle = emulator(EmulatorOptions::default()).await;
+    let (conn, mut rx) = connect(&handle, "demo").await.unwrap();
+    let emissions = sample_emissions();
+    let (_, readings) = emissions.iter().find(|(e, _)| e == "readings").unwrap();
+    // Readings of a monitor that was never created.
+    conn.emit("readings", readings).await.unwrap();
+    let r = reply(&mut rx).await;
+    assert!(matches!(r, Reply::Errors(_)), "{r:?}");
+    assert_eq!(r.code().as_deref(), Some("10400"));
+    let sent: Value = serde_json::from_str(readings).unwrap();
+    assert_eq!(r.message_id(), sent["message_id"].as_str());
+    let Reply::Errors(body) = &r else {
+        unreachable!()
+    };
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist: create it first"),
+        "{body}"
+    );
+    // A reading_time off the half-hour grid.
+    let (_, create) = &emissions[0];
+    conn.emit("monitors", create).await.unwrap();
+    assert!(matches!(reply(&mut rx).await, Reply::Ack(_)));
+    let mut bad = sent.clone();
+    bad["message_id"] = "bad-1".into();
+    bad["data"]["readings"][0]["reading_time"] = "2026-03-15T13:10:00.000+05:45".into();
+    conn.emit("readings", &bad.to_string()).await.unwrap();
+    let r = reply(&mut rx).await;
+    assert_eq!(r.code().as_deref(), Some("10400"));
+    assert_eq!(r.message_id(), Some("bad-1"));
+    conn.close().await;
+    handle.stop();
+}
+
+#[tokio::test]
+async fn a_failing_emulator_answers_10500_and_stores_nothing() {
+    let handle = emulator(EmulatorOptions {
+        fail_rate: 1.0,
+        ..Default::default()
+    })
+    .await;
+    let (conn, mut rx) = connect(&handle, "demo").await.unwrap();
+    let (event, payload) = &sample_emissions()[0];
+    conn.emit(event, payload).await.unwrap();
+    let r = reply(&mut rx).await;
+    assert_eq!(r.code().as_deref(), Some("10500"));
+    assert!(handle.state.lock().unwrap().monitors.is_empty());
+    conn.close().await;
+    handle.stop();
+}
+
+#[tokio::test]
+async fn unauthenticated_messages_are_refused() {
+    let handle = emulator(EmulatorOptions::default()).await;
+    // A raw client that never authenticates.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    use futures_util::FutureExt;
+    let client = rust_socketio::asynchronous::ClientBuilder::new(format!("http://{}", handle.addr))
+        .namespace("/v2")
+        .on("errors", move |p, _| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(p);
+            }
+            .boxed()
+        })
+        .connect()
+        .await
+        .unwrap();
+    let (event, payload) = &sample_emissions()[0];
+    let value: Value = serde_json::from_str(payload).unwrap();
+    // The namespace may not be joined yet when connect returns: send until answered.
+    let answer = loop {
+        client
+            .emit(
+                event.as_str(),
+                rust_socketio::Payload::Text(vec![value.clone()]),
+            )
+            .await
+            .unwrap();
+        if let Ok(Some(p)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+            break p;
+        }
+    };
+    let rust_socketio::Payload::Text(v) = answer else {
+        panic!("text payload")
+    };
+    assert_eq!(v[0]["code"], "10401");
+    client.disconnect().await.unwrap();
+    handle.stop();
+}
