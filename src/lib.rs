@@ -10,7 +10,9 @@
 //! - [`pipeline`]: one partition through engine and batcher, monitors announced first
 //! - [`offline`]: the `aggregate` command over a JSON-lines file
 //!
-//! [`synthetic`] makes fleets and sample streams for the demo, benchmarks and tests.
+//! - [`sink`]: the authenticated Socket.IO connection to RESET's `/v2`
+//!
+//! [`emulator`] is a strict RESET stand-in; [`synthetic`] makes fleets and sample streams for the demo, benchmarks and tests.
 //!
 //! Around them: [`config`] and [`problem`] for the user's files, [`parameter`]
 //! for RESET's vocabulary and units, [`cli`] for the command line.

@@ -290,22 +290,12 @@ impl Unit {
 
     /// Parses a unit as declared to RESET: only RESET's exact spellings count.
     pub fn parse_reset(text: &str) -> Option<Unit> {
-        use Unit::*;
-        [
-            MicrogramPerM3,
-            MilligramPerM3,
-            Ppb,
-            Ppm,
-            Celsius,
-            PercentRh,
-            Litre,
-            Millivolt,
-            Ph,
-            KilowattHour,
-            Kilogram,
-        ]
-        .into_iter()
-        .find(|u| u.name() == text)
+        Module::ALL
+            .iter()
+            .flat_map(|m| m.parameters())
+            .flat_map(|p| p.reset_units())
+            .find(|u| u.name() == text)
+            .copied()
     }
 }
 
