@@ -403,3 +403,78 @@ fn sample_reject(
     r.unit = m.unit.clone();
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Measurement;
+    use crate::registry::Registry;
+
+    const T0: i64 = 1_780_000_200_000; // 2026-05-28T20:30:00Z, a window end in UTC
+
+    fn engine(watermark: i64, acknowledged_through: i64) -> Engine {
+        let yaml = "monitors:\n  - {connection_id: A, module: air, timezone: UTC, monitor_brand: B, monitor_sku: S, monitor_serial_id: X, parameters: {co2: ppm}}\n";
+        let registry = Arc::new(Registry::parse(yaml, "m.yaml").unwrap());
+        Engine::resume(
+            registry,
+            EngineSettings::default(),
+            watermark,
+            acknowledged_through,
+        )
+    }
+
+    fn co2(t: i64, v: f64) -> SensorEvent {
+        SensorEvent {
+            connection_id: "A".into(),
+            event_time: t,
+            channel_id: None,
+            measurements: vec![Measurement::new("co2", Some(v), None)],
+            bin_emptied: false,
+        }
+    }
+
+    #[test]
+    fn a_resumed_engine_skips_acknowledged_windows_without_calling_them_late() {
+        let mut e = engine(T0 - 60_000, T0);
+        let mut rejects = Vec::new();
+        e.record(7, &co2(T0 - 1_000, 400.0), &mut rejects); // window ending T0: acknowledged
+        e.record(8, &co2(T0 + 1_000, 500.0), &mut rejects); // next window
+        assert!(rejects.is_empty());
+        assert_eq!(e.stats().samples_already_acknowledged, 1);
+        let closed = e.flush();
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].end, T0 + HALF_HOUR_MS);
+        // Air reports pm2p5, tvoc, co2, temp, rh: only co2 had samples.
+        let none = SlotValue::Single(None);
+        let co2 = SlotValue::Single(Some(500.0));
+        assert_eq!(
+            closed[0].values,
+            [none.clone(), none.clone(), co2, none.clone(), none]
+        );
+        // The window remembers where to restart to rebuild it whole.
+        assert_eq!(
+            closed[0].resume,
+            ResumePoint {
+                offset: 8,
+                watermark_before: T0 - 60_000
+            }
+        );
+    }
+
+    #[test]
+    fn an_idle_partition_closes_its_windows_when_the_watermark_is_raised() {
+        let mut e = engine(i64::MIN, i64::MIN);
+        let mut rejects = Vec::new();
+        e.record(1, &co2(T0 - 1_000, 400.0), &mut rejects);
+        assert!(e.advance().is_empty(), "lateness keeps it open");
+        assert_eq!(e.earliest_open().map(|r| r.offset), Some(1));
+        assert!(e.advance_to(T0 - 1).is_empty());
+        let closed = e.advance_to(T0);
+        assert_eq!(closed.len(), 1);
+        assert_eq!(e.open_windows(), 0);
+        // A sample for it now is late.
+        e.record(2, &co2(T0 - 2_000, 1.0), &mut rejects);
+        assert_eq!(rejects.len(), 1);
+        assert_eq!(rejects[0].reason, RejectReason::Late);
+    }
+}
