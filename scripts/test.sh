@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The reference Socket.IO server for the interoperability test.
+(cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 

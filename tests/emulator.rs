@@ -2,6 +2,7 @@
 //! auth, strict checks, ack/errors shapes, re-sends, misbehaviour.
 
 mod common;
+use common::sample_emissions;
 use reset_pipeline::config::Secret;
 use reset_pipeline::emulator::{serve, EmulatorHandle, EmulatorOptions};
 use reset_pipeline::sink::{Connection, ConnectionError, Reply};
@@ -24,35 +25,6 @@ async fn connect(
 ) -> Result<(Connection, UnboundedReceiver<Reply>), ConnectionError> {
     let url = format!("http://{}", handle.addr);
     Connection::open(&url, "/v2", "demo", &Secret::new(secret), TIMEOUT).await
-}
-
-/// The sample fleet's emissions, as `aggregate` writes them.
-fn sample_emissions() -> Vec<(String, String)> {
-    let registry = std::sync::Arc::new(
-        reset_pipeline::registry::Registry::load("examples/monitors.yaml".as_ref()).unwrap(),
-    );
-    let input = std::fs::read("examples/events.jsonl").unwrap();
-    let mut out = Vec::new();
-    reset_pipeline::offline::aggregate(
-        registry,
-        Default::default(),
-        Default::default(),
-        &mut input.as_slice(),
-        &mut out,
-        None,
-    )
-    .unwrap();
-    String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            (
-                v["event"].as_str().unwrap().to_string(),
-                v["payload"].to_string(),
-            )
-        })
-        .collect()
 }
 
 async fn reply(rx: &mut UnboundedReceiver<Reply>) -> Reply {

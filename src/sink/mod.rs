@@ -1,6 +1,8 @@
-//! The RESET side: a Socket.IO connection to `/v2` that authenticates and
-//! turns RESET's `auth`, `ack` and `errors` events into typed replies.
+//! The RESET side: an authenticated Socket.IO connection to `/v2`, and the
+//! publisher that sends messages over it and reports each one's fate.
 
 pub mod connection;
+pub mod publisher;
 
 pub use connection::{Connection, ConnectionError, Reply};
+pub use publisher::{Delivery, Fate, Outgoing, Publisher, PublisherSettings, Status};

@@ -140,3 +140,30 @@ pub fn run_events(registry: Arc<Registry>, events: &[SensorEvent]) -> Run {
         &lines,
     )
 }
+
+/// The sample fleet's emissions as `aggregate` writes them: (event, payload).
+pub fn sample_emissions() -> Vec<(String, String)> {
+    let registry = Arc::new(Registry::load("examples/monitors.yaml".as_ref()).unwrap());
+    let input = std::fs::read("examples/events.jsonl").unwrap();
+    let mut out = Vec::new();
+    aggregate(
+        registry,
+        EngineSettings::default(),
+        PushMode::default(),
+        &mut input.as_slice(),
+        &mut out,
+        None,
+    )
+    .unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["event"].as_str().unwrap().to_string(),
+                v["payload"].to_string(),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,234 @@
+//! The publisher against the emulator: every message's fate, retries that
+//! re-send the same bytes, order per monitor, bounded memory while RESET is down.
+
+mod common;
+use common::sample_emissions;
+use reset_pipeline::config::Secret;
+use reset_pipeline::emulator::{serve, EmulatorHandle, EmulatorOptions};
+use reset_pipeline::sink::{Delivery, Fate, Outgoing, Publisher, PublisherSettings, Status};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+async fn emulator_at(addr: SocketAddr, options: EmulatorOptions) -> EmulatorHandle {
+    serve(addr, options).await.unwrap()
+}
+
+fn settings(addr: SocketAddr, secret: &str) -> PublisherSettings {
+    let mut s = PublisherSettings::new(&format!("http://{addr}"), "demo", Secret::new(secret));
+    s.ack_timeout = Duration::from_millis(500);
+    s.backoff_min = Duration::from_millis(10);
+    s.backoff_max = Duration::from_millis(200);
+    s
+}
+
+fn outgoing((event, payload): &(String, String)) -> Outgoing {
+    let v: Value = serde_json::from_str(payload).unwrap();
+    Outgoing {
+        event: if event == "monitors" {
+            "monitors"
+        } else {
+            "readings"
+        },
+        message_id: v["message_id"].as_str().unwrap().to_string(),
+        payload: payload.clone(),
+        key: v["data"]["connection_id"].as_str().unwrap().to_string(),
+    }
+}
+
+async fn collect(rx: &mut UnboundedReceiver<Delivery>, n: usize) -> Vec<Delivery> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let d = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("deliveries keep coming")
+            .unwrap();
+        out.push(d);
+    }
+    out
+}
+
+/// Publishes the sample fleet and checks every message was acknowledged
+/// exactly once, in publishing order per monitor, and RESET holds exactly
+/// the readings of a clean run.
+async fn publish_all_and_check(
+    options: EmulatorOptions,
+) -> reset_pipeline::emulator::EmulatorStats {
+    let handle = emulator_at("127.0.0.1:0".parse().unwrap(), options).await;
+    let (publisher, mut rx) = Publisher::start(settings(handle.addr, "demo"));
+    let messages: Vec<Outgoing> = sample_emissions().iter().map(outgoing).collect();
+    for m in &messages {
+        publisher.publish(m.clone()).await;
+    }
+    let deliveries = collect(&mut rx, messages.len()).await;
+    assert!(
+        deliveries.iter().all(|d| d.fate == Fate::Acknowledged),
+        "{deliveries:?}"
+    );
+    let mut ids: Vec<&str> = deliveries.iter().map(|d| d.message_id.as_str()).collect();
+    // Per monitor, in publishing order.
+    for key in messages.iter().map(|m| &m.key) {
+        let sent: Vec<&str> = messages
+            .iter()
+            .filter(|m| &m.key == key)
+            .map(|m| m.message_id.as_str())
+            .collect();
+        let got: Vec<&str> = deliveries
+            .iter()
+            .filter(|d| &d.key == key)
+            .map(|d| d.message_id.as_str())
+            .collect();
+        assert_eq!(got, sent, "order of {key}");
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), messages.len(), "each message acknowledged once");
+    assert!(publisher.drain(Duration::from_secs(5)).await);
+    let state = handle.state.lock().unwrap();
+    let readings: usize = messages
+        .iter()
+        .filter(|m| m.event == "readings")
+        .map(|m| {
+            serde_json::from_str::<Value>(&m.payload).unwrap()["data"]["readings"]
+                .as_array()
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert_eq!(state.readings.len(), readings);
+    assert_eq!(state.stats.conflicting_resends, 0);
+    assert_eq!(state.stats.changed_readings, 0);
+    let stats = state.stats.clone();
+    drop(state);
+    handle.stop();
+    stats
+}
+
+#[tokio::test]
+async fn every_module_is_published_and_acknowledged() {
+    let stats = publish_all_and_check(EmulatorOptions::default()).await;
+    assert_eq!(stats.auth_ok, 1);
+    assert_eq!(stats.identical_resends, 0);
+}
+
+#[tokio::test]
+async fn messages_answered_10500_are_retried_until_acknowledged() {
+    let stats = publish_all_and_check(EmulatorOptions {
+        fail_rate: 0.2,
+        ..Default::default()
+    })
+    .await;
+    assert!(stats.errors_10500 > 0, "{stats:?}");
+    assert!(
+        stats.auth_ok > 1,
+        "each retry is on a fresh connection: {stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_dropped_every_7_messages_loses_nothing() {
+    let stats = publish_all_and_check(EmulatorOptions {
+        disconnect_every: 7,
+        ..Default::default()
+    })
+    .await;
+    assert!(stats.disconnects >= 3, "{stats:?}");
+}
+
+#[tokio::test]
+async fn dropped_acks_time_out_and_are_resent_with_the_same_id() {
+    let stats = publish_all_and_check(EmulatorOptions {
+        drop_ack_rate: 0.15,
+        ..Default::default()
+    })
+    .await;
+    assert!(stats.acks_dropped > 0, "{stats:?}");
+    assert!(stats.identical_resends >= stats.acks_dropped, "{stats:?}");
+}
+
+#[tokio::test]
+async fn a_10400_is_reported_and_does_not_block_the_monitor() {
+    let handle = emulator_at("127.0.0.1:0".parse().unwrap(), EmulatorOptions::default()).await;
+    let (publisher, mut rx) = Publisher::start(settings(handle.addr, "demo"));
+    let messages: Vec<Outgoing> = sample_emissions().iter().map(outgoing).collect();
+    // The first readings of a monitor without its create: refused.
+    let orphan = messages.iter().position(|m| m.event == "readings").unwrap();
+    let mut order = vec![messages[orphan].clone()];
+    order.extend(messages.iter().cloned());
+    for m in &order {
+        publisher.publish(m.clone()).await;
+    }
+    let deliveries = collect(&mut rx, order.len()).await;
+    match &deliveries[0].fate {
+        Fate::Rejected { code, reason } => {
+            assert_eq!(code, "10400");
+            assert!(reason.contains("create it first"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(deliveries[1..].iter().all(|d| d.fate == Fate::Acknowledged));
+    handle.stop();
+}
+
+#[tokio::test]
+async fn refused_credentials_stop_publishing_and_leave_it_unready() {
+    let handle = emulator_at("127.0.0.1:0".parse().unwrap(), EmulatorOptions::default()).await;
+    let (publisher, mut rx) = Publisher::start(settings(handle.addr, "wrong-secret"));
+    publisher.publish(outgoing(&sample_emissions()[0])).await;
+    let mut status = publisher.status_watch();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        status.wait_for(|s| *s == Status::Unauthorized),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), rx.recv())
+            .await
+            .is_err(),
+        "nothing is delivered"
+    );
+    assert!(handle.state.lock().unwrap().monitors.is_empty());
+    assert!(!publisher.drain(Duration::from_millis(100)).await);
+    handle.stop();
+}
+
+#[tokio::test]
+async fn while_reset_is_down_memory_is_bounded_and_all_is_sent_when_it_is_back() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut s = settings(addr, "demo");
+    s.max_queued = 8;
+    let (publisher, mut rx) = Publisher::start(s);
+    let messages: Vec<Outgoing> = sample_emissions().iter().map(outgoing).collect();
+    assert!(messages.len() > 8);
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let publisher = std::sync::Arc::new(publisher);
+    let feeder = {
+        let (publisher, accepted, messages) =
+            (publisher.clone(), accepted.clone(), messages.clone());
+        tokio::spawn(async move {
+            for m in messages {
+                publisher.publish(m).await;
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        8,
+        "publish waits once 8 are unanswered"
+    );
+    assert_ne!(publisher.status(), Status::Ready);
+    let handle = emulator_at(addr, EmulatorOptions::default()).await;
+    let deliveries = collect(&mut rx, messages.len()).await;
+    feeder.await.unwrap();
+    assert!(deliveries.iter().all(|d| d.fate == Fate::Acknowledged));
+    assert_eq!(handle.state.lock().unwrap().stats.conflicting_resends, 0);
+    handle.stop();
+}
