@@ -25,6 +25,7 @@ pub mod emulator;
 pub mod event;
 pub mod normalize;
 pub mod offline;
+pub mod offsets;
 pub mod parameter;
 pub mod payload;
 pub mod pipeline;

@@ -7,6 +7,7 @@ use crate::batch::{Batch, Batcher};
 use crate::codec::Decoder;
 use crate::config::PushMode;
 use crate::event::SensorEvent;
+use crate::offsets::{OffsetTracker, Progress};
 use crate::payload::{monitors_payload, Announcements, EventName};
 use crate::registry::Registry;
 use crate::reject::Reject;
@@ -43,33 +44,57 @@ impl Emission {
     }
 }
 
-/// The engine and batcher of one partition.
+/// The engine, batcher and offset tracker of one partition.
 pub struct PartitionPipeline {
     engine: Engine,
     batcher: Batcher,
+    tracker: OffsetTracker,
 }
 
 impl PartitionPipeline {
     pub fn new(registry: Arc<Registry>, settings: EngineSettings, push: PushMode) -> Self {
+        Self::resume(registry, settings, push, Progress::start(0))
+    }
+
+    /// A partition resuming where `progress` says.
+    pub fn resume(
+        registry: Arc<Registry>,
+        settings: EngineSettings,
+        push: PushMode,
+        progress: Progress,
+    ) -> Self {
         PartitionPipeline {
-            engine: Engine::new(registry, settings),
+            engine: Engine::resume(
+                registry,
+                settings,
+                progress.watermark,
+                progress.acknowledged_through,
+            ),
             batcher: Batcher::new(push),
+            tracker: OffsetTracker::new(progress),
         }
     }
 
-    pub fn from_engine(engine: Engine, push: PushMode) -> Self {
-        PartitionPipeline {
-            engine,
-            batcher: Batcher::new(push),
-        }
+    /// Where a restart would resume now: commit this.
+    pub fn progress(&self) -> Progress {
+        let earliest_open = [self.engine.earliest_open(), self.batcher.earliest_pending()]
+            .into_iter()
+            .flatten()
+            .min();
+        self.tracker.progress(earliest_open)
+    }
+
+    /// RESET answered a message of this partition for good.
+    pub fn message_answered(&mut self, message_id: &str) {
+        self.tracker.message_answered(message_id);
+    }
+
+    pub fn unanswered_messages(&self) -> usize {
+        self.tracker.unanswered_messages()
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
-    }
-
-    pub fn engine_mut(&mut self) -> &mut Engine {
-        &mut self.engine
     }
 
     pub fn batcher(&self) -> &Batcher {
@@ -84,6 +109,7 @@ impl PartitionPipeline {
         rejects: &mut Vec<Reject>,
     ) -> Vec<Batch> {
         self.engine.record(offset, event, rejects);
+        self.tracker.record_read(offset, self.engine.watermark());
         let closed = self.engine.advance();
         self.batch(closed)
     }
@@ -100,6 +126,7 @@ impl PartitionPipeline {
             Ok(event) => self.record(offset, &event, rejects),
             Err(e) => {
                 rejects.push(Reject::undecodable(&e, bytes));
+                self.tracker.record_read(offset, self.engine.watermark());
                 Vec::new()
             }
         }
@@ -108,6 +135,7 @@ impl PartitionPipeline {
     /// Raises the watermark of an idle partition.
     pub fn advance_to(&mut self, watermark: i64) -> Vec<Batch> {
         let closed = self.engine.advance_to(watermark);
+        self.tracker.watermark_raised(self.engine.watermark());
         self.batch(closed)
     }
 
@@ -115,7 +143,9 @@ impl PartitionPipeline {
     pub fn finish(&mut self) -> Vec<Batch> {
         let closed = self.engine.flush();
         let mut batches = self.batch(closed);
-        batches.extend(self.batcher.flush(self.engine.registry()));
+        let held = self.batcher.flush(self.engine.registry());
+        self.track(&held);
+        batches.extend(held);
         batches
     }
 
@@ -123,7 +153,19 @@ impl PartitionPipeline {
         if closed.is_empty() {
             return Vec::new();
         }
-        self.batcher.push(self.engine.registry(), closed)
+        let step = self.engine.watermark();
+        self.tracker
+            .windows_closed(step, closed.iter().map(|w| (w.monitor, w.end, w.resume)));
+        let batches = self.batcher.push(self.engine.registry(), closed);
+        self.track(&batches);
+        batches
+    }
+
+    fn track(&mut self, batches: &[Batch]) {
+        for b in batches {
+            self.tracker
+                .message_formed(&b.message_id, b.monitor, &b.ends);
+        }
     }
 }
 

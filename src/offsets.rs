@@ -1,0 +1,307 @@
+//! The offset tracker of one partition: which offset may be committed, and
+//! the state a restart needs to resume there without changing anything sent.
+//!
+//! The argument, in three parts:
+//! 1. `acknowledged_through` (F) is a watermark step such that every window
+//!    the engine closed at or before it is answered by RESET (acknowledged,
+//!    or refused for good), and no message holds windows on both sides of it.
+//!    Windows ending at or before F are exactly those closed at steps ≤ F.
+//! 2. The commit offset C is the smallest first-offset of any window ending
+//!    after F (open, held, in flight or answered), or the next offset to read.
+//!    So every window after F is rebuilt whole from records at C and later.
+//! 3. The watermark W before record C is kept with C. Resuming at C with W
+//!    and F, the engine sees the same records with the same watermark, so it
+//!    makes the same late decisions, closes the same windows at the same
+//!    steps and the batcher forms the same messages, byte for byte; windows
+//!    ending at or before F are skipped, and since no message straddles F,
+//!    no message is re-formed from a part of its windows.
+//! A crash at any instant restarts from the last (C, W, F) written, which is
+//! always safe: later progress only moves forward.
+
+use crate::registry::MonitorId;
+use crate::window::ResumePoint;
+use std::collections::{BTreeMap, HashMap};
+
+/// What a restart needs: where to read from and how to resume the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// The offset to resume from (and to commit).
+    pub offset: u64,
+    /// The partition watermark just before the record at `offset`.
+    pub watermark: i64,
+    /// Every window ending at or before this is answered by RESET.
+    pub acknowledged_through: i64,
+}
+
+impl Progress {
+    /// The progress of a partition nothing was read from yet.
+    pub fn start(offset: u64) -> Progress {
+        Progress {
+            offset,
+            watermark: i64::MIN,
+            acknowledged_through: i64::MIN,
+        }
+    }
+}
+
+type WindowKey = (MonitorId, i64);
+
+#[derive(Debug)]
+struct WindowInfo {
+    step: i64,
+    resume: ResumePoint,
+    answered: bool,
+}
+
+#[derive(Debug)]
+struct MessageInfo {
+    windows: Vec<WindowKey>,
+    first_step: i64,
+    last_step: i64,
+}
+
+/// Tracks one partition's records, closed windows and messages.
+#[derive(Debug)]
+pub struct OffsetTracker {
+    next: ResumePoint,
+    acknowledged_through: i64,
+    /// Closed windows after F, by closing step.
+    steps: BTreeMap<i64, Vec<WindowKey>>,
+    windows: HashMap<WindowKey, WindowInfo>,
+    messages: HashMap<String, MessageInfo>,
+}
+
+impl OffsetTracker {
+    /// Starts where `progress` says.
+    pub fn new(progress: Progress) -> OffsetTracker {
+        OffsetTracker {
+            next: ResumePoint {
+                offset: progress.offset,
+                watermark_before: progress.watermark,
+            },
+            acknowledged_through: progress.acknowledged_through,
+            steps: BTreeMap::new(),
+            windows: HashMap::new(),
+            messages: HashMap::new(),
+        }
+    }
+
+    /// A record at `offset` was taken; the watermark is now `watermark`.
+    pub fn record_read(&mut self, offset: u64, watermark: i64) {
+        self.next = ResumePoint {
+            offset: offset + 1,
+            watermark_before: watermark,
+        };
+    }
+
+    /// The watermark moved without a record (an idle partition).
+    pub fn watermark_raised(&mut self, watermark: i64) {
+        self.next.watermark_before = self.next.watermark_before.max(watermark);
+    }
+
+    /// Windows closed together at watermark `step`.
+    pub fn windows_closed(
+        &mut self,
+        step: i64,
+        closed: impl IntoIterator<Item = (MonitorId, i64, ResumePoint)>,
+    ) {
+        for (monitor, end, resume) in closed {
+            let key = (monitor, end);
+            self.steps.entry(step).or_default().push(key);
+            self.windows.insert(
+                key,
+                WindowInfo {
+                    step,
+                    resume,
+                    answered: false,
+                },
+            );
+        }
+    }
+
+    /// A message holding these windows was formed.
+    pub fn message_formed(&mut self, message_id: &str, monitor: MonitorId, ends: &[i64]) {
+        let windows: Vec<WindowKey> = ends.iter().map(|&e| (monitor, e)).collect();
+        let steps = windows
+            .iter()
+            .filter_map(|k| self.windows.get(k))
+            .map(|w| w.step);
+        let (first_step, last_step) =
+            steps.fold((i64::MAX, i64::MIN), |(lo, hi), s| (lo.min(s), hi.max(s)));
+        self.messages.insert(
+            message_id.to_string(),
+            MessageInfo {
+                windows,
+                first_step,
+                last_step,
+            },
+        );
+    }
+
+    /// RESET answered the message for good (acknowledged, or refused with 10400).
+    pub fn message_answered(&mut self, message_id: &str) {
+        let Some(message) = self.messages.get(message_id) else {
+            return;
+        };
+        for key in &message.windows {
+            if let Some(w) = self.windows.get_mut(key) {
+                w.answered = true;
+            }
+        }
+        self.advance_acknowledged_through();
+    }
+
+    fn advance_acknowledged_through(&mut self) {
+        let mut through = self.acknowledged_through;
+        for (&step, keys) in &self.steps {
+            let all_answered = keys.iter().all(|k| self.windows[k].answered);
+            let straddled = self
+                .messages
+                .values()
+                .any(|m| m.first_step <= step && step < m.last_step);
+            if !all_answered || straddled {
+                break;
+            }
+            through = step;
+        }
+        if through == self.acknowledged_through {
+            return;
+        }
+        self.acknowledged_through = through;
+        let later = self.steps.split_off(&(through.saturating_add(1)));
+        for keys in std::mem::replace(&mut self.steps, later).into_values() {
+            for key in keys {
+                self.windows.remove(&key);
+            }
+        }
+        self.messages.retain(|_, m| m.last_step > through);
+    }
+
+    /// Where a restart would resume, given the earliest open window's resume point.
+    pub fn progress(&self, earliest_open: Option<ResumePoint>) -> Progress {
+        let earliest = self
+            .windows
+            .values()
+            .map(|w| w.resume)
+            .chain(earliest_open)
+            .chain(std::iter::once(self.next))
+            .min_by_key(|r| r.offset)
+            .expect("next is always there");
+        Progress {
+            offset: earliest.offset,
+            watermark: earliest.watermark_before,
+            acknowledged_through: self.acknowledged_through,
+        }
+    }
+
+    /// Messages formed and not yet answered.
+    pub fn unanswered_messages(&self) -> usize {
+        self.messages
+            .values()
+            .filter(|m| {
+                m.windows
+                    .iter()
+                    .any(|k| self.windows.get(k).is_some_and(|w| !w.answered))
+            })
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rp(offset: u64, watermark_before: i64) -> ResumePoint {
+        ResumePoint {
+            offset,
+            watermark_before,
+        }
+    }
+
+    #[test]
+    fn commits_stop_at_the_first_window_not_yet_acknowledged() {
+        let mut t = OffsetTracker::new(Progress::start(0));
+        for o in 0..10 {
+            t.record_read(o, 100 + o as i64);
+        }
+        t.windows_closed(105, [(1, 100, rp(0, i64::MIN)), (2, 100, rp(2, 101))]);
+        t.message_formed("a", 1, &[100]);
+        t.message_formed("b", 2, &[100]);
+        // An open window fed from offset 6 on.
+        let open = Some(rp(6, 105));
+        assert_eq!(
+            t.progress(open),
+            Progress {
+                offset: 0,
+                watermark: i64::MIN,
+                acknowledged_through: i64::MIN
+            }
+        );
+        t.message_answered("b");
+        assert_eq!(t.progress(open).offset, 0, "a is not answered yet");
+        t.message_answered("a");
+        assert_eq!(
+            t.progress(open),
+            Progress {
+                offset: 6,
+                watermark: 105,
+                acknowledged_through: 105
+            }
+        );
+        assert_eq!(
+            t.progress(None),
+            Progress {
+                offset: 10,
+                watermark: 109,
+                acknowledged_through: 105
+            }
+        );
+    }
+
+    #[test]
+    fn an_acknowledged_window_after_an_unanswered_one_still_holds_the_commit_back() {
+        let mut t = OffsetTracker::new(Progress::start(0));
+        t.record_read(9, 300);
+        t.windows_closed(200, [(1, 200, rp(0, 0))]);
+        t.windows_closed(250, [(2, 250, rp(3, 40))]);
+        t.message_formed("first", 1, &[200]);
+        t.message_formed("second", 2, &[250]);
+        t.message_answered("second");
+        // F cannot pass 200, and the window closed at 250 must be rebuilt whole.
+        assert_eq!(
+            t.progress(None),
+            Progress {
+                offset: 0,
+                watermark: 0,
+                acknowledged_through: i64::MIN
+            }
+        );
+        t.message_answered("first");
+        assert_eq!(
+            t.progress(None),
+            Progress {
+                offset: 10,
+                watermark: 300,
+                acknowledged_through: 250
+            }
+        );
+    }
+
+    #[test]
+    fn no_message_straddles_acknowledged_through() {
+        let mut t = OffsetTracker::new(Progress::start(0));
+        t.record_read(20, 1000);
+        t.windows_closed(100, [(1, 100, rp(0, 0)), (2, 100, rp(1, 0))]);
+        t.windows_closed(200, [(1, 200, rp(5, 90)), (2, 200, rp(6, 90))]);
+        // Monitor 1's windows went out together (daily mode); monitor 2's one by one.
+        t.message_formed("m1", 1, &[100, 200]);
+        t.message_formed("m2a", 2, &[100]);
+        t.message_formed("m2b", 2, &[200]);
+        t.message_answered("m2a");
+        t.message_answered("m2b");
+        assert_eq!(t.progress(None).acknowledged_through, i64::MIN);
+        t.message_answered("m1");
+        assert_eq!(t.progress(None).acknowledged_through, 200);
+        assert_eq!(t.unanswered_messages(), 0);
+    }
+}
