@@ -15,6 +15,7 @@
 //!    steps and the batcher forms the same messages, byte for byte; windows
 //!    ending at or before F are skipped, and since no message straddles F,
 //!    no message is re-formed from a part of its windows.
+//!
 //! A crash at any instant restarts from the last (C, W, F) written, which is
 //! always safe: later progress only moves forward.
 
