@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -53,6 +54,51 @@ pub enum Command {
         /// A config file whose `windowing` and `reset.push` settings apply.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// The live pipeline: Kafka → windows → RESET, until SIGTERM (then drains, commits, exits 0).
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Re-process a time range of the input topics outside the live group.
+    Replay {
+        #[arg(long)]
+        config: PathBuf,
+        /// Start of the range (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        from: i64,
+        /// End of the range (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        to: i64,
+        /// Write the emissions here as JSON lines instead of publishing them.
+        #[arg(long)]
+        dry_run: Option<PathBuf>,
+    },
+    /// Encode raw events (JSON lines) in the configured format and send them to the input topic.
+    Produce {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+    },
+    /// Everything on one machine: a mock Kafka, the RESET emulator and a synthetic fleet, through `run`.
+    Demo {
+        /// Monitors in the synthetic fleet.
+        #[arg(long, default_value_t = 60)]
+        monitors: usize,
+        /// Hours of samples (one per monitor every 30 s).
+        #[arg(long, default_value_t = 6)]
+        hours: i64,
+        /// Where /metrics, /healthz and /readyz are served meanwhile.
+        #[arg(long, default_value = "127.0.0.1:9898")]
+        listen: std::net::SocketAddr,
+    },
+    /// A librdkafka mock cluster for tests: prints `bootstrap ADDR`, runs until stdin closes.
+    #[command(hide = true)]
+    MockKafka {
+        /// Topics to create, as NAME:PARTITIONS.
+        #[arg(long = "topic")]
+        topics: Vec<String>,
     },
     /// A RESET stand-in for local development: Socket.IO namespace /v2, strict checks, GET /state.
     Emulator {
@@ -108,6 +154,24 @@ pub fn run(cli: Cli) -> Result<()> {
             config.as_deref(),
         ),
         Command::Validate { config, monitors } => validate(config.as_deref(), monitors.as_deref()),
+        Command::Run { config } => run_live(&config),
+        Command::Replay {
+            config,
+            from,
+            to,
+            dry_run,
+        } => replay(&config, from, to, dry_run.as_deref()),
+        Command::Produce { config, input } => produce(&config, &input),
+        Command::Demo {
+            monitors,
+            hours,
+            listen,
+        } => runtime()?.block_on(crate::demo::demo(crate::demo::DemoOptions {
+            monitors,
+            hours,
+            listen,
+        })),
+        Command::MockKafka { topics } => mock_kafka(&topics),
         Command::Emulator {
             listen,
             client_id,
@@ -266,4 +330,163 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+fn parse_time(text: &str) -> std::result::Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time: {e}"))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("cannot start the async runtime")
+}
+
+/// A config ready to run: parsed, credentials from the environment, validated.
+fn load_runnable(path: &Path) -> Result<(Config, Arc<Registry>)> {
+    let config = Config::load(path)
+        .map_err(problems)?
+        .with_env_credentials(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+    let found = config.validate(&path.display().to_string());
+    if !found.is_empty() {
+        return Err(problems(found));
+    }
+    let file = config.monitors_file().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: monitors.file: is required (a registry topic alone is not supported yet)",
+            path.display()
+        )
+    })?;
+    let registry = Arc::new(Registry::load(&file).map_err(problems)?);
+    Ok((config, registry))
+}
+
+fn run_live(path: &Path) -> Result<()> {
+    let (config, registry) = load_runnable(path)?;
+    runtime()?.block_on(async move {
+        let metrics = crate::metrics::Metrics::new();
+        let readiness = Arc::new(crate::http::Readiness::default());
+        let listen: std::net::SocketAddr = config.http.listen.parse().context("http.listen")?;
+        let (addr, http) = crate::http::serve(listen, metrics.clone(), Arc::clone(&readiness))
+            .await
+            .with_context(|| format!("{listen}: cannot listen"))?;
+        tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+        let report =
+            crate::live::run(config, registry, metrics, readiness, shutdown_signal()).await?;
+        http.abort();
+        tracing::info!(
+            records = report.records,
+            answered = report.messages_answered,
+            commits = report.commits,
+            "stopped"
+        );
+        Ok(())
+    })
+}
+
+fn replay(path: &Path, from: i64, to: i64, dry_run: Option<&Path>) -> Result<()> {
+    anyhow::ensure!(from < to, "--from must be before --to");
+    let (config, registry) = load_runnable(path)?;
+    let emissions = crate::replay::replay(&config, Arc::clone(&registry), from, to)?;
+    let readings: usize = emissions
+        .iter()
+        .map(|e| match e {
+            crate::pipeline::Emission::Readings(b) => b.ends.len(),
+            _ => 0,
+        })
+        .sum();
+    if let Some(out) = dry_run {
+        let mut w = BufWriter::new(
+            File::create(out).with_context(|| format!("{}: cannot create", out.display()))?,
+        );
+        for e in &emissions {
+            writeln!(
+                w,
+                "{}",
+                crate::payload::emission_line(e.event(), e.payload())
+            )?;
+        }
+        w.flush()?;
+        eprintln!(
+            "replay: {readings} readings in {} emissions written to {}",
+            emissions.len(),
+            out.display()
+        );
+        return Ok(());
+    }
+    runtime()?.block_on(async move {
+        let (publisher, mut deliveries) =
+            crate::sink::Publisher::start(crate::live::publisher_settings(&config));
+        for e in &emissions {
+            let key = match e {
+                crate::pipeline::Emission::Readings(b) => b.connection_id.clone(),
+                crate::pipeline::Emission::Monitor { payload, .. } => {
+                    let v: serde_json::Value = serde_json::from_str(payload)?;
+                    v["data"]["connection_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                }
+            };
+            publisher
+                .publish(crate::sink::Outgoing {
+                    event: e.event().as_str(),
+                    message_id: e.message_id().to_string(),
+                    payload: e.payload().to_string(),
+                    key,
+                })
+                .await;
+        }
+        let mut rejected = 0;
+        for _ in &emissions {
+            let d = deliveries.recv().await.context("publisher stopped")?;
+            if let crate::sink::Fate::Rejected { reason, .. } = d.fate {
+                rejected += 1;
+                eprintln!("replay: {} rejected by RESET: {reason}", d.message_id);
+            }
+        }
+        publisher.drain(Duration::from_secs(5)).await;
+        eprintln!(
+            "replay: {readings} readings in {} emissions published, {rejected} rejected",
+            emissions.len()
+        );
+        Ok(())
+    })
+}
+
+fn produce(path: &Path, input: &Path) -> Result<()> {
+    let config = Config::load(path).map_err(problems)?;
+    anyhow::ensure!(
+        !config.kafka.bootstrap_servers.is_empty(),
+        "{}: kafka.bootstrap_servers: is required",
+        path.display()
+    );
+    let file = File::open(input).with_context(|| format!("{}: cannot open", input.display()))?;
+    let (events, skipped) =
+        crate::produce::read_events(&mut BufReader::new(file), &input.display().to_string())?;
+    let topic = config
+        .kafka
+        .topics
+        .first()
+        .cloned()
+        .context("kafka.topics is empty")?;
+    let sent = runtime()?.block_on(crate::produce::produce_events(&config, &topic, events))?;
+    eprintln!("produce: {sent} events sent to {topic}, {skipped} lines skipped");
+    Ok(())
+}
+
+fn mock_kafka(topics: &[String]) -> Result<()> {
+    let cluster = rdkafka::mocking::MockCluster::new(1).context("cannot start the mock cluster")?;
+    for t in topics {
+        let (name, partitions) = t.rsplit_once(':').unwrap_or((t, "1"));
+        let partitions: i32 = partitions
+            .parse()
+            .with_context(|| format!("--topic {t}: partitions must be a number"))?;
+        cluster.create_topic(name, partitions, 1)?;
+    }
+    println!("bootstrap {}", cluster.bootstrap_servers());
+    // Runs until standard input closes (the test that started it ends or kills it).
+    let mut sink = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut io::stdin(), &mut sink);
+    Ok(())
 }

@@ -42,6 +42,17 @@ pub struct KafkaConfig {
     /// Passed to librdkafka as they are; values may be secrets and are never printed.
     #[serde(default)]
     pub properties: BTreeMap<String, Secret>,
+    /// Where restart progress is kept (default: `<group_id>.progress`).
+    #[serde(default)]
+    pub progress_topic: Option<String>,
+}
+
+impl KafkaConfig {
+    pub fn progress_topic(&self) -> String {
+        self.progress_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.progress", self.group_id))
+    }
 }
 
 impl Default for KafkaConfig {
@@ -51,6 +62,7 @@ impl Default for KafkaConfig {
             group_id: default_group_id(),
             topics: default_topics(),
             properties: BTreeMap::new(),
+            progress_topic: None,
         }
     }
 }

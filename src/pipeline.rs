@@ -49,6 +49,8 @@ pub struct PartitionPipeline {
     engine: Engine,
     batcher: Batcher,
     tracker: OffsetTracker,
+    /// Which closed windows (by end) are sent; all unless set (replay).
+    keep: Option<Box<dyn Fn(i64) -> bool + Send>>,
 }
 
 impl PartitionPipeline {
@@ -72,7 +74,14 @@ impl PartitionPipeline {
             ),
             batcher: Batcher::new(push),
             tracker: OffsetTracker::new(progress),
+            keep: None,
         }
+    }
+
+    /// Sends only the windows whose end `keep` accepts (replay of a range).
+    pub fn keeping(mut self, keep: impl Fn(i64) -> bool + Send + 'static) -> Self {
+        self.keep = Some(Box::new(keep));
+        self
     }
 
     /// Where a restart would resume now: commit this.
@@ -149,7 +158,10 @@ impl PartitionPipeline {
         batches
     }
 
-    fn batch(&mut self, closed: Vec<ClosedWindow>) -> Vec<Batch> {
+    fn batch(&mut self, mut closed: Vec<ClosedWindow>) -> Vec<Batch> {
+        if let Some(keep) = &self.keep {
+            closed.retain(|w| keep(w.end));
+        }
         if closed.is_empty() {
             return Vec::new();
         }

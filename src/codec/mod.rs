@@ -4,7 +4,9 @@
 mod avro;
 mod json;
 
-pub use avro::{encode_avro, encode_confluent, AvroCodec, WriterSchema, BUNDLED_SCHEMA};
+pub use avro::{
+    confluent_schema_id, encode_avro, encode_confluent, AvroCodec, WriterSchema, BUNDLED_SCHEMA,
+};
 pub use json::{decode_json, encode_json};
 
 use crate::config::InputFormat;

@@ -1,0 +1,53 @@
+//! librdkafka settings from the config, and topic creation.
+
+use crate::config::KafkaConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientConfig;
+use std::time::Duration;
+
+/// The bootstrap servers and every pass-through property.
+pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.bootstrap_servers);
+    for (key, value) in &kafka.properties {
+        c.set(key, value.expose());
+    }
+    c
+}
+
+/// Creates topics that do not exist yet (best effort: a broker may refuse the
+/// admin API, and the topics may have been made by the operator).
+pub async fn ensure_topics(kafka: &KafkaConfig, topics: &[(&str, i32)]) {
+    let admin: AdminClient<DefaultClientContext> = match client_config(kafka).create() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot create an admin client");
+            return;
+        }
+    };
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(5)))
+        .request_timeout(Some(Duration::from_secs(5)));
+    let created =
+        tokio::time::timeout(Duration::from_secs(6), admin.create_topics(&new, &options)).await;
+    let Ok(created) = created else {
+        tracing::debug!("the broker did not answer the topic creation");
+        return;
+    };
+    match created {
+        Ok(results) => {
+            for r in results {
+                match r {
+                    Ok(topic) => tracing::info!(%topic, "created topic"),
+                    Err((topic, code)) => tracing::debug!(%topic, %code, "topic not created"),
+                }
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "the broker did not create topics"),
+    }
+}

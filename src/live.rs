@@ -1,0 +1,582 @@
+//! `run`: the live pipeline. A consumer group reads the input topics; each
+//! assigned partition gets its own pure pipeline (engine, batcher, offset
+//! tracker), resumed from the progress topic; messages go to the publisher;
+//! RESET's answers flow back to the trackers; progress is written and then
+//! offsets committed. SIGTERM drains: what has closed is published and
+//! answered, progress is committed, and the loop returns.
+
+use crate::codec::Decoder;
+use crate::config::{Config, InputFormat};
+use crate::http::Readiness;
+use crate::kafka::progress::ProgressRecord;
+use crate::kafka::{
+    client_config, ensure_topics, DeadLetters, Origin, ProgressReader, ProgressWriter,
+};
+use crate::metrics::Metrics;
+use crate::offsets::Progress;
+use crate::payload::Announcements;
+use crate::pipeline::{with_announcements, Emission, PartitionPipeline};
+use crate::registry::Registry;
+use crate::reject::{Reject, RejectReason};
+use crate::schema_registry::SchemaRegistry;
+use crate::sink::{Delivery, Fate, Outgoing, Publisher, PublisherSettings, Status};
+use crate::window::EngineSettings;
+use anyhow::{anyhow, Context as _, Result};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What changed in the assignment, told by the rebalance callback.
+enum Assignment {
+    Assigned(Vec<(String, i32, Option<Progress>)>),
+    Revoked(Vec<(String, i32)>),
+    Failed(String),
+}
+
+/// Reads progress for newly assigned partitions and starts them there.
+struct LiveContext {
+    progress: Mutex<ProgressReader>,
+    events: Mutex<std::sync::mpsc::Sender<Assignment>>,
+}
+
+impl ClientContext for LiveContext {}
+
+impl ConsumerContext for LiveContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let revoked = tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect();
+            let _ = self
+                .events
+                .lock()
+                .expect("events lock")
+                .send(Assignment::Revoked(revoked));
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Assign(tpl) = rebalance else {
+            return;
+        };
+        let event = match self
+            .progress
+            .lock()
+            .expect("progress lock")
+            .latest(Duration::from_secs(30))
+        {
+            Err(e) => Assignment::Failed(format!("cannot read progress: {e}")),
+            Ok(latest) => {
+                // Start each partition where its progress says, not at the committed offset.
+                let mut start = TopicPartitionList::new();
+                let mut assigned = Vec::new();
+                for e in tpl.elements() {
+                    let key = (e.topic().to_string(), e.partition());
+                    let progress = latest.get(&key).copied();
+                    let offset =
+                        progress.map_or(Offset::Invalid, |p| Offset::Offset(p.offset as i64));
+                    let _ = start.add_partition_offset(e.topic(), e.partition(), offset);
+                    assigned.push((key.0, key.1, progress));
+                }
+                match consumer.assign(&start) {
+                    Ok(()) => Assignment::Assigned(assigned),
+                    Err(e) => Assignment::Failed(format!("cannot assign: {e}")),
+                }
+            }
+        };
+        let _ = self.events.lock().expect("events lock").send(event);
+    }
+}
+
+type PartitionKey = (String, i32);
+
+struct Partition {
+    pipeline: PartitionPipeline,
+    /// Whether its progress means anything yet (resumed, or a record read).
+    started: bool,
+    last_record: Instant,
+    next_offset: Option<i64>,
+    written: Option<Progress>,
+    written_at: Instant,
+}
+
+/// What the live loop did, for the caller's summary.
+#[derive(Debug, Default, Clone)]
+pub struct LiveReport {
+    pub records: u64,
+    pub messages_answered: u64,
+    pub commits: u64,
+}
+
+/// The running loop's state.
+struct Live {
+    config: Config,
+    registry: Arc<Registry>,
+    metrics: Metrics,
+    consumer: Arc<StreamConsumer<LiveContext>>,
+    assignments: std::sync::mpsc::Receiver<Assignment>,
+    decoder: Decoder,
+    schema_registry: Option<SchemaRegistry>,
+    dead_letters: DeadLetters,
+    progress_writer: ProgressWriter,
+    publisher: Publisher,
+    parts: HashMap<PartitionKey, Partition>,
+    owners: HashMap<String, (PartitionKey, Instant)>,
+    announcements: Announcements,
+    rejects: Vec<Reject>,
+    report: LiveReport,
+}
+
+/// Publisher settings from the config.
+pub fn publisher_settings(config: &Config) -> PublisherSettings {
+    let r = &config.reset;
+    let mut s = PublisherSettings::new(&r.url, &r.client_id, r.client_secret.clone());
+    s.namespace = r.namespace.clone();
+    s.ack_timeout = r.ack_timeout;
+    s.max_in_flight = r.max_in_flight;
+    s.max_queued = (r.max_in_flight * 8).max(64);
+    s
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Runs until `shutdown` resolves, then drains.
+pub async fn run(
+    config: Config,
+    registry: Arc<Registry>,
+    metrics: Metrics,
+    readiness: Arc<Readiness>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<LiveReport> {
+    let kafka = &config.kafka;
+    let client = client_config(kafka);
+    let progress_topic = kafka.progress_topic();
+    let mut topics = vec![(progress_topic.as_str(), 1)];
+    if let Some(dlq) = config.dead_letter.topic.as_deref() {
+        topics.push((dlq, 1));
+    }
+    ensure_topics(kafka, &topics).await;
+    let (events_tx, assignments) = std::sync::mpsc::channel();
+    let context = LiveContext {
+        progress: Mutex::new(
+            ProgressReader::new(&client, &progress_topic).context("progress reader")?,
+        ),
+        events: Mutex::new(events_tx),
+    };
+    let consumer: StreamConsumer<LiveContext> = client
+        .clone()
+        .set("group.id", &kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .create_with_context(context)
+        .context("cannot create the Kafka consumer")?;
+    let topic_names: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topic_names)
+        .context("cannot subscribe")?;
+    let (publisher, mut deliveries) = Publisher::start(publisher_settings(&config));
+    watch_readiness(&publisher, Arc::clone(&readiness));
+    let schema_registry = match (
+        config.input.format,
+        config.input.schema_registry_url.as_deref(),
+    ) {
+        (InputFormat::AvroConfluent, Some(url)) => Some(SchemaRegistry::new(url)),
+        _ => None,
+    };
+    let mut live = Live {
+        decoder: Decoder::new(config.input.format),
+        schema_registry,
+        dead_letters: DeadLetters::new(&client, config.dead_letter.topic.as_deref())
+            .context("dead-letter producer")?,
+        progress_writer: ProgressWriter::new(&client, &progress_topic)
+            .context("progress producer")?,
+        consumer: Arc::new(consumer),
+        assignments,
+        publisher,
+        parts: HashMap::new(),
+        owners: HashMap::new(),
+        announcements: Announcements::default(),
+        rejects: Vec::new(),
+        report: LiveReport::default(),
+        config,
+        registry,
+        metrics,
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tokio::pin!(shutdown);
+    loop {
+        let consumer = Arc::clone(&live.consumer);
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            Some(d) = deliveries.recv() => live.answered(d).await?,
+            m = consumer.recv() => {
+                live.take_assignments(&readiness)?;
+                match m {
+                    Ok(m) => live.record(&m).await?,
+                    Err(e) => tracing::warn!(error = %e, "Kafka"),
+                }
+            }
+            _ = tick.tick() => {
+                live.take_assignments(&readiness)?;
+                live.idle().await?;
+                live.commit().await?;
+                live.update_gauges();
+            }
+        }
+    }
+    tracing::info!("draining: waiting for RESET to answer what was sent");
+    let deadline = Instant::now() + live.config.reset.ack_timeout * 2 + Duration::from_secs(5);
+    while live
+        .parts
+        .values()
+        .any(|p| p.pipeline.unanswered_messages() > 0)
+        && Instant::now() < deadline
+    {
+        tokio::select! {
+            Some(d) = deliveries.recv() => live.answered(d).await?,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    live.commit().await?;
+    let report = live.report.clone();
+    live.publisher.drain(Duration::from_secs(1)).await;
+    Ok(report)
+}
+
+fn watch_readiness(publisher: &Publisher, readiness: Arc<Readiness>) {
+    let mut status = publisher.status_watch();
+    tokio::spawn(async move {
+        loop {
+            let ready = *status.borrow() == Status::Ready;
+            readiness
+                .reset_authenticated
+                .store(ready, Ordering::Relaxed);
+            if status.changed().await.is_err() {
+                readiness
+                    .reset_authenticated
+                    .store(false, Ordering::Relaxed);
+                return;
+            }
+        }
+    });
+}
+
+impl Live {
+    fn settings(&self) -> EngineSettings {
+        EngineSettings::from(&self.config.windowing)
+    }
+
+    fn take_assignments(&mut self, readiness: &Readiness) -> Result<()> {
+        while let Ok(event) = self.assignments.try_recv() {
+            match event {
+                Assignment::Failed(why) => {
+                    return Err(anyhow!("partition assignment failed: {why}"))
+                }
+                Assignment::Revoked(revoked) => {
+                    for key in revoked {
+                        tracing::info!(topic = %key.0, partition = key.1, "partition revoked");
+                        self.parts.remove(&key);
+                    }
+                }
+                Assignment::Assigned(assigned) => {
+                    for (topic, partition, progress) in assigned {
+                        tracing::info!(%topic, partition, ?progress, "partition assigned");
+                        let pipeline = PartitionPipeline::resume(
+                            Arc::clone(&self.registry),
+                            self.settings(),
+                            self.config.reset.push,
+                            progress.unwrap_or(Progress::start(0)),
+                        );
+                        self.parts.insert(
+                            (topic, partition),
+                            Partition {
+                                pipeline,
+                                started: progress.is_some(),
+                                last_record: Instant::now(),
+                                next_offset: progress.map(|p| p.offset as i64),
+                                written: progress,
+                                written_at: Instant::now(),
+                            },
+                        );
+                    }
+                    readiness.kafka_assigned.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn record(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) -> Result<()> {
+        self.metrics.records_consumed.inc();
+        self.report.records += 1;
+        let key = (m.topic().to_string(), m.partition());
+        let payload = m.payload().unwrap_or(&[]);
+        self.learn_schema(payload).await?;
+        let Some(part) = self.parts.get_mut(&key) else {
+            return Ok(());
+        };
+        let before = part.pipeline.engine().stats().windows_closed;
+        let batches = part.pipeline.record_bytes(
+            &self.decoder,
+            m.offset() as u64,
+            payload,
+            &mut self.rejects,
+        );
+        part.started = true;
+        part.last_record = Instant::now();
+        part.next_offset = Some(m.offset() + 1);
+        let stats = part.pipeline.engine().stats();
+        self.metrics
+            .windows_closed
+            .inc_by(stats.windows_closed - before);
+        if self
+            .rejects
+            .iter()
+            .all(|r| r.reason != RejectReason::Decode)
+        {
+            self.metrics.records_decoded.inc();
+        }
+        let origin = Origin {
+            topic: key.0.clone(),
+            partition: key.1,
+            offset: m.offset(),
+        };
+        self.dead_letter(&origin).await?;
+        self.publish(&key, batches).await;
+        Ok(())
+    }
+
+    /// Fetches a Confluent writer schema the decoder has not seen yet.
+    async fn learn_schema(&mut self, payload: &[u8]) -> Result<()> {
+        let Some(registry) = &self.schema_registry else {
+            return Ok(());
+        };
+        let Ok(id) = crate::codec::confluent_schema_id(payload) else {
+            return Ok(());
+        };
+        if self.decoder.avro_mut().knows(id) {
+            return Ok(());
+        }
+        match registry.writer_schema(id).await {
+            Ok(schema) => self.decoder.avro_mut().register(id, schema),
+            // An id the registry does not have: the record is rejected as undecodable.
+            Err(crate::schema_registry::RegistryError::Unknown(_)) => {}
+            Err(e @ crate::schema_registry::RegistryError::Unusable { .. }) => {
+                tracing::warn!(error = %e, "records of this schema will be rejected");
+            }
+            Err(e) => return Err(anyhow!(e)).context("the schema registry is needed to decode"),
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(&mut self, origin: &Origin) -> Result<()> {
+        for reject in self.rejects.drain(..) {
+            self.metrics
+                .rejects
+                .with_label_values(&[reject.reason.name()])
+                .inc();
+            self.dead_letters
+                .send(origin, &reject)
+                .await
+                .map_err(|e| anyhow!("cannot write a dead letter: {e}"))?;
+        }
+        Ok(())
+    }
+
+    async fn publish(&mut self, key: &PartitionKey, batches: Vec<crate::batch::Batch>) {
+        for emission in with_announcements(&self.registry, &mut self.announcements, batches) {
+            let (event, connection_id) = match &emission {
+                Emission::Monitor { payload, .. } => {
+                    let v: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
+                    (
+                        "monitors",
+                        v["data"]["connection_id"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    )
+                }
+                Emission::Readings(b) => {
+                    self.metrics.readings_sent.inc_by(b.ends.len() as u64);
+                    ("readings", b.connection_id.clone())
+                }
+            };
+            self.metrics.messages_sent.with_label_values(&[event]).inc();
+            self.metrics.in_flight.inc();
+            self.owners.insert(
+                emission.message_id().to_string(),
+                (key.clone(), Instant::now()),
+            );
+            self.publisher
+                .publish(Outgoing {
+                    event,
+                    message_id: emission.message_id().to_string(),
+                    payload: emission.payload().to_string(),
+                    key: connection_id,
+                })
+                .await;
+        }
+    }
+
+    async fn answered(&mut self, d: Delivery) -> Result<()> {
+        self.report.messages_answered += 1;
+        self.metrics.in_flight.dec();
+        let Some((key, sent)) = self.owners.remove(&d.message_id) else {
+            return Ok(());
+        };
+        self.metrics
+            .publish_latency
+            .observe(sent.elapsed().as_secs_f64());
+        let code = match &d.fate {
+            Fate::Acknowledged => "10200",
+            Fate::Rejected { .. } => "10400",
+        };
+        self.metrics.answers.with_label_values(&[code]).inc();
+        if let Fate::Rejected { reason, .. } = &d.fate {
+            let mut reject = Reject::new(
+                RejectReason::RejectedByReset,
+                format!("message {}: {reason}", d.message_id),
+            );
+            reject.connection_id = Some(d.key.clone());
+            self.rejects.push(reject);
+            let origin = Origin {
+                topic: key.0.clone(),
+                partition: key.1,
+                offset: -1,
+            };
+            self.dead_letter(&origin).await?;
+        }
+        if let Some(part) = self.parts.get_mut(&key) {
+            part.pipeline.message_answered(&d.message_id);
+        }
+        Ok(())
+    }
+
+    /// Raises the watermark of partitions that have had nothing to read for `idle_timeout`.
+    async fn idle(&mut self) -> Result<()> {
+        let idle_timeout = self.config.windowing.idle_timeout;
+        let lateness = self.config.windowing.allowed_lateness.as_millis() as i64;
+        let candidates: Vec<PartitionKey> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| p.last_record.elapsed() >= idle_timeout)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in candidates {
+            // Idle means nothing left to read, not a consumer that fell behind.
+            let consumer = Arc::clone(&self.consumer);
+            let (topic, partition) = key.clone();
+            let high = tokio::task::spawn_blocking(move || {
+                consumer.fetch_watermarks(&topic, partition, Duration::from_secs(2))
+            })
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|(_, high)| high);
+            let Some(part) = self.parts.get_mut(&key) else {
+                continue;
+            };
+            if let Some(high) = high {
+                self.metrics
+                    .consumer_lag
+                    .with_label_values(&[&key.1.to_string()])
+                    .set(high - part.next_offset.unwrap_or(high));
+                if part.next_offset.is_some_and(|next| next < high) {
+                    continue;
+                }
+            } else {
+                continue;
+            }
+            let before = part.pipeline.engine().stats().windows_closed;
+            let batches = part.pipeline.advance_to(now_ms() - lateness);
+            let closed = part.pipeline.engine().stats().windows_closed - before;
+            self.metrics.windows_closed.inc_by(closed);
+            self.publish(&key, batches).await;
+        }
+        Ok(())
+    }
+
+    /// Writes progress that moved, then commits the same offsets.
+    async fn commit(&mut self) -> Result<()> {
+        let mut records = Vec::new();
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), part) in &self.parts {
+            if !part.started {
+                continue;
+            }
+            let progress = part.pipeline.progress();
+            let moved = match part.written {
+                None => true,
+                // A watermark raised by idleness alone is written now and then, not every tick.
+                Some(w) => {
+                    (w.offset, w.acknowledged_through)
+                        != (progress.offset, progress.acknowledged_through)
+                        || (w != progress && part.written_at.elapsed() >= Duration::from_secs(10))
+                }
+            };
+            if !moved {
+                continue;
+            }
+            offsets
+                .add_partition_offset(topic, *partition, Offset::Offset(progress.offset as i64))
+                .map_err(|e| anyhow!(e))?;
+            records.push(ProgressRecord {
+                topic: topic.clone(),
+                partition: *partition,
+                progress,
+            });
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.progress_writer
+            .write(&records)
+            .await
+            .map_err(|e| anyhow!("cannot write progress: {e}"))?;
+        for r in &records {
+            if let Some(part) = self.parts.get_mut(&(r.topic.clone(), r.partition)) {
+                part.written = Some(r.progress);
+                part.written_at = Instant::now();
+            }
+        }
+        if let Err(e) = self.consumer.commit(&offsets, CommitMode::Async) {
+            // The progress topic is what a restart reads; the commit is for lag tools.
+            tracing::warn!(error = %e, "offset commit failed");
+        }
+        tracing::debug!(partitions = records.len(), "progress committed");
+        self.metrics.commits.inc();
+        self.report.commits += 1;
+        Ok(())
+    }
+
+    fn update_gauges(&self) {
+        let now = now_ms();
+        let mut open = 0;
+        for ((_, partition), part) in &self.parts {
+            open += part.pipeline.engine().open_windows();
+            let watermark = part.pipeline.engine().watermark();
+            if watermark > i64::MIN {
+                self.metrics
+                    .watermark_delay
+                    .with_label_values(&[&partition.to_string()])
+                    .set((now - watermark) / 1000);
+            }
+        }
+        self.metrics.open_windows.set(open as i64);
+    }
+}

@@ -1,0 +1,164 @@
+//! Prometheus metrics, held in a `Metrics` handle that owns its registry
+//! (nothing is registered globally). Labels stay bounded: reasons, codes,
+//! events and partitions, never a connection_id.
+
+use crate::reject::RejectReason;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub records_consumed: IntCounter,
+    pub records_decoded: IntCounter,
+    pub rejects: IntCounterVec,
+    pub samples_ignored: IntCounter,
+    pub windows_closed: IntCounter,
+    pub readings_sent: IntCounter,
+    pub messages_sent: IntCounterVec,
+    pub answers: IntCounterVec,
+    pub publish_latency: Histogram,
+    pub watermark_delay: IntGaugeVec,
+    pub consumer_lag: IntGaugeVec,
+    pub open_windows: IntGauge,
+    pub in_flight: IntGauge,
+    pub commits: IntCounter,
+}
+
+const NS: &str = "reset_pipeline";
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| {
+            let c =
+                IntCounter::with_opts(Opts::new(name, help).namespace(NS)).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help).namespace(NS), labels)
+                .expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help).namespace(NS), labels)
+                .expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::with_opts(Opts::new(name, help).namespace(NS)).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let publish_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "publish_latency_seconds",
+                "From publishing a message to RESET's answer",
+            )
+            .namespace(NS)
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(publish_latency.clone()))
+            .expect("unique metric");
+        let m = Metrics {
+            records_consumed: counter(
+                "records_consumed_total",
+                "Records read from the input topics",
+            ),
+            records_decoded: counter(
+                "records_decoded_total",
+                "Records decoded into sensor events",
+            ),
+            rejects: counter_vec(
+                "rejects_total",
+                "Rejected records and samples, by reason",
+                &["reason"],
+            ),
+            samples_ignored: counter(
+                "samples_ignored_total",
+                "Samples of parameters the monitor does not declare",
+            ),
+            windows_closed: counter(
+                "windows_closed_total",
+                "Half-hour windows closed by the watermark",
+            ),
+            readings_sent: counter(
+                "readings_sent_total",
+                "Readings in messages sent to RESET (first sends)",
+            ),
+            messages_sent: counter_vec(
+                "messages_sent_total",
+                "Messages sent to RESET, by event",
+                &["event"],
+            ),
+            answers: counter_vec(
+                "answers_total",
+                "RESET's final answers to messages, by code",
+                &["code"],
+            ),
+            publish_latency,
+            watermark_delay: gauge_vec(
+                "watermark_delay_seconds",
+                "Wall clock minus the partition watermark",
+                &["partition"],
+            ),
+            consumer_lag: gauge_vec(
+                "consumer_lag_records",
+                "High watermark minus the next offset to read",
+                &["partition"],
+            ),
+            open_windows: gauge("open_windows", "Windows open in the engines"),
+            in_flight: gauge(
+                "in_flight_messages",
+                "Messages published and not yet answered",
+            ),
+            commits: counter(
+                "commits_total",
+                "Offset commits (each after its progress record)",
+            ),
+            registry,
+        };
+        for reason in RejectReason::ALL {
+            m.rejects.with_label_values(&[reason.name()]);
+        }
+        for code in ["10200", "10400"] {
+            m.answers.with_label_values(&[code]);
+        }
+        for event in ["monitors", "readings"] {
+            m.messages_sent.with_label_values(&[event]);
+        }
+        m
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding never fails");
+        String::from_utf8(out).expect("text exposition is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
