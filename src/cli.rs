@@ -123,6 +123,9 @@ pub enum Command {
         /// Drop the connection at every N-th message (0: never).
         #[arg(long, default_value_t = 0)]
         disconnect_every: u64,
+        /// Seed for the misbehaviour, to repeat a run exactly.
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Check a config (and the monitor registry it names), or just a registry.
     Validate {
@@ -180,6 +183,7 @@ pub fn run(cli: Cli) -> Result<()> {
             drop_ack_rate,
             ack_delay,
             disconnect_every,
+            seed,
         } => {
             for (name, rate) in [
                 ("--fail-rate", fail_rate),
@@ -204,6 +208,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 drop_ack_rate,
                 ack_delay,
                 disconnect_every,
+                seed,
             };
             emulator(listen, options)
         }

@@ -160,10 +160,13 @@ impl OffsetTracker {
                 .messages
                 .values()
                 .any(|m| m.first_step <= step && step < m.last_step);
-            if !all_answered || straddled {
+            if !all_answered {
                 break;
             }
-            through = step;
+            // A step inside a message's span is no place to cut; a later one may be.
+            if !straddled {
+                through = step;
+            }
         }
         if through == self.acknowledged_through {
             return;

@@ -5,7 +5,8 @@ use super::rules::{check_monitors, check_readings, message_id, KnownMonitor};
 use crate::config::Secret;
 use axum::routing::get;
 use axum::Json;
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{json, Value};
 use socketioxide::extract::{Data, SocketRef};
@@ -28,6 +29,8 @@ pub struct EmulatorOptions {
     pub ack_delay: Duration,
     /// Drop the connection at every N-th message (unprocessed); 0 never.
     pub disconnect_every: u64,
+    /// Seed of the misbehaviour dice, for repeatable runs; random when absent.
+    pub seed: Option<u64>,
 }
 
 impl Default for EmulatorOptions {
@@ -39,6 +42,7 @@ impl Default for EmulatorOptions {
             drop_ack_rate: 0.0,
             ack_delay: Duration::ZERO,
             disconnect_every: 0,
+            seed: None,
         }
     }
 }
@@ -64,7 +68,7 @@ pub struct EmulatorStats {
 }
 
 /// What the emulator holds.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EmulatorState {
     pub monitors: HashMap<String, KnownMonitor>,
     /// Accepted rows by (connection_id, reading instant).
@@ -72,9 +76,20 @@ pub struct EmulatorState {
     /// The first payload seen under each message id.
     pub payloads: HashMap<String, String>,
     pub stats: EmulatorStats,
+    dice: StdRng,
 }
 
 impl EmulatorState {
+    fn new(seed: Option<u64>) -> EmulatorState {
+        EmulatorState {
+            monitors: HashMap::new(),
+            readings: BTreeMap::new(),
+            payloads: HashMap::new(),
+            stats: EmulatorStats::default(),
+            dice: seed.map_or_else(StdRng::from_os_rng, StdRng::seed_from_u64),
+        }
+    }
+
     /// The `/state` view: monitors, readings in order, counters.
     pub fn to_json(&self) -> Value {
         let monitors: BTreeMap<&String, &Value> =
@@ -112,8 +127,8 @@ pub async fn serve(
     options: EmulatorOptions,
 ) -> std::io::Result<EmulatorHandle> {
     let shared = Shared {
+        state: Arc::new(Mutex::new(EmulatorState::new(options.seed))),
         options: Arc::new(options),
-        state: Arc::default(),
     };
     let (layer, io) = SocketIo::builder().max_payload(16 << 20).build_layer();
     let on_connect = shared.clone();
@@ -234,8 +249,7 @@ fn decide(socket: &SocketRef, shared: &Shared, event: &str, data: &Value, id: &s
         state.stats.disconnects += 1;
         return Answer::Disconnect;
     }
-    let mut rng = rand::rng();
-    if options.fail_rate > 0.0 && rng.random_bool(options.fail_rate.min(1.0)) {
+    if options.fail_rate > 0.0 && state.dice.random_bool(options.fail_rate.min(1.0)) {
         state.stats.errors_10500 += 1;
         return Answer::Error("10500", "Internal Server Error.".into());
     }
@@ -276,7 +290,7 @@ fn decide(socket: &SocketRef, shared: &Shared, event: &str, data: &Value, id: &s
             state.payloads.insert(id.to_string(), bytes);
         }
     }
-    if options.drop_ack_rate > 0.0 && rng.random_bool(options.drop_ack_rate.min(1.0)) {
+    if options.drop_ack_rate > 0.0 && state.dice.random_bool(options.drop_ack_rate.min(1.0)) {
         state.stats.acks_dropped += 1;
         return Answer::DropAck;
     }
