@@ -481,25 +481,32 @@ impl Live {
             // Idle means nothing left to read, not a consumer that fell behind.
             let consumer = Arc::clone(&self.consumer);
             let (topic, partition) = key.clone();
-            let high = tokio::task::spawn_blocking(move || {
+            let watermarks = tokio::task::spawn_blocking(move || {
                 consumer.fetch_watermarks(&topic, partition, Duration::from_secs(2))
             })
             .await
             .ok()
-            .and_then(Result::ok)
-            .map(|(_, high)| high);
+            .and_then(Result::ok);
             let Some(part) = self.parts.get_mut(&key) else {
                 continue;
             };
-            if let Some(high) = high {
-                self.metrics
-                    .consumer_lag
-                    .with_label_values(&[&key.1.to_string()])
-                    .set(high - part.next_offset.unwrap_or(high));
-                if part.next_offset.is_some_and(|next| next < high) {
-                    continue;
-                }
-            } else {
+            tracing::debug!(topic = %key.0, partition = key.1, ?watermarks, next = ?part.next_offset, "idle check");
+            let Some((low, high)) = watermarks else {
+                continue;
+            };
+            // Caught up: everything up to the high watermark is read (or there is nothing).
+            let caught_up = match part.next_offset {
+                Some(next) => next >= high,
+                None => high <= low,
+            };
+            let lag = part
+                .next_offset
+                .map_or(high - low, |next| (high - next).max(0));
+            self.metrics
+                .consumer_lag
+                .with_label_values(&[&key.1.to_string()])
+                .set(lag);
+            if !caught_up {
                 continue;
             }
             let before = part.pipeline.engine().stats().windows_closed;

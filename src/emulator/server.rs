@@ -65,6 +65,8 @@ pub struct EmulatorStats {
     pub conflicting_resends: u64,
     /// A window received again with a different value: must never happen.
     pub changed_readings: u64,
+    /// A window received again inside another message: must never happen.
+    pub regrouped_readings: u64,
 }
 
 /// What the emulator holds.
@@ -75,6 +77,8 @@ pub struct EmulatorState {
     pub readings: BTreeMap<(String, i64), Value>,
     /// The first payload seen under each message id.
     pub payloads: HashMap<String, String>,
+    /// The message each accepted row came in.
+    pub row_messages: HashMap<(String, i64), String>,
     pub stats: EmulatorStats,
     dice: StdRng,
 }
@@ -85,6 +89,7 @@ impl EmulatorState {
             monitors: HashMap::new(),
             readings: BTreeMap::new(),
             payloads: HashMap::new(),
+            row_messages: HashMap::new(),
             stats: EmulatorStats::default(),
             dice: seed.map_or_else(StdRng::from_os_rng, StdRng::seed_from_u64),
         }
@@ -279,6 +284,14 @@ fn decide(socket: &SocketRef, shared: &Shared, event: &str, data: &Value, id: &s
                         if state.readings.get(&key).is_some_and(|old| *old != row) {
                             state.stats.changed_readings += 1;
                         }
+                        if state
+                            .row_messages
+                            .get(&key)
+                            .is_some_and(|first| first != id)
+                        {
+                            state.stats.regrouped_readings += 1;
+                        }
+                        state.row_messages.insert(key.clone(), id.to_string());
                         state.readings.insert(key, row);
                     }
                 })

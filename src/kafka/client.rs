@@ -16,6 +16,23 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// Whether the broker knows `topic` (with at least one partition).
+fn topic_exists(kafka: &KafkaConfig, topic: &str) -> bool {
+    let consumer: rdkafka::consumer::BaseConsumer = match client_config(kafka).create() {
+        Ok(c) => c,
+        Err(_) => return false,
+    };
+    use rdkafka::consumer::Consumer;
+    consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .map(|m| {
+            m.topics()
+                .iter()
+                .any(|t| t.error().is_none() && !t.partitions().is_empty())
+        })
+        .unwrap_or(false)
+}
+
 /// Creates topics that do not exist yet (best effort: a broker may refuse the
 /// admin API, and the topics may have been made by the operator).
 pub async fn ensure_topics(kafka: &KafkaConfig, topics: &[(&str, i32)]) {
@@ -26,7 +43,14 @@ pub async fn ensure_topics(kafka: &KafkaConfig, topics: &[(&str, i32)]) {
             return;
         }
     };
-    let new: Vec<NewTopic> = topics
+    let missing: Vec<&(&str, i32)> = topics
+        .iter()
+        .filter(|(name, _)| !topic_exists(kafka, name))
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let new: Vec<NewTopic> = missing
         .iter()
         .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
         .collect();

@@ -45,26 +45,23 @@ impl ProgressWriter {
         })
     }
 
+    /// Writes each record and waits for it before the next: one record per
+    /// produce request (tansu 0.6.0 returned only the last record of a
+    /// multi-record batch to readers of this topic).
     pub async fn write(&self, records: &[ProgressRecord]) -> Result<(), String> {
-        let sends = records.iter().map(|r| {
+        for r in records {
             let payload = serde_json::to_string(r).expect("progress serializes");
             let k = key(&r.topic, r.partition);
-            async move {
-                self.producer
-                    .send(
-                        FutureRecord::to(&self.topic)
-                            .key(&k)
-                            .payload(&payload)
-                            .partition(0),
-                        Duration::from_secs(10),
-                    )
-                    .await
-                    .map(|_| ())
-                    .map_err(|(e, _)| e.to_string())
-            }
-        });
-        for result in futures_util::future::join_all(sends).await {
-            result?;
+            self.producer
+                .send(
+                    FutureRecord::to(&self.topic)
+                        .key(&k)
+                        .payload(&payload)
+                        .partition(0),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|(e, _)| e.to_string())?;
         }
         Ok(())
     }

@@ -167,3 +167,5 @@ pub fn sample_emissions() -> Vec<(String, String)> {
         })
         .collect()
 }
+
+pub mod kafka;

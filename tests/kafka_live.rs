@@ -1,0 +1,299 @@
+//! The live path on a real broker process (librdkafka's mock cluster hosted
+//! by `reset-pipeline mock-kafka`): rebalance, replay, lateness and idleness,
+//! bad input, and SIGTERM.
+
+mod common;
+use common::kafka::*;
+use common::{event, monitor_yaml, ms};
+use reset_pipeline::codec::encode_avro;
+use reset_pipeline::emulator::{serve, EmulatorHandle, EmulatorOptions};
+use reset_pipeline::event::SensorEvent;
+use reset_pipeline::registry::Registry;
+use reset_pipeline::synthetic::{fleet, SampleStream};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+const TOPICS: &[(&str, i32)] = &[
+    ("sensor-events", 3),
+    ("reset-pipeline.progress", 1),
+    ("sensor-events.dlq", 1),
+];
+const START: i64 = 1_790_000_000_000 - 1_790_000_000_000 % 1_800_000;
+
+struct Setup {
+    broker: Broker,
+    emulator: EmulatorHandle,
+    dir: tempfile::TempDir,
+    registry: Arc<Registry>,
+}
+
+async fn setup(registry: Registry) -> Setup {
+    let broker = Broker::start(BrokerKind::Mock, TOPICS);
+    let emulator = serve("127.0.0.1:0".parse().unwrap(), EmulatorOptions::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_monitors(&registry, &dir.path().join("monitors.yaml"));
+    Setup {
+        broker,
+        emulator,
+        dir,
+        registry: Arc::new(registry),
+    }
+}
+
+impl Setup {
+    fn config(&self, extra: &str) -> std::path::PathBuf {
+        write_config(
+            self.dir.path(),
+            &self.broker.bootstrap,
+            self.emulator.addr,
+            extra,
+        )
+    }
+
+    fn log(&self) -> std::path::PathBuf {
+        self.dir.path().join("pipeline.log")
+    }
+
+    async fn produce(&self, events: Vec<SensorEvent>) {
+        reset_pipeline::produce::produce_events(
+            &config_for(&self.broker.bootstrap),
+            "sensor-events",
+            events,
+        )
+        .await
+        .unwrap();
+    }
+
+    fn rows(&self) -> BTreeMap<(String, String), Value> {
+        emulator_rows(&self.emulator.state.lock().unwrap())
+    }
+
+    async fn wait_for_rows(&self, n: usize) -> bool {
+        let state = Arc::clone(&self.emulator.state);
+        wait_until(Duration::from_secs(120), || {
+            state.lock().unwrap().readings.len() >= n
+        })
+        .await
+    }
+}
+
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines().rev().take(15).collect::<Vec<_>>().join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_survivor_takes_over_the_partitions_of_a_killed_replica() {
+    let s = setup(fleet(30)).await;
+    let events: Vec<_> = SampleStream::new(Arc::clone(&s.registry), START, 30_000, 9)
+        .take(30 * 120 * 12)
+        .collect();
+    let expected = expected_rows(&s.registry, &events);
+    s.produce(events).await;
+    let config = s.config("");
+    let a = Pipeline::start(&config, &s.log());
+    let b = Pipeline::start(&config, &s.log());
+    // Both work for a while, then one dies.
+    let state = Arc::clone(&s.emulator.state);
+    wait_until(Duration::from_secs(60), || {
+        state.lock().unwrap().readings.len() > expected.len() / 10
+    })
+    .await;
+    a.kill();
+    assert!(s.wait_for_rows(expected.len()).await, "{}", tail(&s.log()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(b.terminate().success());
+    let log = std::fs::read_to_string(s.log()).unwrap();
+    assert!(
+        log.matches("partition assigned").count() > 3,
+        "the survivor was assigned more partitions"
+    );
+    assert_eq!(s.rows(), expected);
+    let stats = s.emulator.state.lock().unwrap().stats.clone();
+    assert_eq!(
+        (
+            stats.conflicting_resends,
+            stats.changed_readings,
+            stats.regrouped_readings
+        ),
+        (0, 0, 0),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_of_a_sub_range_equals_the_live_readings_inside_it() {
+    let s = setup(fleet(20)).await;
+    let events: Vec<_> = SampleStream::new(Arc::clone(&s.registry), START, 30_000, 3)
+        .take(20 * 120 * 8)
+        .collect();
+    let expected = expected_rows(&s.registry, &events);
+    s.produce(events).await;
+    let config = s.config("");
+    let p = Pipeline::start(&config, &s.log());
+    assert!(s.wait_for_rows(expected.len()).await, "{}", tail(&s.log()));
+    assert!(p.terminate().success());
+    let live = s.rows();
+    // A range that starts and ends off the half-hour grid: only whole windows inside count.
+    let (from, to) = (
+        START + 2 * 3_600_000 + 600_000,
+        START + 5 * 3_600_000 + 60_000,
+    );
+    let out = s.dir.path().join("replay.jsonl");
+    let fmt = |t: i64| {
+        chrono::DateTime::from_timestamp_millis(t)
+            .unwrap()
+            .to_rfc3339()
+    };
+    let o = std::process::Command::new(BIN)
+        .args([
+            "replay",
+            "--config",
+            config.to_str().unwrap(),
+            "--from",
+            &fmt(from),
+            "--to",
+            &fmt(to),
+            "--dry-run",
+            out.to_str().unwrap(),
+        ])
+        .env("RESET_CLIENT_SECRET", "demo")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let replayed = rows_of(
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|e| e["event"] == "readings")
+            .map(|e| e["payload"].clone()),
+    );
+    let inside: BTreeMap<_, _> = live
+        .into_iter()
+        .filter(|((_, time), _)| {
+            let end = ms(time);
+            end - 1_800_000 >= from && end <= to
+        })
+        .collect();
+    assert!(!inside.is_empty());
+    assert_eq!(replayed, inside);
+}
+
+fn one_monitor() -> Registry {
+    let yaml = format!(
+        "monitors:\n{}",
+        monitor_yaml("A", "air", "UTC", "co2: ppm, rh: '%RH'", &[])
+    );
+    Registry::parse(&yaml, "m.yaml").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_samples_are_dead_lettered_and_idle_partitions_close_their_windows() {
+    let s = setup(one_monitor()).await;
+    let t = START;
+    let mut events: Vec<SensorEvent> = (0..90)
+        .map(|i| {
+            event(
+                "A",
+                t + i * 60_000,
+                None,
+                &[("co2", Some(400.0 + i as f64))],
+            )
+        })
+        .collect();
+    // 90 minutes in, a sample for the first window: later than the 10-minute lateness.
+    events.push(event("A", t + 60_000, None, &[("co2", Some(9_999.0))]));
+    let expected = expected_rows(&s.registry, &events[..90]);
+    s.produce(events).await;
+    let p = Pipeline::start(&s.config(""), &s.log());
+    // The last window only closes when the idle partition's watermark is raised.
+    assert!(s.wait_for_rows(expected.len()).await, "{}", tail(&s.log()));
+    assert!(p.terminate().success());
+    assert_eq!(s.rows(), expected, "the late sample changed nothing");
+    let letters = read_topic(&s.broker.bootstrap, "sensor-events.dlq");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["reason"], "late");
+    assert_eq!(letters[0]["topic"], "sensor-events");
+    assert!(letters[0]["offset"].as_i64().unwrap() >= 90);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_records_are_dead_lettered_with_origin_and_good_windows_all_sent() {
+    let s = setup(one_monitor()).await;
+    let t = START;
+    let good: Vec<SensorEvent> = (0..120)
+        .map(|i| {
+            event(
+                "A",
+                t + i * 60_000,
+                None,
+                &[("co2", Some(500.0)), ("rh", Some(40.0))],
+            )
+        })
+        .collect();
+    let expected = expected_rows(&s.registry, &good);
+    s.produce(good).await;
+    // Bad ones after the good ones, in the same partition as monitor A.
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &s.broker.bootstrap)
+        .create()
+        .unwrap();
+    let bad: Vec<Vec<u8>> = vec![
+        b"\x00\x01garbage".to_vec(),
+        encode_avro(&event("NOBODY", t + 7_200_000, None, &[("co2", Some(1.0))])),
+        encode_avro(&event("A", t + 7_200_000, None, &[("rh", Some(150.0))])),
+    ];
+    for b in &bad {
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to("sensor-events")
+                    .key("A")
+                    .payload(b),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    let p = Pipeline::start(&s.config(""), &s.log());
+    assert!(s.wait_for_rows(expected.len()).await, "{}", tail(&s.log()));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(p.terminate().success());
+    assert_eq!(s.rows(), expected);
+    let letters = read_topic(&s.broker.bootstrap, "sensor-events.dlq");
+    let reasons: Vec<&str> = letters
+        .iter()
+        .map(|l| l["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["decode", "unknown_monitor", "impossible"],
+        "{letters:?}"
+    );
+    let partition = letters[0]["partition"].as_i64().unwrap();
+    let offsets: Vec<i64> = letters
+        .iter()
+        .map(|l| l["offset"].as_i64().unwrap())
+        .collect();
+    assert!(letters
+        .iter()
+        .all(|l| l["partition"].as_i64() == Some(partition) && l["topic"] == "sensor-events"));
+    assert_eq!(
+        offsets,
+        [120, 121, 122],
+        "each bad record's own offset, none skipped"
+    );
+    // The progress committed last covers every record: nothing skipped, nothing pending.
+    let progress = read_topic(&s.broker.bootstrap, "reset-pipeline.progress");
+    let last = progress
+        .iter()
+        .rev()
+        .find(|p| p["partition"].as_i64() == Some(partition))
+        .unwrap();
+    assert_eq!(last["offset"], 123, "{last}");
+}
