@@ -1,0 +1,148 @@
+//! End-to-end throughput: records/s from a local broker (tansu, a separate
+//! process) through decode, windows and publishing to the local emulator,
+//! measured in the same run as the raw consume rate of the same topic by a
+//! bare rdkafka consumer. Run with `cargo bench --bench end_to_end`
+//! (tansu from `TANSU_BIN`, `~/.cache/reset-pipeline/tansu/bin/tansu`, or PATH;
+//! `E2E_RECORDS` sets the size, default 1,000,000).
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use reset_pipeline::config::{Config, InputFormat, Secret};
+use reset_pipeline::emulator::{serve, EmulatorOptions};
+use reset_pipeline::http::Readiness;
+use reset_pipeline::metrics::Metrics;
+use reset_pipeline::synthetic::{fleet, SampleStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TOPIC: &str = "sensor-events";
+
+fn tansu() -> PathBuf {
+    if let Ok(p) = std::env::var("TANSU_BIN") {
+        return p.into();
+    }
+    let cached = PathBuf::from(std::env::var("HOME").unwrap_or_default())
+        .join(".cache/reset-pipeline/tansu/bin/tansu");
+    if cached.exists() {
+        cached
+    } else {
+        "tansu".into()
+    }
+}
+
+fn main() {
+    let records: usize = std::env::var("E2E_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut broker = Command::new(tansu())
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tansu starts (see the file's doc for where it is looked for)");
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (topic, partitions) in [(TOPIC, "3"), ("reset-pipeline.progress", "1")] {
+        Command::new(tansu())
+            .args([
+                "topic",
+                "create",
+                topic,
+                "--partitions",
+                partitions,
+                "--broker",
+                &url,
+            ])
+            .status()
+            .unwrap();
+    }
+    let bootstrap = format!("127.0.0.1:{port}");
+    let monitors = 1_000;
+    let registry = Arc::new(fleet(monitors));
+    let mut config = Config::default();
+    config.kafka.bootstrap_servers = bootstrap.clone();
+    config.kafka.topics = vec![TOPIC.into()];
+    config.input.format = InputFormat::Avro;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let events: Vec<_> = SampleStream::new(Arc::clone(&registry), 1_790_000_000_000, 10_000, 1)
+        .take(records)
+        .collect();
+    runtime
+        .block_on(reset_pipeline::produce::produce_events(
+            &config, TOPIC, events,
+        ))
+        .unwrap();
+
+    // The yardstick: a bare consumer reading every record of the topic.
+    let bare: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "bare")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    bare.subscribe(&[TOPIC]).unwrap();
+    let start = Instant::now();
+    let mut read = 0;
+    while read < records {
+        if let Some(Ok(_)) = bare.poll(Duration::from_millis(100)) {
+            read += 1;
+        }
+    }
+    let bare_rate = records as f64 / start.elapsed().as_secs_f64();
+    drop(bare);
+
+    // The pipeline, from subscription to the last record taken.
+    let rate = runtime.block_on(async {
+        let emulator = serve("127.0.0.1:0".parse().unwrap(), EmulatorOptions::default())
+            .await
+            .unwrap();
+        config.reset.url = format!("http://{}", emulator.addr);
+        config.reset.client_id = "demo".into();
+        config.reset.client_secret = Secret::new("demo");
+        config
+            .kafka
+            .properties
+            .insert("fetch.wait.max.ms".into(), Secret::new("10"));
+        let metrics = Metrics::new();
+        let consumed = metrics.records_consumed.clone();
+        let start = Instant::now();
+        let done = async move {
+            while (consumed.get() as usize) < records {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        reset_pipeline::live::run(
+            config,
+            registry,
+            metrics,
+            Arc::new(Readiness::default()),
+            done,
+        )
+        .await
+        .unwrap();
+        records as f64 / start.elapsed().as_secs_f64()
+    });
+    let _ = broker.kill();
+    println!(
+        "end_to_end: {records} records from tansu, 3 partitions, {monitors} monitors: bare consumer {bare_rate:.0} records/s, pipeline {rate:.0} records/s, ratio {:.2}",
+        rate / bare_rate
+    );
+}
