@@ -141,6 +141,7 @@ fn main() {
         records as f64 / start.elapsed().as_secs_f64()
     });
     let _ = broker.kill();
+    let _ = broker.wait();
     println!(
         "end_to_end: {records} records from tansu, 3 partitions, {monitors} monitors: bare consumer {bare_rate:.0} records/s, pipeline {rate:.0} records/s, ratio {:.2}",
         rate / bare_rate
