@@ -66,7 +66,17 @@ fn rows(payloads: impl Iterator<Item = Value>) -> BTreeMap<(String, String), Val
     out
 }
 
+/// librdkafka's mock cluster keeps about 5 MB per partition and drops older records.
+const MOCK_SAFE_SAMPLES: usize = 120_000;
+
 pub async fn demo(options: DemoOptions) -> Result<()> {
+    let samples = options.monitors * (options.hours.max(0) as usize) * 120;
+    anyhow::ensure!(
+        options.monitors > 0 && options.hours > 0 && samples <= MOCK_SAFE_SAMPLES,
+        "--monitors {} --hours {} makes {samples} samples; the embedded mock Kafka holds about {MOCK_SAFE_SAMPLES} (3 partitions of 5 MB) and would drop the oldest",
+        options.monitors,
+        options.hours
+    );
     let cluster = MockCluster::new(1).context("cannot start the mock Kafka cluster")?;
     cluster.create_topic(TOPIC, 3, 1)?;
     cluster.create_topic("reset-pipeline.progress", 1, 1)?;
