@@ -29,8 +29,9 @@ pub struct DemoOptions {
 const TOPIC: &str = "sensor-events";
 const INTERVAL_MS: i64 = 30_000;
 
-/// The windows the offline pipeline makes of the same samples: (connection_id, reading_time) → row.
-fn expected(
+/// The rows the offline pipeline makes of these samples (as one partition):
+/// (connection_id, reading_time) → row.
+pub fn offline_rows(
     registry: &Arc<Registry>,
     events: &[crate::event::SensorEvent],
 ) -> BTreeMap<(String, String), Value> {
@@ -52,7 +53,8 @@ fn expected(
     )
 }
 
-fn rows(payloads: impl Iterator<Item = Value>) -> BTreeMap<(String, String), Value> {
+/// Every reading row of `readings` payloads, keyed by (connection_id, reading_time).
+pub fn rows(payloads: impl IntoIterator<Item = Value>) -> BTreeMap<(String, String), Value> {
     let mut out = BTreeMap::new();
     for p in payloads {
         for r in p["data"]["readings"].as_array().into_iter().flatten() {
@@ -90,7 +92,7 @@ pub async fn demo(options: DemoOptions) -> Result<()> {
     let events: Vec<_> = SampleStream::new(Arc::clone(&registry), start, INTERVAL_MS, 42)
         .take(count)
         .collect();
-    let expected = expected(&registry, &events);
+    let expected = offline_rows(&registry, &events);
 
     let emulator = serve("127.0.0.1:0".parse()?, EmulatorOptions::default()).await?;
     let mut config = Config::default();

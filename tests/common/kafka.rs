@@ -242,17 +242,7 @@ pub fn config_for(bootstrap: &str) -> Config {
 
 /// Rows keyed by (connection_id, reading_time), from `readings` payloads.
 pub fn rows_of(payloads: impl IntoIterator<Item = Value>) -> BTreeMap<(String, String), Value> {
-    let mut out = BTreeMap::new();
-    for p in payloads {
-        for r in p["data"]["readings"].as_array().into_iter().flatten() {
-            let key = (
-                r["connection_id"].as_str().unwrap().to_string(),
-                r["reading_time"].as_str().unwrap().to_string(),
-            );
-            out.insert(key, r.clone());
-        }
-    }
-    out
+    reset_pipeline::demo::rows(payloads)
 }
 
 /// What the offline core makes of the same events (as one partition).
@@ -260,26 +250,7 @@ pub fn expected_rows(
     registry: &Arc<Registry>,
     events: &[SensorEvent],
 ) -> BTreeMap<(String, String), Value> {
-    let mut p = reset_pipeline::pipeline::PartitionPipeline::new(
-        Arc::clone(registry),
-        Default::default(),
-        Default::default(),
-    );
-    let mut rejects = Vec::new();
-    let mut payloads = Vec::new();
-    for (i, e) in events.iter().enumerate() {
-        payloads.extend(
-            p.record(i as u64, e, &mut rejects)
-                .into_iter()
-                .map(|b| serde_json::from_str(&b.payload).unwrap()),
-        );
-    }
-    payloads.extend(
-        p.finish()
-            .into_iter()
-            .map(|b| serde_json::from_str::<Value>(&b.payload).unwrap()),
-    );
-    rows_of(payloads)
+    reset_pipeline::demo::offline_rows(registry, events)
 }
 
 /// The emulator's rows, keyed like `expected_rows`.
