@@ -126,6 +126,8 @@ struct Live {
     assignments: std::sync::mpsc::Receiver<Assignment>,
     decoder: Decoder,
     schema_registry: Option<SchemaRegistry>,
+    /// Schema ids the registry does not have or that cannot be read: asked once.
+    unusable_schemas: std::collections::HashSet<u32>,
     dead_letters: DeadLetters,
     progress_writer: ProgressWriter,
     publisher: Publisher,
@@ -200,6 +202,7 @@ pub async fn run(
     let mut live = Live {
         decoder: Decoder::new(config.input.format),
         schema_registry,
+        unusable_schemas: Default::default(),
         dead_letters: DeadLetters::new(&client, config.dead_letter.topic.as_deref())
             .context("dead-letter producer")?,
         progress_writer: ProgressWriter::new(&client, &progress_topic)
@@ -369,14 +372,17 @@ impl Live {
         let Ok(id) = crate::codec::confluent_schema_id(payload) else {
             return Ok(());
         };
-        if self.decoder.avro_mut().knows(id) {
+        if self.decoder.avro_mut().knows(id) || self.unusable_schemas.contains(&id) {
             return Ok(());
         }
         match registry.writer_schema(id).await {
             Ok(schema) => self.decoder.avro_mut().register(id, schema),
-            // An id the registry does not have: the record is rejected as undecodable.
-            Err(crate::schema_registry::RegistryError::Unknown(_)) => {}
+            // An id the registry does not have: its records are rejected as undecodable.
+            Err(crate::schema_registry::RegistryError::Unknown(_)) => {
+                self.unusable_schemas.insert(id);
+            }
             Err(e @ crate::schema_registry::RegistryError::Unusable { .. }) => {
+                self.unusable_schemas.insert(id);
                 tracing::warn!(error = %e, "records of this schema will be rejected");
             }
             Err(e) => return Err(anyhow!(e)).context("the schema registry is needed to decode"),
