@@ -41,8 +41,17 @@ pub struct BinSample {
 /// The running state of one (parameter, channel) in one window.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Aggregator {
-    Mean { sum: f64, count: u32 },
-    Latest { time: i64, value: f64 },
+    /// Neumaier-compensated sum: the mean barely depends on arrival order,
+    /// even when positive and negative samples nearly cancel.
+    Mean {
+        sum: f64,
+        compensation: f64,
+        count: u32,
+    },
+    Latest {
+        time: i64,
+        value: f64,
+    },
     Bin(Vec<BinSample>),
 }
 
@@ -58,7 +67,11 @@ pub enum SlotValue {
 impl Aggregator {
     pub fn new(kind: Aggregation) -> Aggregator {
         match kind {
-            Aggregation::Mean => Aggregator::Mean { sum: 0.0, count: 0 },
+            Aggregation::Mean => Aggregator::Mean {
+                sum: 0.0,
+                compensation: 0.0,
+                count: 0,
+            },
             Aggregation::LatestCounter => Aggregator::Latest {
                 time: i64::MIN,
                 value: f64::NAN,
@@ -71,8 +84,18 @@ impl Aggregator {
     #[inline]
     pub fn add(&mut self, time: i64, value: f64, emptied: bool) {
         match self {
-            Aggregator::Mean { sum, count } => {
-                *sum += value;
+            Aggregator::Mean {
+                sum,
+                compensation,
+                count,
+            } => {
+                let total = *sum + value;
+                *compensation += if sum.abs() >= value.abs() {
+                    (*sum - total) + value
+                } else {
+                    (value - total) + *sum
+                };
+                *sum = total;
                 *count += 1;
             }
             Aggregator::Latest { time: t, value: v } => {
@@ -92,9 +115,11 @@ impl Aggregator {
 
     pub fn finish(self, rules: &BinRules) -> SlotValue {
         match self {
-            Aggregator::Mean { sum, count } => {
-                SlotValue::Single((count > 0).then(|| sum / f64::from(count)))
-            }
+            Aggregator::Mean {
+                sum,
+                compensation,
+                count,
+            } => SlotValue::Single((count > 0).then(|| (sum + compensation) / f64::from(count))),
             Aggregator::Latest { time, value } => {
                 SlotValue::Single((time != i64::MIN).then_some(value))
             }
@@ -155,6 +180,22 @@ mod tests {
             a.add(0, v, false);
         }
         assert_eq!(a.finish(&BinRules::default()), SlotValue::Single(Some(3.0)));
+    }
+
+    #[test]
+    fn the_mean_survives_cancellation_in_any_order() {
+        let values = [1e16, 1.0, -1e16, 3.0, 2.0];
+        let mean = |order: &[usize]| {
+            let mut a = Aggregator::new(Aggregation::Mean);
+            for &i in order {
+                a.add(0, values[i], false);
+            }
+            a.finish(&BinRules::default())
+        };
+        // A plain running sum loses the 1.0 in the first order and gives a mean of 1.0.
+        assert_eq!(mean(&[0, 1, 2, 3, 4]), SlotValue::Single(Some(1.2)));
+        assert_eq!(mean(&[1, 0, 3, 2, 4]), SlotValue::Single(Some(1.2)));
+        assert_eq!(mean(&[4, 3, 1, 0, 2]), SlotValue::Single(Some(1.2)));
     }
 
     #[test]
