@@ -75,7 +75,14 @@ pub fn aggregate(
     let mut summary = Summary::default();
     let mut line = Vec::new();
     let mut rejects = Vec::new();
-    let mut write_batches = |batches, summary: &mut Summary, out: &mut dyn Write| {
+    // A message written out is delivered: the tracker lets go of its windows.
+    let mut write_batches = |batches: Vec<crate::batch::Batch>,
+                             pipeline: &mut PartitionPipeline,
+                             summary: &mut Summary,
+                             out: &mut dyn Write| {
+        for b in &batches {
+            pipeline.message_answered(&b.message_id);
+        }
         for emission in with_announcements(&registry, &mut announcements, batches) {
             match &emission {
                 crate::pipeline::Emission::Monitor { .. } => summary.monitors_messages += 1,
@@ -112,10 +119,10 @@ pub fn aggregate(
                 write_reject(w, number, &reject)?;
             }
         }
-        write_batches(batches, &mut summary, out)?;
+        write_batches(batches, &mut pipeline, &mut summary, out)?;
     }
     let batches = pipeline.finish();
-    write_batches(batches, &mut summary, out)?;
+    write_batches(batches, &mut pipeline, &mut summary, out)?;
     let stats = pipeline.engine().stats();
     summary.events = stats.events;
     summary.windows = stats.windows_closed;

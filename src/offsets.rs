@@ -57,19 +57,28 @@ struct WindowInfo {
 #[derive(Debug)]
 struct MessageInfo {
     windows: Vec<WindowKey>,
-    first_step: i64,
     last_step: i64,
 }
 
-/// Tracks one partition's records, closed windows and messages.
+/// Closed windows of one watermark step.
+#[derive(Debug, Default)]
+struct Step {
+    windows: Vec<WindowKey>,
+    unanswered: usize,
+}
+
+/// Tracks one partition's records, closed windows and messages. Every
+/// operation costs in proportion to what it touches, not to what is pending.
 #[derive(Debug)]
 pub struct OffsetTracker {
     next: ResumePoint,
     acknowledged_through: i64,
     /// Closed windows after F, by closing step.
-    steps: BTreeMap<i64, Vec<WindowKey>>,
+    steps: BTreeMap<i64, Step>,
     windows: HashMap<WindowKey, WindowInfo>,
     messages: HashMap<String, MessageInfo>,
+    /// Messages holding windows of more than one step (daily push): (first, last) step.
+    spans: HashMap<String, (i64, i64)>,
 }
 
 impl OffsetTracker {
@@ -84,6 +93,7 @@ impl OffsetTracker {
             steps: BTreeMap::new(),
             windows: HashMap::new(),
             messages: HashMap::new(),
+            spans: HashMap::new(),
         }
     }
 
@@ -106,9 +116,11 @@ impl OffsetTracker {
         step: i64,
         closed: impl IntoIterator<Item = (MonitorId, i64, ResumePoint)>,
     ) {
+        let entry = self.steps.entry(step).or_default();
         for (monitor, end, resume) in closed {
             let key = (monitor, end);
-            self.steps.entry(step).or_default().push(key);
+            entry.windows.push(key);
+            entry.unanswered += 1;
             self.windows.insert(
                 key,
                 WindowInfo {
@@ -129,14 +141,12 @@ impl OffsetTracker {
             .map(|w| w.step);
         let (first_step, last_step) =
             steps.fold((i64::MAX, i64::MIN), |(lo, hi), s| (lo.min(s), hi.max(s)));
-        self.messages.insert(
-            message_id.to_string(),
-            MessageInfo {
-                windows,
-                first_step,
-                last_step,
-            },
-        );
+        if first_step < last_step {
+            self.spans
+                .insert(message_id.to_string(), (first_step, last_step));
+        }
+        self.messages
+            .insert(message_id.to_string(), MessageInfo { windows, last_step });
     }
 
     /// RESET answered the message for good (acknowledged, or refused with 10400).
@@ -146,24 +156,34 @@ impl OffsetTracker {
         };
         for key in &message.windows {
             if let Some(w) = self.windows.get_mut(key) {
-                w.answered = true;
+                if !w.answered {
+                    w.answered = true;
+                    if let Some(step) = self.steps.get_mut(&w.step) {
+                        step.unanswered -= 1;
+                    }
+                }
             }
         }
-        self.advance_acknowledged_through();
+        if self
+            .steps
+            .first_key_value()
+            .is_some_and(|(_, s)| s.unanswered == 0)
+        {
+            self.advance_acknowledged_through();
+        }
     }
 
     fn advance_acknowledged_through(&mut self) {
         let mut through = self.acknowledged_through;
-        for (&step, keys) in &self.steps {
-            let all_answered = keys.iter().all(|k| self.windows[k].answered);
-            let straddled = self
-                .messages
-                .values()
-                .any(|m| m.first_step <= step && step < m.last_step);
-            if !all_answered {
+        for (&step, s) in &self.steps {
+            if s.unanswered > 0 {
                 break;
             }
             // A step inside a message's span is no place to cut; a later one may be.
+            let straddled = self
+                .spans
+                .values()
+                .any(|&(first, last)| first <= step && step < last);
             if !straddled {
                 through = step;
             }
@@ -173,12 +193,13 @@ impl OffsetTracker {
         }
         self.acknowledged_through = through;
         let later = self.steps.split_off(&(through.saturating_add(1)));
-        for keys in std::mem::replace(&mut self.steps, later).into_values() {
-            for key in keys {
+        for step in std::mem::replace(&mut self.steps, later).into_values() {
+            for key in step.windows {
                 self.windows.remove(&key);
             }
         }
         self.messages.retain(|_, m| m.last_step > through);
+        self.spans.retain(|_, &mut (_, last)| last > through);
     }
 
     /// Where a restart would resume, given the earliest open window's resume point.
