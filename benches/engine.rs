@@ -20,6 +20,26 @@ const INTERVAL_MS: i64 = 10_000;
 const CHUNK: usize = 50_000;
 const START_MS: i64 = 1_773_532_800_000; // 2026-03-15T00:00:00Z
 
+/// Times `each` over `iters` items made `CHUNK` at a time by `make`, which is not timed.
+fn timed_chunks<T>(
+    iters: u64,
+    mut make: impl FnMut(usize) -> Vec<T>,
+    mut each: impl FnMut(&T),
+) -> Duration {
+    let mut timed = Duration::ZERO;
+    let mut left = iters as usize;
+    while left > 0 {
+        let chunk = make(left.min(CHUNK));
+        left -= chunk.len();
+        let start = Instant::now();
+        for item in &chunk {
+            each(item);
+        }
+        timed += start.elapsed();
+    }
+    timed
+}
+
 fn engine_throughput(c: &mut Criterion) {
     let registry = Arc::new(fleet(MONITORS));
     let mut group = c.benchmark_group("window/engine");
@@ -32,27 +52,24 @@ fn engine_throughput(c: &mut Criterion) {
     let mut stream = SampleStream::new(Arc::clone(&registry), START_MS, INTERVAL_MS, 7);
     let mut engine = Engine::new(Arc::clone(&registry), EngineSettings::default());
     let mut offset = 0u64;
+    let mut rejects = Vec::new();
     group.bench_function(BenchmarkId::new("engine_only", MONITORS), |b| {
         b.iter_custom(|iters| {
-            let mut timed = Duration::ZERO;
-            let mut left = iters as usize;
-            let mut rejects = Vec::new();
-            while left > 0 {
-                let chunk: Vec<SensorEvent> = stream.by_ref().take(left.min(CHUNK)).collect();
-                left -= chunk.len();
-                let start = Instant::now();
-                for e in &chunk {
+            timed_chunks(
+                iters,
+                |n| stream.by_ref().take(n).collect(),
+                |e: &SensorEvent| {
                     offset += 1;
                     engine.record(offset, e, &mut rejects);
                     std::hint::black_box(engine.advance());
-                }
-                timed += start.elapsed();
-                assert!(rejects.is_empty());
-            }
-            timed
+                },
+            )
         })
     });
+    assert!(rejects.is_empty());
 
+    // The same through the whole partition pipeline; each message answered at
+    // once, as RESET would, so the tracker stays small.
     let mut stream = SampleStream::new(Arc::clone(&registry), START_MS, INTERVAL_MS, 7);
     let mut pipeline = PartitionPipeline::new(
         Arc::clone(&registry),
@@ -62,27 +79,21 @@ fn engine_throughput(c: &mut Criterion) {
     let mut offset = 0u64;
     group.bench_function(BenchmarkId::new("decoded_events", MONITORS), |b| {
         b.iter_custom(|iters| {
-            let mut timed = Duration::ZERO;
-            let mut left = iters as usize;
-            let mut rejects = Vec::new();
-            while left > 0 {
-                let chunk: Vec<SensorEvent> = stream.by_ref().take(left.min(CHUNK)).collect();
-                left -= chunk.len();
-                let start = Instant::now();
-                for e in &chunk {
+            timed_chunks(
+                iters,
+                |n| stream.by_ref().take(n).collect(),
+                |e: &SensorEvent| {
                     offset += 1;
-                    // Each message is answered at once, as RESET would, so the tracker stays small.
                     for b in pipeline.record(offset, e, &mut rejects) {
                         pipeline.message_answered(std::hint::black_box(&b.message_id));
                     }
-                }
-                timed += start.elapsed();
-                assert!(rejects.is_empty());
-            }
-            timed
+                },
+            )
         })
     });
+    assert!(rejects.is_empty());
 
+    // (b) bare Avro bytes through decode and the pipeline.
     let mut stream = SampleStream::new(Arc::clone(&registry), START_MS, INTERVAL_MS, 7);
     let mut pipeline = PartitionPipeline::new(
         Arc::clone(&registry),
@@ -93,29 +104,19 @@ fn engine_throughput(c: &mut Criterion) {
     let mut offset = 0u64;
     group.bench_function(BenchmarkId::new("avro_decode_and_engine", MONITORS), |b| {
         b.iter_custom(|iters| {
-            let mut timed = Duration::ZERO;
-            let mut left = iters as usize;
-            let mut rejects = Vec::new();
-            while left > 0 {
-                let chunk: Vec<Vec<u8>> = stream
-                    .by_ref()
-                    .take(left.min(CHUNK))
-                    .map(|e| encode_avro(&e))
-                    .collect();
-                left -= chunk.len();
-                let start = Instant::now();
-                for bytes in &chunk {
+            timed_chunks(
+                iters,
+                |n| stream.by_ref().take(n).map(|e| encode_avro(&e)).collect(),
+                |bytes: &Vec<u8>| {
                     offset += 1;
                     for b in pipeline.record_bytes(&decoder, offset, bytes, &mut rejects) {
                         pipeline.message_answered(std::hint::black_box(&b.message_id));
                     }
-                }
-                timed += start.elapsed();
-                assert!(rejects.is_empty());
-            }
-            timed
+                },
+            )
         })
     });
+    assert!(rejects.is_empty());
     group.finish();
 }
 
