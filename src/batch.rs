@@ -72,11 +72,6 @@ impl Batcher {
         }
     }
 
-    /// Rows held back (daily mode).
-    pub fn pending(&self) -> usize {
-        self.pending.values().map(Vec::len).sum()
-    }
-
     /// The earliest resume point of a held row.
     pub fn earliest_pending(&self) -> Option<ResumePoint> {
         self.pending.values().flatten().map(|r| r.resume).min()

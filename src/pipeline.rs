@@ -106,10 +106,6 @@ impl PartitionPipeline {
         &self.engine
     }
 
-    pub fn batcher(&self) -> &Batcher {
-        &self.batcher
-    }
-
     /// Takes one record and returns the messages it made due.
     pub fn record(
         &mut self,

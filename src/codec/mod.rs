@@ -51,10 +51,6 @@ impl Decoder {
         }
     }
 
-    pub fn format(&self) -> InputFormat {
-        self.format
-    }
-
     /// The Avro side, to register writer schemas fetched from a schema registry.
     pub fn avro_mut(&mut self) -> &mut AvroCodec {
         &mut self.avro

@@ -159,11 +159,6 @@ impl Engine {
         &self.registry
     }
 
-    /// Replaces the registry (a monitor added or changed). Monitors keep their ids.
-    pub fn set_registry(&mut self, registry: Arc<Registry>) {
-        self.registry = registry;
-    }
-
     /// The earliest resume point among open windows.
     pub fn earliest_open(&self) -> Option<ResumePoint> {
         self.windows

@@ -168,10 +168,6 @@ impl Pipeline {
         Pipeline { child }
     }
 
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
     /// SIGKILL: no drain, no goodbye.
     pub fn kill(mut self) {
         self.child.kill().unwrap();
@@ -184,10 +180,6 @@ impl Pipeline {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         self.child.wait().unwrap()
-    }
-
-    pub fn has_exited(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_some()
     }
 }
 
