@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: formatting, lints, and every test.
-# Works on a fresh machine with the Rust toolchain and node/npm; installs what it needs.
+# Works on a fresh machine with the Rust toolchain, node/npm and python3;
+# installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +25,30 @@ for f in tests/*.rs; do
 done
 status=0
 cargo test --lib --bins "${core[@]}" 2>&1 | tee "$log" || status=1
+
+# The Helm chart: rendered and linted by Helm's Go SDK, checked against
+# Kubernetes' schemas, its config read by the binary. A virtualenv per
+# requirements file, kept in the cache folder.
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/reset-pipeline/venv-$(sha256sum tests/helm/requirements.txt | cut -c1-12)"
+if [ ! -f "$venv/complete" ]; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/helm/requirements.txt
+  touch "$venv/complete"
+fi
+cargo build --quiet --bin reset-pipeline
+RESET_PIPELINE_BIN=target/debug/reset-pipeline "$venv/bin/python" -m unittest -v tests/helm/test_chart.py 2>&1 \
+  | tee -a "$log" || status=1
+
 cargo test "${kafka[@]}" -- --test-threads 1 2>&1 | tee -a "$log" || status=1
-# One closing line over every test binary.
-awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+# One closing line over every test binary and the chart tests.
+awk '/^test result:/ { p += $4; f += $6 }
+     /^Ran [0-9]+ tests? in/ { ran = $2 }
+     /^(OK|FAILED)/ { bad = 0
+                      while (match($0, /(failures|errors)=[0-9]+/)) {
+                        bad += substr($0, RSTART + index(substr($0, RSTART, RLENGTH), "="), RLENGTH)
+                        $0 = substr($0, RSTART + RLENGTH)
+                      }
+                      p += ran - bad; f += bad }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

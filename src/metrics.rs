@@ -162,3 +162,70 @@ impl Default for Metrics {
         Metrics::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// Every `reset_pipeline_*` name in `text`, histogram series reduced to their family.
+    fn names_in(text: &str) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("reset_pipeline_") {
+            let tail = &rest[start..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            let name = &tail[..end];
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            names.insert(family.to_string());
+            rest = &tail[end..];
+        }
+        names
+    }
+
+    fn exported() -> BTreeSet<String> {
+        let metrics = Metrics::new();
+        metrics.publish_latency.observe(0.1);
+        metrics.watermark_delay.with_label_values(&["0"]).set(1);
+        metrics.consumer_lag.with_label_values(&["0"]).set(1);
+        metrics
+            .registry
+            .gather()
+            .iter()
+            .map(|family| family.name().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_dashboard_and_the_documented_alerts_use_only_exported_metrics() {
+        let exported = exported();
+        let root = env!("CARGO_MANIFEST_DIR");
+        for file in [
+            "helm/reset-pipeline/dashboards/reset-pipeline.json",
+            "README.md",
+        ] {
+            let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+            let used = names_in(&text);
+            assert!(used.len() >= 6, "{file} names only {used:?}");
+            let unknown: Vec<_> = used.difference(&exported).collect();
+            assert!(unknown.is_empty(), "{file} uses {unknown:?}");
+        }
+    }
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        for name in exported() {
+            assert!(name.starts_with("reset_pipeline_"), "{name}");
+            let counter_or_unit = ["_total", "_seconds", "_records", "_windows", "_messages"];
+            assert!(
+                counter_or_unit.iter().any(|s| name.ends_with(s)),
+                "{name} names no unit"
+            );
+        }
+    }
+}

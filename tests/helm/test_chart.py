@@ -1,0 +1,246 @@
+"""The Helm chart, rendered and linted by Helm's own Go engine (helm-python-sdk),
+its manifests checked against Kubernetes' schemas (kubernetes-validate), and
+the config it mounts read by the real binary.
+
+Run by scripts/test.sh, which installs both packages into a virtualenv:
+    RESET_PIPELINE_BIN=target/debug/reset-pipeline python -m unittest tests/helm/test_chart.py
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import tempfile
+import unittest
+
+import helm_python as helm
+import kubernetes_validate
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "reset-pipeline"
+FULL_VALUES = yaml.safe_load((ROOT / "tests" / "helm" / "values-full.yaml").read_text())
+KUBERNETES = "1.35.0"
+BINARY = os.environ.get("RESET_PIPELINE_BIN", str(ROOT / "target" / "debug" / "reset-pipeline"))
+# Kinds that are not part of Kubernetes itself, checked by hand below.
+CUSTOM_KINDS = {"ServiceMonitor"}
+
+
+def render(values=None, name="feed-prod", namespace="sensors"):
+    """Every rendered manifest, as (template, object) pairs."""
+    chart = helm.Chart.load(str(CHART))
+    rendered = chart.render(values, name=name, namespace=namespace, is_install=True)
+    objects = []
+    for template, text in sorted(rendered.items()):
+        if template.endswith("NOTES.txt"):
+            continue
+        for document in yaml.safe_load_all(text):
+            if document:
+                objects.append((template, document))
+    return objects
+
+
+def one(objects, kind, suffix=""):
+    found = [o for _, o in objects if o["kind"] == kind and o["metadata"]["name"].endswith(suffix)]
+    assert len(found) == 1, f"{len(found)} {kind} objects named *{suffix}"
+    return found[0]
+
+
+def kinds(objects):
+    return sorted(o["kind"] for _, o in objects)
+
+
+class Lint(unittest.TestCase):
+    def assert_clean(self, report):
+        problems = [m for m in report["messages"] if m["severity"] >= 2]
+        self.assertEqual(problems, [], report)
+        self.assertEqual(report["errors"], [], report)
+        self.assertEqual(report["total_charts_linted"], 1)
+
+    def test_default_values_lint_clean_in_strict_mode(self):
+        self.assert_clean(helm.lint(str(CHART), strict=True, kube_version=f"v{KUBERNETES}"))
+
+    def test_every_option_on_lints_clean_in_strict_mode(self):
+        self.assert_clean(helm.lint(str(CHART), FULL_VALUES, strict=True, kube_version=f"v{KUBERNETES}"))
+
+    def test_lint_reports_a_value_the_schema_refuses(self):
+        report = helm.lint(str(CHART), {"replicaCount": "two"}, strict=True)
+        self.assertTrue(report["errors"] or any(m["severity"] == 3 for m in report["messages"]), report)
+
+
+class KubernetesSchema(unittest.TestCase):
+    def validate_all(self, objects):
+        validated = 0
+        for template, obj in objects:
+            if obj["kind"] in CUSTOM_KINDS:
+                continue
+            with self.subTest(template=template, kind=obj["kind"]):
+                kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+                validated += 1
+        return validated
+
+    def test_default_render_is_valid_kubernetes(self):
+        objects = render()
+        self.assertEqual(
+            kinds(objects),
+            ["ConfigMap", "ConfigMap", "Deployment", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount"],
+        )
+        self.assertEqual(self.validate_all(objects), 7)
+
+    def test_full_render_is_valid_kubernetes(self):
+        objects = render(FULL_VALUES)
+        self.assertIn("ServiceMonitor", kinds(objects))
+        self.assertEqual(self.validate_all(objects), len(objects) - 1)
+
+    def test_an_invalid_manifest_is_caught(self):
+        deployment = one(render(), "Deployment")
+        deployment["spec"]["replicas"] = "three"
+        with self.assertRaises(kubernetes_validate.ValidationError):
+            kubernetes_validate.validate(deployment, KUBERNETES, strict=True)
+
+
+class ValuesSchema(unittest.TestCase):
+    def refused(self, values):
+        chart = helm.Chart.load(str(CHART))
+        with self.assertRaises(helm.HelmError) as caught:
+            chart.render(values, name="x", namespace="y", is_install=True)
+        return str(caught.exception)
+
+    def test_credentials_in_the_config_are_refused(self):
+        message = self.refused({"config": {"reset": {"url": "https://r:8069", "client_secret": "x"}}})
+        self.assertIn("client_secret", message)
+
+    def test_wrong_types_and_enums_are_refused(self):
+        self.assertIn("replicaCount", self.refused({"replicaCount": "two"}))
+        self.assertIn("push", self.refused({"config": {"reset": {"url": "https://r", "push": "hourly"}}}))
+        self.assertIn("format", self.refused({"config": {"kafka": {"bootstrap_servers": "k:9092"}, "input": {"format": "xml"}}}))
+        self.assertIn("allowed_lateness", self.refused({"config": {"kafka": {"bootstrap_servers": "k:9092"}, "windowing": {"allowed_lateness": "ten"}}}))
+        self.assertIn("serviceMonitor", self.refused({"serviceMonitor": {"enable": True}}))
+
+    def test_credentials_cannot_be_overridden_through_extra_env(self):
+        self.refused({"extraEnv": [{"name": "RESET_CLIENT_SECRET", "value": "x"}]})
+
+
+class Wiring(unittest.TestCase):
+    def test_the_deployment_mounts_the_configmap_the_binary_reads(self):
+        objects = render(FULL_VALUES)
+        deployment = one(objects, "Deployment")
+        [config_map] = [o for _, o in objects if o["kind"] == "ConfigMap" and "config.yaml" in o["data"]]
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        volume = next(v for v in pod["volumes"] if v.get("configMap"))
+        self.assertEqual(volume["configMap"]["name"], config_map["metadata"]["name"])
+        mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
+        config_arg = container["args"][container["args"].index("--config") + 1]
+        self.assertEqual(container["args"][0], "run")
+        self.assertEqual(pathlib.PurePosixPath(config_arg).parent, pathlib.PurePosixPath(mount["mountPath"]))
+        self.assertIn(pathlib.PurePosixPath(config_arg).name, config_map["data"])
+        self.assertTrue(mount["readOnly"])
+
+        # The binary itself accepts the mounted files as they are.
+        with tempfile.TemporaryDirectory() as folder:
+            for name, text in config_map["data"].items():
+                pathlib.Path(folder, name).write_text(text)
+            config_path = pathlib.Path(folder, pathlib.PurePosixPath(config_arg).name)
+            checked = subprocess.run(
+                [BINARY, "validate", "--config", str(config_path)],
+                capture_output=True, text=True,
+                env={**os.environ, "RESET_CLIENT_ID": "id", "RESET_CLIENT_SECRET": "secret"},
+            )
+            self.assertEqual(checked.returncode, 0, checked.stderr)
+            monitors = subprocess.run(
+                [BINARY, "validate", "--monitors", str(pathlib.Path(folder, "monitors.yaml"))],
+                capture_output=True, text=True,
+            )
+            self.assertEqual(monitors.returncode, 0, monitors.stderr)
+            self.assertIn("2 monitors", monitors.stdout + monitors.stderr)
+        mounted = yaml.safe_load(config_map["data"]["config.yaml"])
+        self.assertEqual(mounted["http"]["listen"], "0.0.0.0:9900")
+        self.assertEqual(mounted["monitors"], {"topic": "monitor-registry", "file": "monitors.yaml"})
+        self.assertEqual(container["ports"][0]["containerPort"], 9900)
+
+    def test_credentials_come_only_from_the_secret(self):
+        objects = render(FULL_VALUES)
+        secret = one(objects, "Secret")
+        container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        from_secret = {
+            e["name"]: e["valueFrom"]["secretKeyRef"]
+            for e in container["env"]
+            if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]
+        }
+        self.assertEqual(set(from_secret), {"RESET_CLIENT_ID", "RESET_CLIENT_SECRET"})
+        for ref in from_secret.values():
+            self.assertEqual(ref["name"], secret["metadata"]["name"])
+            self.assertIn(ref["key"], secret["data"])
+        plain = [e for e in container["env"] if e["name"].startswith("RESET_CLIENT")]
+        self.assertTrue(all("value" not in e for e in plain))
+        # The secret value appears in the Secret only, base64-encoded, and nowhere in clear.
+        for template, obj in objects:
+            self.assertNotIn(FULL_VALUES["credentials"]["clientSecret"], json.dumps(obj), template)
+
+    def test_an_existing_secret_is_used_and_none_is_created(self):
+        objects = render({"credentials": {"existingSecret": "reset-credentials"}})
+        self.assertNotIn("Secret", kinds(objects))
+        container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        names = {e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e}
+        self.assertEqual(names, {"reset-credentials"})
+
+    def test_a_config_change_rolls_the_pods(self):
+        def checksum(values):
+            return one(render(values), "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+        self.assertEqual(checksum(None), checksum(None))
+        self.assertNotEqual(checksum(None), checksum({"config": {"windowing": {"allowed_lateness": "20m"}}}))
+
+    def test_pods_run_unprivileged_on_a_read_only_root(self):
+        pod = one(render(), "Deployment")["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        self.assertTrue(pod["securityContext"]["runAsNonRoot"])
+        self.assertNotEqual(pod["securityContext"]["runAsUser"], 0)
+        self.assertTrue(container["securityContext"]["readOnlyRootFilesystem"])
+        self.assertFalse(container["securityContext"]["allowPrivilegeEscalation"])
+        self.assertEqual(container["livenessProbe"]["httpGet"]["path"], "/healthz")
+        self.assertEqual(container["readinessProbe"]["httpGet"]["path"], "/readyz")
+        self.assertIn("memory", container["resources"]["limits"])
+
+    def test_the_service_monitor_scrapes_the_service(self):
+        objects = render(FULL_VALUES)
+        service = one(objects, "Service")
+        monitor = one(objects, "ServiceMonitor")
+        self.assertEqual(monitor["apiVersion"], "monitoring.coreos.com/v1")
+        self.assertEqual(monitor["metadata"]["labels"]["release"], "kube-prometheus-stack")
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        self.assertLessEqual(selector.items(), service["metadata"]["labels"].items())
+        self.assertEqual(monitor["spec"]["endpoints"][0]["port"], service["spec"]["ports"][0]["name"])
+        self.assertEqual(monitor["spec"]["namespaceSelector"]["matchNames"], ["sensors"])
+
+    def test_the_service_selects_the_pods(self):
+        objects = render()
+        service = one(objects, "Service")
+        pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+        self.assertLessEqual(service["spec"]["selector"].items(), pod_labels.items())
+        pdb = one(objects, "PodDisruptionBudget")
+        self.assertLessEqual(pdb["spec"]["selector"]["matchLabels"].items(), pod_labels.items())
+
+    def test_the_dashboard_is_a_grafana_dashboard_with_the_required_panels(self):
+        objects = render(FULL_VALUES)
+        config_map = one(objects, "ConfigMap", "-dashboard")
+        self.assertEqual(config_map["metadata"]["labels"]["grafana_dashboard"], "1")
+        self.assertEqual(config_map["metadata"]["namespace"], "monitoring")
+        dashboard = json.loads(config_map["data"]["reset-pipeline.json"])
+        expressions = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+        for metric in [
+            "records_consumed_total",
+            "consumer_lag_records",
+            "watermark_delay_seconds",
+            "publish_latency_seconds_bucket",
+            "answers_total",
+            "rejects_total",
+        ]:
+            self.assertIn("reset_pipeline_" + metric, expressions)
+        self.assertIn("sum by (code)", expressions)
+        self.assertIn("sum by (reason)", expressions)
+
+
+if __name__ == "__main__":
+    unittest.main()
