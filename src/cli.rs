@@ -356,14 +356,12 @@ fn load_runnable(path: &Path) -> Result<(Config, Arc<Registry>)> {
     if !found.is_empty() {
         return Err(problems(found));
     }
-    let file = config.monitors_file().ok_or_else(|| {
-        anyhow::anyhow!(
-            "{}: monitors.file: is required (a registry topic alone is not supported yet)",
-            path.display()
-        )
-    })?;
-    let registry = Arc::new(Registry::load(&file).map_err(problems)?);
-    Ok((config, registry))
+    // The file, if any; `monitors.topic` is read on top of it when the pipeline starts.
+    let registry = match config.monitors_file() {
+        Some(file) => Registry::load(&file).map_err(problems)?,
+        None => Registry::default(),
+    };
+    Ok((config, Arc::new(registry)))
 }
 
 fn run_live(path: &Path) -> Result<()> {
@@ -392,6 +390,7 @@ fn run_live(path: &Path) -> Result<()> {
 fn replay(path: &Path, from: i64, to: i64, dry_run: Option<&Path>) -> Result<()> {
     anyhow::ensure!(from < to, "--from must be before --to");
     let (config, registry) = load_runnable(path)?;
+    let (registry, _) = crate::live::with_monitor_topic(&config, registry, &Default::default())?;
     let emissions = crate::replay::replay(&config, Arc::clone(&registry), from, to)?;
     let readings: usize = emissions
         .iter()

@@ -8,9 +8,10 @@
 use crate::codec::Decoder;
 use crate::config::{Config, InputFormat};
 use crate::http::Readiness;
+use crate::kafka::monitor_topic::apply_records;
 use crate::kafka::progress::ProgressRecord;
 use crate::kafka::{
-    client_config, ensure_topics, DeadLetters, Origin, ProgressReader, ProgressWriter,
+    client_config, ensure_topics, DeadLetters, MonitorTopic, Origin, ProgressReader, ProgressWriter,
 };
 use crate::metrics::Metrics;
 use crate::offsets::Progress;
@@ -134,8 +135,37 @@ struct Live {
     parts: HashMap<PartitionKey, Partition>,
     owners: HashMap<String, (PartitionKey, Instant)>,
     announcements: Announcements,
+    /// The monitor registry topic, followed for changes.
+    monitor_topic: Option<MonitorTopic>,
     rejects: Vec<Reject>,
     report: LiveReport,
+}
+
+/// The registry `base` with `monitors.topic`, when configured, read to its
+/// end on top of it; the topic is returned positioned for following.
+pub fn with_monitor_topic(
+    config: &Config,
+    base: Arc<Registry>,
+    metrics: &Metrics,
+) -> Result<(Arc<Registry>, Option<MonitorTopic>)> {
+    let Some(topic) = config.monitors.topic.as_deref() else {
+        return Ok((base, None));
+    };
+    let (follower, records) = MonitorTopic::open(
+        &client_config(&config.kafka),
+        topic,
+        Duration::from_secs(30),
+    )
+    .map_err(|e| anyhow!("cannot read the monitor topic: {e}"))?;
+    let mut registry = Arc::unwrap_or_clone(base);
+    apply_records(&mut registry, &records, metrics);
+    tracing::info!(
+        topic,
+        records = records.len(),
+        monitors = registry.len(),
+        "monitor registry read"
+    );
+    Ok((Arc::new(registry), Some(follower)))
 }
 
 /// Publisher settings from the config.
@@ -171,6 +201,7 @@ pub async fn run(
         topics.push((dlq, 1));
     }
     ensure_topics(kafka, &topics).await;
+    let (registry, monitor_topic) = with_monitor_topic(&config, registry, &metrics)?;
     let (events_tx, assignments) = std::sync::mpsc::channel();
     let context = LiveContext {
         progress: Mutex::new(
@@ -213,6 +244,7 @@ pub async fn run(
         parts: HashMap::new(),
         owners: HashMap::new(),
         announcements: Announcements::default(),
+        monitor_topic,
         rejects: Vec::new(),
         report: LiveReport::default(),
         config,
@@ -236,6 +268,7 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 live.take_assignments(&readiness)?;
+                live.follow_monitor_topic();
                 live.idle().await?;
                 live.commit().await?;
                 live.update_gauges();
@@ -282,6 +315,24 @@ fn watch_readiness(publisher: &Publisher, readiness: Arc<Readiness>) {
 impl Live {
     fn settings(&self) -> EngineSettings {
         EngineSettings::from(&self.config.windowing)
+    }
+
+    /// Applies new monitor records; every partition takes the new registry.
+    fn follow_monitor_topic(&mut self) {
+        let Some(topic) = &self.monitor_topic else {
+            return;
+        };
+        let records = topic.poll_new();
+        if records.is_empty() {
+            return;
+        }
+        let mut registry = (*self.registry).clone();
+        if apply_records(&mut registry, &records, &self.metrics) {
+            self.registry = Arc::new(registry);
+            for part in self.parts.values_mut() {
+                part.pipeline.set_registry(Arc::clone(&self.registry));
+            }
+        }
     }
 
     fn take_assignments(&mut self, readiness: &Readiness) -> Result<()> {

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub open_windows: IntGauge,
     pub in_flight: IntGauge,
     pub commits: IntCounter,
+    pub registry_records: IntCounterVec,
 }
 
 const NS: &str = "reset_pipeline";
@@ -129,6 +130,11 @@ impl Metrics {
                 "in_flight_messages",
                 "Messages published and not yet answered",
             ),
+            registry_records: counter_vec(
+                "registry_records_total",
+                "Records of the monitor registry topic, by what they did",
+                &["outcome"],
+            ),
             commits: counter(
                 "commits_total",
                 "Offset commits (each after its progress record)",
@@ -140,6 +146,9 @@ impl Metrics {
         }
         for code in ["10200", "10400"] {
             m.answers.with_label_values(&[code]);
+        }
+        for outcome in ["added", "changed", "unchanged", "removed", "refused"] {
+            m.registry_records.with_label_values(&[outcome]);
         }
         for event in ["monitors", "readings"] {
             m.messages_sent.with_label_values(&[event]);

@@ -106,6 +106,11 @@ impl PartitionPipeline {
         &self.engine
     }
 
+    /// Takes a changed registry for the windows and messages still to come.
+    pub fn set_registry(&mut self, registry: Arc<Registry>) {
+        self.engine.set_registry(registry);
+    }
+
     /// Takes one record and returns the messages it made due.
     pub fn record(
         &mut self,

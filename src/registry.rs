@@ -4,7 +4,7 @@
 use crate::parameter::{Module, Parameter, Unit};
 use crate::problem::{Problem, Problems};
 use chrono_tz::Tz;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -286,6 +286,46 @@ fn check_channels(
 pub struct Registry {
     monitors: Vec<Monitor>,
     by_connection_id: FxHashMap<String, u32>,
+    /// Monitors removed by a tombstone: their ids stay, so open windows still
+    /// close, but samples no longer find them.
+    removed: FxHashSet<u32>,
+}
+
+/// What one record of the monitor topic did to the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryChange {
+    /// A monitor the registry did not have (or had removed).
+    Added(MonitorId),
+    /// A monitor's description changed (label, brand, serial, calibration
+    /// date, channel labels): RESET gets `modify` before its next readings.
+    Changed(MonitorId),
+    /// The same record again (compaction, a re-publish).
+    Unchanged(MonitorId),
+    /// A tombstone: samples of this monitor are rejected from now on.
+    Removed(MonitorId),
+    /// A tombstone for a monitor the registry does not have.
+    NothingToRemove,
+}
+
+impl RegistryChange {
+    pub fn name(self) -> &'static str {
+        match self {
+            RegistryChange::Added(_) => "added",
+            RegistryChange::Changed(_) => "changed",
+            RegistryChange::Unchanged(_) => "unchanged",
+            RegistryChange::Removed(_) | RegistryChange::NothingToRemove => "removed",
+        }
+    }
+}
+
+/// Whether two descriptions of a monitor window its samples alike: module,
+/// time zone, declared parameters and units, and channel ids. Open windows
+/// were built on one shape; another shape cannot take them over.
+fn same_shape(a: &Monitor, b: &Monitor) -> bool {
+    a.module == b.module
+        && a.tz == b.tz
+        && a.declared == b.declared
+        && a.channel_ids == b.channel_ids
 }
 
 /// Dense index of a monitor in its registry.
@@ -350,7 +390,77 @@ impl Registry {
     }
 
     pub fn lookup(&self, connection_id: &str) -> Option<MonitorId> {
-        self.by_connection_id.get(connection_id).copied()
+        self.by_connection_id
+            .get(connection_id)
+            .copied()
+            .filter(|id| !self.removed.contains(id))
+    }
+
+    /// Applies one record of the monitor topic: `value` is a monitor record
+    /// (JSON or YAML, the fields of `monitors.yaml`), `None` a tombstone.
+    /// `key`, when present, must be the record's connection id. A change of
+    /// module, time zone, parameters, units or channel ids is refused while
+    /// the monitor is known: its open windows were built on the old shape.
+    /// Problems are reported under `location`.
+    pub fn apply(
+        &mut self,
+        key: Option<&str>,
+        value: Option<&[u8]>,
+        location: &str,
+    ) -> Result<RegistryChange, Problems> {
+        let Some(value) = value else {
+            let key = key.ok_or_else(|| {
+                Problems::one(Problem::new(
+                    location,
+                    "a tombstone without a key removes nothing",
+                ))
+            })?;
+            return Ok(match self.lookup(key) {
+                Some(id) => {
+                    self.removed.insert(id);
+                    RegistryChange::Removed(id)
+                }
+                None => RegistryChange::NothingToRemove,
+            });
+        };
+        let text = std::str::from_utf8(value)
+            .map_err(|_| Problems::one(Problem::new(location, "is not UTF-8 text")))?;
+        let record: MonitorRecord = crate::problem::from_yaml(text, location)?;
+        if let Some(key) = key.filter(|k| *k != record.connection_id) {
+            return Err(Problems::one(Problem::new(
+                format!("{location}: connection_id"),
+                format!(
+                    "{:?} differs from the record's key {key:?}",
+                    record.connection_id
+                ),
+            )));
+        }
+        let monitor = Monitor::from_record(record, location)?;
+        let known = self.by_connection_id.get(monitor.connection_id()).copied();
+        let Some(id) = known else {
+            return Ok(RegistryChange::Added(self.insert(monitor)));
+        };
+        let old = &self.monitors[id as usize];
+        if !same_shape(old, &monitor) {
+            return Err(Problems::one(Problem::new(
+                location,
+                format!(
+                    "changes the module, time zone, parameters, units or channels of {:?}, \
+                     which applies from the next start (its open windows have the old shape)",
+                    monitor.connection_id()
+                ),
+            )));
+        }
+        let readded = self.removed.remove(&id);
+        let changed = old.record != monitor.record;
+        self.monitors[id as usize] = monitor;
+        Ok(if readded {
+            RegistryChange::Added(id)
+        } else if changed {
+            RegistryChange::Changed(id)
+        } else {
+            RegistryChange::Unchanged(id)
+        })
     }
 
     pub fn get(&self, id: MonitorId) -> &Monitor {
@@ -413,6 +523,95 @@ monitors:
         assert_eq!(en.record.monitor_serial_id, "7");
         assert_eq!(en.slot(Parameter::PowerConsumption, 1), Some(1));
         assert_eq!(en.channel_index("c02"), Some(1));
+    }
+
+    const EN_7: &str = r#"{"connection_id": "EN_7", "module": "energy", "timezone": "America/New_York",
+        "monitor_brand": "ACME", "monitor_sku": "EM-2", "monitor_serial_id": "7",
+        "parameters": {"power_consumption": "kWh"},
+        "channels": [{"channel_id": "c01", "channel_label": "1st_floor_plug_load"}, {"channel_id": "c02"}]}"#;
+
+    fn topic_message(
+        r: &mut Registry,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<RegistryChange, String> {
+        r.apply(Some(key), value.map(str::as_bytes), "monitor-registry/0@5")
+            .map_err(|p| p.to_string())
+    }
+
+    #[test]
+    fn topic_records_add_change_and_remove_monitors_keeping_their_ids() {
+        let mut r = Registry::parse(GOOD, "monitors.yaml").unwrap();
+        let en = r.lookup("EN_7").unwrap();
+        assert_eq!(
+            topic_message(&mut r, "EN_7", Some(EN_7)),
+            Ok(RegistryChange::Unchanged(en))
+        );
+
+        let relabelled = EN_7.replace("\"7\"", "\"7b\"");
+        assert_eq!(
+            topic_message(&mut r, "EN_7", Some(&relabelled)),
+            Ok(RegistryChange::Changed(en))
+        );
+        assert_eq!(r.get(en).record.monitor_serial_id, "7b");
+
+        let new = EN_7.replace("EN_7", "EN_8");
+        let added = topic_message(&mut r, "EN_8", Some(&new)).unwrap();
+        assert_eq!(added, RegistryChange::Added(2));
+        assert_eq!(r.lookup("EN_8"), Some(2));
+
+        assert_eq!(
+            topic_message(&mut r, "EN_7", None),
+            Ok(RegistryChange::Removed(en))
+        );
+        assert_eq!(r.lookup("EN_7"), None);
+        assert_eq!(
+            r.get(en).connection_id(),
+            "EN_7",
+            "open windows still find it"
+        );
+        assert_eq!(
+            topic_message(&mut r, "EN_7", None),
+            Ok(RegistryChange::NothingToRemove)
+        );
+        assert_eq!(
+            topic_message(&mut r, "EN_7", Some(EN_7)),
+            Ok(RegistryChange::Added(en))
+        );
+        assert_eq!(r.lookup("EN_7"), Some(en), "the same id again");
+    }
+
+    #[test]
+    fn topic_records_that_reshape_a_known_monitor_or_are_broken_are_refused() {
+        let mut r = Registry::parse(GOOD, "monitors.yaml").unwrap();
+        let before = r.get(r.lookup("EN_7").unwrap()).record.clone();
+        for (value, expected) in [
+            (
+                EN_7.replace("America/New_York", "Europe/Berlin"),
+                "applies from the next start",
+            ),
+            (
+                EN_7.replace(", {\"channel_id\": \"c02\"}", ""),
+                "applies from the next start",
+            ),
+            (
+                EN_7.replace("\"energy\"", "\"water\"")
+                    .replace("\"power_consumption\": \"kWh\"", "\"water_flow\": \"L\""),
+                "applies from the next start",
+            ),
+            (
+                EN_7.replace("\"EN_7\"", "\"EN_9\""),
+                "differs from the record's key",
+            ),
+            (EN_7.replace("\"module\"", "\"modul\""), "unknown field"),
+            ("{not json".to_string(), "monitor-registry/0@5"),
+        ] {
+            let refused = topic_message(&mut r, "EN_7", Some(&value)).unwrap_err();
+            assert!(refused.contains(expected), "{refused}");
+        }
+        assert_eq!(r.get(r.lookup("EN_7").unwrap()).record, before);
+        assert!(r.apply(Some("EN_7"), Some(&[0xff, 0xfe]), "t/0@1").is_err());
+        assert!(r.apply(None, None, "t/0@2").is_err());
     }
 
     fn problems_of(yaml: &str) -> Vec<String> {

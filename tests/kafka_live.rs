@@ -297,3 +297,164 @@ async fn bad_records_are_dead_lettered_with_origin_and_good_windows_all_sent() {
         .unwrap();
     assert_eq!(last["offset"], 123, "{last}");
 }
+
+/// A `monitors.yaml` entry as a registry topic record (JSON).
+fn registry_record(id: &str, label: &str) -> String {
+    serde_json::json!({
+        "connection_id": id, "module": "air", "timezone": "UTC", "label": label,
+        "monitor_brand": "B", "monitor_sku": "S", "monitor_serial_id": id,
+        "parameters": {"co2": "ppm"},
+    })
+    .to_string()
+}
+
+async fn send(bootstrap: &str, topic: &str, key: &str, value: Option<&str>) {
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let record = rdkafka::producer::FutureRecord::to(topic).key(key);
+    let record = match value {
+        Some(v) => record.payload(v),
+        None => record,
+    };
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .unwrap();
+}
+
+fn co2(id: &str, from_minute: i64, to_minute: i64) -> Vec<SensorEvent> {
+    (from_minute..to_minute)
+        .map(|i| {
+            event(
+                id,
+                START + i * 60_000,
+                None,
+                &[("co2", Some(500.0 + i as f64))],
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_topic_adds_monitors_and_a_changed_record_is_sent_as_modify() {
+    let mut topics = TOPICS.to_vec();
+    topics.push(("monitor-registry", 1));
+    let broker = Broker::start(BrokerKind::Mock, &topics);
+    let emulator = serve("127.0.0.1:0".parse().unwrap(), EmulatorOptions::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("pipeline.log");
+    let bootstrap = broker.bootstrap.clone();
+    send(
+        &bootstrap,
+        "monitor-registry",
+        "A",
+        Some(&registry_record("A", "Lobby")),
+    )
+    .await;
+    send(&bootstrap, "monitor-registry", "X", Some("{not a monitor")).await;
+    // Only the topic: no monitors file.
+    let config = write_config(dir.path(), &bootstrap, emulator.addr, "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("  file: monitors.yaml", "  topic: monitor-registry"),
+    )
+    .unwrap();
+    let first = co2("A", 0, 60);
+    reset_pipeline::produce::produce_events(
+        &config_for(&bootstrap),
+        "sensor-events",
+        first.clone(),
+    )
+    .await
+    .unwrap();
+    let p = Pipeline::start(&config, &log);
+    let state = Arc::clone(&emulator.state);
+    let rows = |n| {
+        let state = Arc::clone(&state);
+        move || state.lock().unwrap().readings.len() >= n
+    };
+    assert!(
+        wait_until(Duration::from_secs(120), rows(2)).await,
+        "{}",
+        tail(&log)
+    );
+    assert_eq!(state.lock().unwrap().monitors["A"].data["label"], "Lobby");
+
+    // While it runs: A is described anew, B appears.
+    send(
+        &bootstrap,
+        "monitor-registry",
+        "A",
+        Some(&registry_record("A", "Atrium")),
+    )
+    .await;
+    send(
+        &bootstrap,
+        "monitor-registry",
+        "B",
+        Some(&registry_record("B", "Roof")),
+    )
+    .await;
+    let logged = |needle: &'static str| {
+        let log = log.clone();
+        move || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains(needle)
+        }
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), logged("connection_id=\"B\"")).await,
+        "{}",
+        tail(&log)
+    );
+    let mut second: Vec<SensorEvent> = co2("A", 60, 120)
+        .into_iter()
+        .chain(co2("B", 60, 120))
+        .collect();
+    second.sort_by_key(|e| e.event_time);
+    reset_pipeline::produce::produce_events(
+        &config_for(&bootstrap),
+        "sensor-events",
+        second.clone(),
+    )
+    .await
+    .unwrap();
+    let registry = Registry::parse(
+        &format!(
+            "monitors:\n{}{}",
+            monitor_yaml("A", "air", "UTC", "co2: ppm", &[]),
+            monitor_yaml("B", "air", "UTC", "co2: ppm", &[])
+        ),
+        "m.yaml",
+    )
+    .unwrap();
+    let all: Vec<SensorEvent> = first.into_iter().chain(second).collect();
+    let expected = expected_rows(&Arc::new(registry), &all);
+    assert_eq!(expected.len(), 8, "A: five windows, B: three");
+    assert!(
+        wait_until(Duration::from_secs(120), rows(expected.len())).await,
+        "{}",
+        tail(&log)
+    );
+    assert!(p.terminate().success());
+    assert_eq!(emulator_rows(&emulator.state.lock().unwrap()), expected);
+    let state = emulator.state.lock().unwrap();
+    assert_eq!(state.monitors["A"].data["label"], "Atrium");
+    assert_eq!(state.monitors["B"].data["label"], "Roof");
+    let modifies: Vec<&String> = state
+        .payloads
+        .values()
+        .filter(|p| p.contains("\"message_type\":\"modify\""))
+        .collect();
+    assert_eq!(modifies.len(), 1, "{modifies:?}");
+    assert!(modifies[0].contains("Atrium"));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("monitor registry record refused"), "{text}");
+    assert_eq!(state.stats.conflicting_resends, 0);
+}

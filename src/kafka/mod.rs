@@ -1,10 +1,13 @@
 //! Kafka around the pure core: client settings, the progress topic that
-//! makes restarts exact, and the dead-letter topic.
+//! makes restarts exact, the dead-letter topic, and the monitor registry topic.
 
 pub mod client;
 pub mod dead_letter;
+pub mod monitor_topic;
 pub mod progress;
+pub mod read;
 
 pub use client::{client_config, ensure_topics};
 pub use dead_letter::{DeadLetters, Origin};
+pub use monitor_topic::MonitorTopic;
 pub use progress::{ProgressReader, ProgressWriter};

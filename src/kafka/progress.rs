@@ -4,14 +4,15 @@
 //! Kept in a topic rather than in commit metadata because some
 //! Kafka-compatible brokers drop commit metadata.
 
+use super::read::{read_to_end, ReadError};
 use crate::offsets::Progress;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One partition's progress, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,40 +91,18 @@ impl ProgressReader {
     /// The latest progress of every partition, by (topic, partition).
     pub fn latest(&self, timeout: Duration) -> Result<HashMap<(String, i32), Progress>, String> {
         let mut latest = HashMap::new();
-        let (low, high) = match self.consumer.fetch_watermarks(&self.topic, 0, timeout) {
-            Ok(w) => w,
+        let read = read_to_end(&self.consumer, &self.topic, &[0], timeout, |m| {
+            if let Some(Ok(r)) = m.payload().map(serde_json::from_slice::<ProgressRecord>) {
+                latest.insert((r.topic, r.partition), r.progress);
+            }
+        });
+        match read {
+            Ok(()) => {}
             // No progress topic yet: nothing was ever committed through it.
-            Err(e) => {
+            Err(ReadError::Missing(e)) => {
                 tracing::debug!(error = %e, topic = %self.topic, "no progress to read");
-                return Ok(latest);
             }
-        };
-        if high <= low {
-            return Ok(latest);
-        }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, 0, Offset::Offset(low))
-            .map_err(|e| e.to_string())?;
-        self.consumer.assign(&tpl).map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + timeout;
-        let mut next = low;
-        while next < high {
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "reading {} timed out at offset {next} of {high}",
-                    self.topic
-                ));
-            }
-            match self.consumer.poll(Duration::from_millis(200)) {
-                Some(Ok(m)) => {
-                    next = m.offset() + 1;
-                    if let Some(Ok(r)) = m.payload().map(serde_json::from_slice::<ProgressRecord>) {
-                        latest.insert((r.topic, r.partition), r.progress);
-                    }
-                }
-                Some(Err(e)) => return Err(e.to_string()),
-                None => {}
-            }
+            Err(e) => return Err(e.to_string()),
         }
         self.consumer.unassign().map_err(|e| e.to_string())?;
         Ok(latest)

@@ -159,6 +159,12 @@ impl Engine {
         &self.registry
     }
 
+    /// Replaces the registry (monitors added, described anew or removed);
+    /// monitors keep their ids and their shape (`Registry::apply`).
+    pub fn set_registry(&mut self, registry: Arc<Registry>) {
+        self.registry = registry;
+    }
+
     /// The earliest resume point among open windows.
     pub fn earliest_open(&self) -> Option<ResumePoint> {
         self.windows
