@@ -11,7 +11,8 @@ use crate::http::Readiness;
 use crate::kafka::monitor_topic::apply_records;
 use crate::kafka::progress::ProgressRecord;
 use crate::kafka::{
-    client_config, ensure_topics, DeadLetters, MonitorTopic, Origin, ProgressReader, ProgressWriter,
+    client_config, ensure_topics, input_consumer_config, DeadLetters, MonitorTopic, Origin,
+    ProgressReader, ProgressWriter,
 };
 use crate::metrics::Metrics;
 use crate::offsets::Progress;
@@ -23,6 +24,7 @@ use crate::schema_registry::SchemaRegistry;
 use crate::sink::{Delivery, Fate, Outgoing, Publisher, PublisherSettings, Status};
 use crate::window::EngineSettings;
 use anyhow::{anyhow, Context as _, Result};
+use futures_util::StreamExt;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -99,6 +101,10 @@ impl ConsumerContext for LiveContext {
 }
 
 type PartitionKey = (String, i32);
+
+/// The most records handled in one turn of the live loop, between looks at
+/// RESET's answers, the clock and the shutdown signal.
+const RECORDS_PER_TURN: usize = 1024;
 
 struct Partition {
     pipeline: PartitionPipeline,
@@ -209,12 +215,9 @@ pub async fn run(
         ),
         events: Mutex::new(events_tx),
     };
-    let consumer: StreamConsumer<LiveContext> = client
-        .clone()
+    let consumer: StreamConsumer<LiveContext> = input_consumer_config(kafka)
         .set("group.id", &kafka.group_id)
-        .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
         .create_with_context(context)
         .context("cannot create the Kafka consumer")?;
     let topic_names: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
@@ -253,17 +256,22 @@ pub async fn run(
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tokio::pin!(shutdown);
+    // Records come in runs of what librdkafka has ready, up to a bound, so
+    // that one turn of the loop serves many records.
+    let consumer = Arc::clone(&live.consumer);
+    let mut records = consumer.stream().ready_chunks(RECORDS_PER_TURN);
     loop {
-        let consumer = Arc::clone(&live.consumer);
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
             Some(d) = deliveries.recv() => live.answered(d).await?,
-            m = consumer.recv() => {
+            Some(run) = records.next() => {
                 live.take_assignments(&readiness)?;
-                match m {
-                    Ok(m) => live.record(&m).await?,
-                    Err(e) => tracing::warn!(error = %e, "Kafka"),
+                for m in run {
+                    match m {
+                        Ok(m) => live.record(&m).await?,
+                        Err(e) => tracing::warn!(error = %e, "Kafka"),
+                    }
                 }
             }
             _ = tick.tick() => {
@@ -378,10 +386,15 @@ impl Live {
     async fn record(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) -> Result<()> {
         self.metrics.records_consumed.inc();
         self.report.records += 1;
-        let key = (m.topic().to_string(), m.partition());
+        let (topic, partition) = (m.topic(), m.partition());
         let payload = m.payload().unwrap_or(&[]);
         self.learn_schema(payload).await?;
-        let Some(part) = self.parts.get_mut(&key) else {
+        // A handful of partitions: a scan is cheaper than a key allocated per record.
+        let Some(part) = self
+            .parts
+            .iter_mut()
+            .find_map(|((t, p), part)| (t == topic && *p == partition).then_some(part))
+        else {
             return Ok(());
         };
         let before = part.pipeline.engine().stats().windows_closed;
@@ -394,10 +407,10 @@ impl Live {
         part.started = true;
         part.last_record = Instant::now();
         part.next_offset = Some(m.offset() + 1);
-        let stats = part.pipeline.engine().stats();
-        self.metrics
-            .windows_closed
-            .inc_by(stats.windows_closed - before);
+        let closed = part.pipeline.engine().stats().windows_closed - before;
+        if closed > 0 {
+            self.metrics.windows_closed.inc_by(closed);
+        }
         if self
             .rejects
             .iter()
@@ -405,13 +418,17 @@ impl Live {
         {
             self.metrics.records_decoded.inc();
         }
-        let origin = Origin {
-            topic: key.0.clone(),
-            partition: key.1,
-            offset: m.offset(),
-        };
-        self.dead_letter(&origin).await?;
-        self.publish(&key, batches).await;
+        if !self.rejects.is_empty() {
+            let origin = Origin {
+                topic: topic.to_string(),
+                partition,
+                offset: m.offset(),
+            };
+            self.dead_letter(&origin).await?;
+        }
+        if !batches.is_empty() {
+            self.publish(&(topic.to_string(), partition), batches).await;
+        }
         Ok(())
     }
 

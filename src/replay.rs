@@ -6,7 +6,7 @@
 
 use crate::codec::Decoder;
 use crate::config::Config;
-use crate::kafka::client_config;
+use crate::kafka::input_consumer_config;
 use crate::payload::Announcements;
 use crate::pipeline::{with_announcements, Emission, PartitionPipeline};
 use crate::registry::Registry;
@@ -26,10 +26,8 @@ pub fn replay(
     from_ms: i64,
     to_ms: i64,
 ) -> Result<Vec<Emission>> {
-    let consumer: BaseConsumer = client_config(&config.kafka)
+    let consumer: BaseConsumer = input_consumer_config(&config.kafka)
         .set("group.id", format!("{}.replay", config.kafka.group_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
         .create()
         .context("cannot create the Kafka consumer")?;
     let timeout = Duration::from_secs(10);

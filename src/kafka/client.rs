@@ -16,6 +16,23 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// Settings for a consumer of the input topics, which mostly reads a
+/// backlog: `client_config` with no auto-commit, no end-of-partition events,
+/// and a short `fetch.queue.backoff.ms` unless the config sets one.
+/// librdkafka's default (1 s) stops fetching a partition for a whole second
+/// whenever its local queue passes `queued.min.messages`, which a consumer
+/// catching up does all the time: measured here, it cut the live pipeline's
+/// throughput by a factor of four.
+pub fn input_consumer_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut c = client_config(kafka);
+    c.set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    if !kafka.properties.contains_key("fetch.queue.backoff.ms") {
+        c.set("fetch.queue.backoff.ms", "10");
+    }
+    c
+}
+
 /// Whether the broker knows `topic` (with at least one partition).
 fn topic_exists(kafka: &KafkaConfig, topic: &str) -> bool {
     let consumer: rdkafka::consumer::BaseConsumer = match client_config(kafka).create() {

@@ -7,7 +7,7 @@ pub mod monitor_topic;
 pub mod progress;
 pub mod read;
 
-pub use client::{client_config, ensure_topics};
+pub use client::{client_config, ensure_topics, input_consumer_config};
 pub use dead_letter::{DeadLetters, Origin};
 pub use monitor_topic::MonitorTopic;
 pub use progress::{ProgressReader, ProgressWriter};
