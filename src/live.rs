@@ -24,7 +24,7 @@ use crate::schema_registry::SchemaRegistry;
 use crate::sink::{Delivery, Fate, Outgoing, Publisher, PublisherSettings, Status};
 use crate::window::EngineSettings;
 use anyhow::{anyhow, Context as _, Result};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -256,22 +256,31 @@ pub async fn run(
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tokio::pin!(shutdown);
-    // Records come in runs of what librdkafka has ready, up to a bound, so
-    // that one turn of the loop serves many records.
+    // One turn of the loop takes every record librdkafka has ready, up to a
+    // bound. Each is handled as it is taken, after the assignment changes
+    // told before it: a rebalance can happen between two of them.
     let consumer = Arc::clone(&live.consumer);
-    let mut records = consumer.stream().ready_chunks(RECORDS_PER_TURN);
+    let mut records = consumer.stream();
     loop {
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
             Some(d) = deliveries.recv() => live.answered(d).await?,
-            Some(run) = records.next() => {
-                live.take_assignments(&readiness)?;
-                for m in run {
+            Some(first) = records.next() => {
+                let mut next = Some(first);
+                let mut taken = 0;
+                while let Some(m) = next {
+                    live.take_assignments(&readiness)?;
                     match m {
                         Ok(m) => live.record(&m).await?,
                         Err(e) => tracing::warn!(error = %e, "Kafka"),
                     }
+                    taken += 1;
+                    next = if taken < RECORDS_PER_TURN {
+                        records.next().now_or_never().flatten()
+                    } else {
+                        None
+                    };
                 }
             }
             _ = tick.tick() => {
