@@ -5,6 +5,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/reset-pipeline"
+mkdir -p "$cache"
+
+# tansu, the Kafka-compatible broker of the tansu kill test, built once into
+# the cache (a few minutes cold), in the background while the project builds.
+export TANSU_BIN="$cache/tansu/bin/tansu"
+tansu_install=
+if [ ! -x "$TANSU_BIN" ]; then
+  cargo install tansu --version 0.6.0 --locked --root "$cache/tansu" > "$cache/tansu-install.log" 2>&1 &
+  tansu_install=$!
+fi
+
 # The reference Socket.IO server for the interoperability test.
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 
@@ -29,7 +41,7 @@ cargo test --lib --bins "${core[@]}" 2>&1 | tee "$log" || status=1
 # The Helm chart: rendered and linted by Helm's Go SDK, checked against
 # Kubernetes' schemas, its config read by the binary. A virtualenv per
 # requirements file, kept in the cache folder.
-venv="${XDG_CACHE_HOME:-$HOME/.cache}/reset-pipeline/venv-$(sha256sum tests/helm/requirements.txt | cut -c1-12)"
+venv="$cache/venv-$(sha256sum tests/helm/requirements.txt | cut -c1-12)"
 if [ ! -f "$venv/complete" ]; then
   rm -rf "$venv"
   python3 -m venv "$venv"
@@ -40,6 +52,11 @@ cargo build --quiet --bin reset-pipeline
 RESET_PIPELINE_BIN=target/debug/reset-pipeline "$venv/bin/python" -m unittest -v tests/helm/test_chart.py 2>&1 \
   | tee -a "$log" || status=1
 
+if [ -n "$tansu_install" ] && ! wait "$tansu_install"; then
+  echo "cannot install tansu; see $cache/tansu-install.log" | tee -a "$log"
+  tail -20 "$cache/tansu-install.log"
+  status=1
+fi
 cargo test "${kafka[@]}" -- --test-threads 1 2>&1 | tee -a "$log" || status=1
 # One closing line over every test binary and the chart tests.
 awk '/^test result:/ { p += $4; f += $6 }
