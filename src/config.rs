@@ -251,6 +251,14 @@ impl fmt::Display for Secret {
     }
 }
 
+/// The NAME of a value written `${NAME}`.
+fn env_reference(value: &str) -> Option<&str> {
+    value
+        .strip_prefix("${")?
+        .strip_suffix('}')
+        .filter(|name| !name.is_empty())
+}
+
 /// Parses humane durations: `10m`, `30s`, `1h 30m`, `250ms`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
@@ -273,8 +281,16 @@ impl Config {
         Ok(config)
     }
 
-    /// Fills the RESET credentials from the environment where the file leaves them empty.
+    /// Fills the RESET credentials from the environment where the file leaves
+    /// them empty, and replaces each Kafka property written `${NAME}` by the
+    /// environment variable NAME (for SASL passwords and the like, kept out of
+    /// the file); one left unset stays as written and `validate` reports it.
     pub fn with_env_credentials(mut self, env: impl Fn(&str) -> Option<String>) -> Config {
+        for value in self.kafka.properties.values_mut() {
+            if let Some(found) = env_reference(value.expose()).and_then(&env) {
+                *value = Secret::new(found);
+            }
+        }
         if self.reset.client_id.is_empty() {
             if let Some(id) = env("RESET_CLIENT_ID") {
                 self.reset.client_id = id;
@@ -313,6 +329,14 @@ impl Config {
         }
         if self.kafka.group_id.trim().is_empty() {
             problem("kafka.group_id", "must not be empty".into());
+        }
+        for (key, value) in &self.kafka.properties {
+            if let Some(name) = env_reference(value.expose()) {
+                problem(
+                    &format!("kafka.properties.{key}"),
+                    format!("the environment variable {name} is not set"),
+                );
+            }
         }
         if self.input.format == InputFormat::AvroConfluent
             && self
@@ -467,5 +491,27 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("***"));
+    }
+
+    #[test]
+    fn kafka_properties_written_as_env_references_come_from_the_environment() {
+        let text = "kafka: {bootstrap_servers: 'k:9092', properties: {sasl.password: '${KAFKA_PASSWORD}', \
+                    sasl.username: '${KAFKA_USER}', client.id: '$literal', x: '${}'}}\n\
+                    input: {format: json}\nreset: {url: 'https://r:8069', client_id: i, client_secret: s}\n\
+                    monitors: {topic: m}";
+        let c = parse(text).unwrap().with_env_credentials(|k| match k {
+            "KAFKA_PASSWORD" => Some("hunter2".into()),
+            _ => None,
+        });
+        let property = |k: &str| c.kafka.properties[k].expose().to_string();
+        assert_eq!(property("sasl.password"), "hunter2");
+        assert_eq!(property("client.id"), "$literal");
+        assert_eq!(property("x"), "${}");
+        let problems = c.validate("c.yaml").to_string();
+        assert_eq!(
+            problems,
+            "c.yaml: kafka.properties.sasl.username: the environment variable KAFKA_USER is not set"
+        );
+        assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

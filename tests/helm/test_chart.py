@@ -145,9 +145,19 @@ class Wiring(unittest.TestCase):
             checked = subprocess.run(
                 [BINARY, "validate", "--config", str(config_path)],
                 capture_output=True, text=True,
-                env={**os.environ, "RESET_CLIENT_ID": "id", "RESET_CLIENT_SECRET": "secret"},
+                env={**os.environ, "RESET_CLIENT_ID": "id", "RESET_CLIENT_SECRET": "secret",
+                     "KAFKA_SASL_PASSWORD": "from-the-secret"},
             )
             self.assertEqual(checked.returncode, 0, checked.stderr)
+            # Without the variable the Kafka password is missing, and the binary says so.
+            unset = subprocess.run(
+                [BINARY, "validate", "--config", str(config_path)],
+                capture_output=True, text=True,
+                env={**os.environ, "RESET_CLIENT_ID": "id", "RESET_CLIENT_SECRET": "secret"},
+            )
+            self.assertNotEqual(unset.returncode, 0)
+            self.assertIn("kafka.properties.sasl.password: the environment variable KAFKA_SASL_PASSWORD is not set",
+                          unset.stderr + unset.stdout)
             monitors = subprocess.run(
                 [BINARY, "validate", "--monitors", str(pathlib.Path(folder, "monitors.yaml"))],
                 capture_output=True, text=True,
@@ -168,7 +178,8 @@ class Wiring(unittest.TestCase):
             for e in container["env"]
             if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]
         }
-        self.assertEqual(set(from_secret), {"RESET_CLIENT_ID", "RESET_CLIENT_SECRET"})
+        self.assertEqual(set(from_secret), {"RESET_CLIENT_ID", "RESET_CLIENT_SECRET", "KAFKA_SASL_PASSWORD"})
+        self.assertEqual(from_secret.pop("KAFKA_SASL_PASSWORD")["name"], "kafka-credentials")
         for ref in from_secret.values():
             self.assertEqual(ref["name"], secret["metadata"]["name"])
             self.assertIn(ref["key"], secret["data"])
