@@ -142,6 +142,7 @@ fn one() -> f64 {
 pub enum PushMode {
     /// Each window as soon as it closes.
     #[default]
+    #[serde(rename = "every_30_minutes")]
     Every30Minutes,
     /// Held per monitor until its local day ends or 48 are waiting.
     Daily,
@@ -491,6 +492,31 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("***"));
+    }
+
+    #[test]
+    fn push_modes_are_spelt_as_documented() {
+        for (text, mode) in [
+            ("every_30_minutes", PushMode::Every30Minutes),
+            ("daily", PushMode::Daily),
+        ] {
+            let c = parse(&format!("reset: {{push: {text}}}")).unwrap();
+            assert_eq!(c.reset.push, mode);
+        }
+        assert!(parse("reset: {push: every30_minutes}").is_err());
+    }
+
+    #[test]
+    fn the_example_config_validates() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.yaml");
+        let c = Config::load(Path::new(path))
+            .unwrap()
+            .with_env_credentials(|k| (k == "RESET_CLIENT_SECRET").then(|| "s".into()));
+        assert!(
+            c.validate("config.yaml").is_empty(),
+            "{}",
+            c.validate("config.yaml")
+        );
     }
 
     #[test]
