@@ -121,7 +121,25 @@ class ValuesSchema(unittest.TestCase):
         self.refused({"extraEnv": [{"name": "RESET_CLIENT_SECRET", "value": "x"}]})
 
 
+def validate_mounted(config_map, env):
+    """`reset-pipeline validate` on the ConfigMap's files, written as mounted."""
+    with tempfile.TemporaryDirectory() as folder:
+        for name, text in config_map["data"].items():
+            pathlib.Path(folder, name).write_text(text)
+        return subprocess.run(
+            [BINARY, "validate", "--config", str(pathlib.Path(folder, "config.yaml"))],
+            capture_output=True, text=True, env={**os.environ, **env},
+        )
+
+
 class Wiring(unittest.TestCase):
+    def test_the_default_config_is_accepted_by_the_binary(self):
+        monitors = FULL_VALUES["monitors"][:1]
+        config_map = one(render({"monitors": monitors}), "ConfigMap", "-pipeline")
+        checked = validate_mounted(config_map, {"RESET_CLIENT_ID": "id", "RESET_CLIENT_SECRET": "secret"})
+        self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
+        self.assertIn("ok: 1 monitors", checked.stdout)
+
     def test_the_deployment_mounts_the_configmap_the_binary_reads(self):
         objects = render(FULL_VALUES)
         deployment = one(objects, "Deployment")
@@ -134,36 +152,22 @@ class Wiring(unittest.TestCase):
         config_arg = container["args"][container["args"].index("--config") + 1]
         self.assertEqual(container["args"][0], "run")
         self.assertEqual(pathlib.PurePosixPath(config_arg).parent, pathlib.PurePosixPath(mount["mountPath"]))
-        self.assertIn(pathlib.PurePosixPath(config_arg).name, config_map["data"])
+        self.assertEqual(pathlib.PurePosixPath(config_arg).name, "config.yaml")
+        self.assertIn("config.yaml", config_map["data"])
         self.assertTrue(mount["readOnly"])
 
         # The binary itself accepts the mounted files as they are.
-        with tempfile.TemporaryDirectory() as folder:
-            for name, text in config_map["data"].items():
-                pathlib.Path(folder, name).write_text(text)
-            config_path = pathlib.Path(folder, pathlib.PurePosixPath(config_arg).name)
-            checked = subprocess.run(
-                [BINARY, "validate", "--config", str(config_path)],
-                capture_output=True, text=True,
-                env={**os.environ, "RESET_CLIENT_ID": "id", "RESET_CLIENT_SECRET": "secret",
-                     "KAFKA_SASL_PASSWORD": "from-the-secret"},
-            )
-            self.assertEqual(checked.returncode, 0, checked.stderr)
-            # Without the variable the Kafka password is missing, and the binary says so.
-            unset = subprocess.run(
-                [BINARY, "validate", "--config", str(config_path)],
-                capture_output=True, text=True,
-                env={**os.environ, "RESET_CLIENT_ID": "id", "RESET_CLIENT_SECRET": "secret"},
-            )
-            self.assertNotEqual(unset.returncode, 0)
-            self.assertIn("kafka.properties.sasl.password: the environment variable KAFKA_SASL_PASSWORD is not set",
-                          unset.stderr + unset.stdout)
-            monitors = subprocess.run(
-                [BINARY, "validate", "--monitors", str(pathlib.Path(folder, "monitors.yaml"))],
-                capture_output=True, text=True,
-            )
-            self.assertEqual(monitors.returncode, 0, monitors.stderr)
-            self.assertIn("2 monitors", monitors.stdout + monitors.stderr)
+        credentials = {"RESET_CLIENT_ID": "id", "RESET_CLIENT_SECRET": "secret"}
+        checked = validate_mounted(config_map, {**credentials, "KAFKA_SASL_PASSWORD": "from-the-secret"})
+        self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
+        self.assertIn("ok: 2 monitors", checked.stdout)
+        # Without the variable the Kafka password is missing, and the binary says so.
+        unset = validate_mounted(config_map, credentials)
+        self.assertNotEqual(unset.returncode, 0)
+        self.assertIn(
+            "kafka.properties.sasl.password: the environment variable KAFKA_SASL_PASSWORD is not set",
+            unset.stdout + unset.stderr,
+        )
         mounted = yaml.safe_load(config_map["data"]["config.yaml"])
         self.assertEqual(mounted["http"]["listen"], "0.0.0.0:9900")
         self.assertEqual(mounted["monitors"], {"topic": "monitor-registry", "file": "monitors.yaml"})
