@@ -2,7 +2,8 @@
 //! process) through decode, windows and publishing to the local emulator,
 //! measured in the same run as the raw consume rate of the same topic by a
 //! bare rdkafka consumer. Run with `cargo bench --bench end_to_end`
-//! (tansu from `TANSU_BIN`, `~/.cache/reset-pipeline/tansu/bin/tansu`, or PATH;
+//! (tansu from `TANSU_BIN`, `~/.cache/reset-pipeline/tansu/bin/tansu` where
+//! `scripts/test.sh` builds it with its `dynostore` feature, or PATH;
 //! `E2E_RECORDS` sets the size, default 1,000,000).
 
 use rdkafka::consumer::{BaseConsumer, Consumer};

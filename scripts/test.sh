@@ -12,8 +12,10 @@ mkdir -p "$cache"
 # the cache (a few minutes cold), in the background while the project builds.
 export TANSU_BIN="$cache/tansu/bin/tansu"
 tansu_install=
-if [ ! -x "$TANSU_BIN" ]; then
-  cargo install tansu --version 0.6.0 --locked --root "$cache/tansu" > "$cache/tansu-install.log" 2>&1 &
+# Its in-memory storage is the `dynostore` feature.
+if [ ! -x "$TANSU_BIN" ] || ! grep -q '"dynostore"' "$cache/tansu/.crates2.json" 2>/dev/null; then
+  cargo install tansu --version 0.6.0 --locked --features dynostore --force --root "$cache/tansu" \
+    > "$cache/tansu-install.log" 2>&1 &
   tansu_install=$!
 fi
 

@@ -55,12 +55,14 @@ pub fn tansu_bin() -> PathBuf {
     PathBuf::from("tansu")
 }
 
-fn wait_for_port(port: u16) {
+/// Waits for a broker to listen; `output` is where it writes, shown if it does not.
+fn wait_for_port(port: u16, output: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
             Instant::now() < deadline,
-            "broker on port {port} did not start"
+            "broker on port {port} did not start: {}",
+            std::fs::read_to_string(output).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -97,6 +99,7 @@ impl Broker {
                 let bin = tansu_bin();
                 let port = free_port();
                 let url = format!("tcp://127.0.0.1:{port}");
+                let output = std::env::temp_dir().join(format!("tansu-{port}.log"));
                 let child = Command::new(&bin)
                     .args([
                         "broker",
@@ -108,7 +111,7 @@ impl Broker {
                         "memory://tansu/",
                     ])
                     .stdout(Stdio::null())
-                    .stderr(Stdio::null())
+                    .stderr(std::fs::File::create(&output).unwrap())
                     .spawn()
                     .unwrap_or_else(|e| {
                         panic!(
@@ -116,7 +119,7 @@ impl Broker {
                             bin.display()
                         )
                     });
-                wait_for_port(port);
+                wait_for_port(port, &output);
                 for (name, partitions) in topics {
                     let status = Command::new(&bin)
                         .args([
