@@ -7,12 +7,19 @@
 //! - [`window`]: the pure per-partition engine: local-clock half-hours, aggregators, watermark
 //! - [`batch`]: closed windows → `readings` messages of at most 48, deterministic ids
 //! - [`payload`]: the exact JSON of `readings` and `monitors` messages
-//! - [`pipeline`]: one partition through engine and batcher, monitors announced first
+//! - [`offsets`]: what a partition may commit, given RESET's answers, and where it resumes
+//! - [`pipeline`]: one partition through engine, batcher and offset tracker, monitors announced first
 //! - [`offline`]: the `aggregate` command over a JSON-lines file
 //!
-//! - [`sink`]: the authenticated Socket.IO connection to RESET's `/v2`
+//! The shell around that pure core:
+//! - [`sink`]: the authenticated Socket.IO connection to RESET's `/v2` and the publisher
+//! - [`kafka`]: client settings, the progress, dead-letter and monitor-registry topics
+//! - [`live`]: the `run` loop; [`replay`]: a historical range; [`produce`]: events to a topic
+//! - [`metrics`] and [`http`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`
+//! - [`schema_registry`]: Confluent writer schemas by id
 //!
-//! [`emulator`] is a strict RESET stand-in; [`synthetic`] makes fleets and sample streams for the demo, benchmarks and tests.
+//! [`emulator`] is a strict RESET stand-in; [`synthetic`] makes fleets and
+//! sample streams for [`demo`], the benchmarks and the tests.
 //!
 //! Around them: [`config`] and [`problem`] for the user's files, [`parameter`]
 //! for RESET's vocabulary and units, [`cli`] for the command line.
