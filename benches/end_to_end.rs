@@ -12,69 +12,26 @@ use reset_pipeline::emulator::{serve, EmulatorOptions};
 use reset_pipeline::http::Readiness;
 use reset_pipeline::metrics::Metrics;
 use reset_pipeline::synthetic::{fleet, SampleStream};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TOPIC: &str = "sensor-events";
 
-fn tansu() -> PathBuf {
-    if let Ok(p) = std::env::var("TANSU_BIN") {
-        return p.into();
-    }
-    let cached = PathBuf::from(std::env::var("HOME").unwrap_or_default())
-        .join(".cache/reset-pipeline/tansu/bin/tansu");
-    if cached.exists() {
-        cached
-    } else {
-        "tansu".into()
-    }
-}
+/// The test harness's brokers: tansu started and its topics created the same way.
+#[allow(dead_code)]
+#[path = "../tests/common/kafka.rs"]
+mod kafka;
 
 fn main() {
     let records: usize = std::env::var("E2E_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let mut broker = Command::new(tansu())
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "memory://tansu/",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tansu starts (see the file's doc for where it is looked for)");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for (topic, partitions) in [(TOPIC, "3"), ("reset-pipeline.progress", "1")] {
-        Command::new(tansu())
-            .args([
-                "topic",
-                "create",
-                topic,
-                "--partitions",
-                partitions,
-                "--broker",
-                &url,
-            ])
-            .status()
-            .unwrap();
-    }
-    let bootstrap = format!("127.0.0.1:{port}");
+    let broker = kafka::Broker::start(
+        kafka::BrokerKind::Tansu,
+        &[(TOPIC, 3), ("reset-pipeline.progress", 1)],
+    );
+    let bootstrap = broker.bootstrap.clone();
     let monitors = 1_000;
     let registry = Arc::new(fleet(monitors));
     let mut config = Config::default();
@@ -141,8 +98,7 @@ fn main() {
         .unwrap();
         records as f64 / start.elapsed().as_secs_f64()
     });
-    let _ = broker.kill();
-    let _ = broker.wait();
+    drop(broker);
     println!(
         "end_to_end: {records} records from tansu, 3 partitions, {monitors} monitors: bare consumer {bare_rate:.0} records/s, pipeline {rate:.0} records/s, ratio {:.2}",
         rate / bare_rate

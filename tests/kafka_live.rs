@@ -240,25 +240,13 @@ async fn bad_records_are_dead_lettered_with_origin_and_good_windows_all_sent() {
     let expected = expected_rows(&s.registry, &good);
     s.produce(good).await;
     // Bad ones after the good ones, in the same partition as monitor A.
-    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &s.broker.bootstrap)
-        .create()
-        .unwrap();
     let bad: Vec<Vec<u8>> = vec![
         b"\x00\x01garbage".to_vec(),
         encode_avro(&event("NOBODY", t + 7_200_000, None, &[("co2", Some(1.0))])),
         encode_avro(&event("A", t + 7_200_000, None, &[("rh", Some(150.0))])),
     ];
     for b in &bad {
-        producer
-            .send(
-                rdkafka::producer::FutureRecord::to("sensor-events")
-                    .key("A")
-                    .payload(b),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
+        send(&s.broker.bootstrap, "sensor-events", "A", Some(b)).await;
     }
     let p = Pipeline::start(&s.config(""), &s.log());
     assert!(s.wait_for_rows(expected.len()).await, "{}", tail(&s.log()));
@@ -308,7 +296,8 @@ fn registry_record(id: &str, label: &str) -> String {
     .to_string()
 }
 
-async fn send(bootstrap: &str, topic: &str, key: &str, value: Option<&str>) {
+/// One record, awaited until the broker has it; `None` is a tombstone.
+async fn send(bootstrap: &str, topic: &str, key: &str, value: Option<&[u8]>) {
     let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
@@ -352,10 +341,16 @@ async fn the_registry_topic_adds_monitors_and_a_changed_record_is_sent_as_modify
         &bootstrap,
         "monitor-registry",
         "A",
-        Some(&registry_record("A", "Lobby")),
+        Some(registry_record("A", "Lobby").as_bytes()),
     )
     .await;
-    send(&bootstrap, "monitor-registry", "X", Some("{not a monitor")).await;
+    send(
+        &bootstrap,
+        "monitor-registry",
+        "X",
+        Some("{not a monitor".as_bytes()),
+    )
+    .await;
     // Only the topic: no monitors file.
     let config = write_config(dir.path(), &bootstrap, emulator.addr, "");
     let text = std::fs::read_to_string(&config).unwrap();
@@ -390,14 +385,14 @@ async fn the_registry_topic_adds_monitors_and_a_changed_record_is_sent_as_modify
         &bootstrap,
         "monitor-registry",
         "A",
-        Some(&registry_record("A", "Atrium")),
+        Some(registry_record("A", "Atrium").as_bytes()),
     )
     .await;
     send(
         &bootstrap,
         "monitor-registry",
         "B",
-        Some(&registry_record("B", "Roof")),
+        Some(registry_record("B", "Roof").as_bytes()),
     )
     .await;
     let logged = |needle: &'static str| {
