@@ -294,3 +294,38 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Value> {
     }
     out
 }
+
+/// Produces Avro `events` keyed by connection_id (as `produce` does), each
+/// partition's share as a single zstd record batch: librdkafka's mock cluster
+/// drops a partition's oldest batches past 5 MB, but keeps its last batch
+/// whatever its size, so a long backlog fits there only as one batch. A
+/// consumer that starts inside it gets the whole batch and skips to its
+/// position, as with any Kafka broker.
+pub fn produce_one_batch_per_partition(bootstrap: &str, topic: &str, events: &[SensorEvent]) {
+    use rdkafka::producer::{BaseRecord, Producer};
+    let producer: rdkafka::producer::BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("compression.type", "zstd")
+        .set("linger.ms", "120000")
+        .set("message.timeout.ms", "600000")
+        .set("batch.num.messages", "1000000")
+        .set("batch.size", "1000000000")
+        .set("message.max.bytes", "1000000000")
+        .set("queue.buffering.max.messages", "10000000")
+        .set("queue.buffering.max.kbytes", "2097151")
+        .create()
+        .unwrap();
+    for event in events {
+        let payload = reset_pipeline::codec::encode(InputFormat::Avro, 0, event);
+        producer
+            .send(
+                BaseRecord::to(topic)
+                    .key(&event.connection_id)
+                    .payload(&payload),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    // flush sends at once, without waiting for linger.ms.
+    producer.flush(Duration::from_secs(300)).unwrap();
+}
