@@ -3,8 +3,9 @@
 //! measured in the same run as the raw consume rate of the same topic by a
 //! bare rdkafka consumer. Run with `cargo bench --bench end_to_end`
 //! (tansu from `TANSU_BIN`, `~/.cache/reset-pipeline/tansu/bin/tansu` where
-//! `scripts/test.sh` builds it with its `dynostore` feature, or PATH;
-//! `E2E_RECORDS` sets the size, default 1,000,000).
+//! `scripts/test.sh` builds it with its `libsql` feature, or PATH;
+//! `E2E_RECORDS` sets the size, default 1,000,000). It prints both rates,
+//! their ratio, and when each reader took its first and last record.
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use reset_pipeline::config::{Config, InputFormat, Secret};
@@ -59,16 +60,21 @@ fn main() {
     bare.subscribe(&[TOPIC]).unwrap();
     let start = Instant::now();
     let mut read = 0;
+    let mut bare_first = Duration::ZERO;
     while read < records {
         if let Some(Ok(_)) = bare.poll(Duration::from_millis(100)) {
+            if read == 0 {
+                bare_first = start.elapsed();
+            }
             read += 1;
         }
     }
-    let bare_rate = records as f64 / start.elapsed().as_secs_f64();
+    let bare_total = start.elapsed();
+    let bare_rate = records as f64 / bare_total.as_secs_f64();
     drop(bare);
 
-    // The pipeline, from subscription to the last record taken.
-    let rate = runtime.block_on(async {
+    // The pipeline, from subscription to RESET's last answer.
+    let (rate, phases) = runtime.block_on(async {
         let emulator = serve("127.0.0.1:0".parse().unwrap(), EmulatorOptions::default())
             .await
             .unwrap();
@@ -82,10 +88,16 @@ fn main() {
         let metrics = Metrics::new();
         let consumed = metrics.records_consumed.clone();
         let start = Instant::now();
+        let phases = Arc::new(std::sync::Mutex::new((Duration::ZERO, Duration::ZERO)));
+        let marks = Arc::clone(&phases);
         let done = async move {
             while (consumed.get() as usize) < records {
+                if consumed.get() > 0 && marks.lock().unwrap().0.is_zero() {
+                    marks.lock().unwrap().0 = start.elapsed();
+                }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            marks.lock().unwrap().1 = start.elapsed();
         };
         reset_pipeline::live::run(
             config,
@@ -96,11 +108,19 @@ fn main() {
         )
         .await
         .unwrap();
-        records as f64 / start.elapsed().as_secs_f64()
+        let total = start.elapsed();
+        let (first, taken) = *phases.lock().unwrap();
+        (
+            records as f64 / total.as_secs_f64(),
+            format!("first record {first:.2?}, last record {taken:.2?}, last answer {total:.2?}"),
+        )
     });
     drop(broker);
     println!(
         "end_to_end: {records} records from tansu, 3 partitions, {monitors} monitors: bare consumer {bare_rate:.0} records/s, pipeline {rate:.0} records/s, ratio {:.2}",
         rate / bare_rate
+    );
+    println!(
+        "end_to_end: bare consumer: first record {bare_first:.2?}, last {bare_total:.2?}; pipeline: {phases}"
     );
 }

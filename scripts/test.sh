@@ -8,13 +8,14 @@ cd "$(dirname "$0")/.."
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/reset-pipeline"
 mkdir -p "$cache"
 
-# tansu, the Kafka-compatible broker of the tansu kill test, built once into
-# the cache (a few minutes cold), in the background while the project builds.
+# tansu, the Kafka-compatible broker of the Kafka tests, built once into the
+# cache (a few minutes cold), in the background while the project builds.
 export TANSU_BIN="$cache/tansu/bin/tansu"
 tansu_install=
-# Its in-memory storage is the `dynostore` feature.
-if [ ! -x "$TANSU_BIN" ] || ! grep -q '"dynostore"' "$cache/tansu/.crates2.json" 2>/dev/null; then
-  cargo install tansu --version 0.6.0 --locked --features dynostore --force --root "$cache/tansu" \
+# The tests keep its data in SQLite (the `libsql` feature): its in-memory
+# storage has offset faults that SQLite's has not (tests/common/kafka.rs).
+if [ ! -x "$TANSU_BIN" ] || ! grep -q '"libsql"' "$cache/tansu/.crates2.json" 2>/dev/null; then
+  cargo install tansu --version 0.6.0 --locked --features libsql --force --root "$cache/tansu" \
     > "$cache/tansu-install.log" 2>&1 &
   tansu_install=$!
 fi

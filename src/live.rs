@@ -255,6 +255,7 @@ pub async fn run(
         metrics,
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     // One turn of the loop takes every record librdkafka has ready, up to a
     // bound. Each is handled as it is taken, after the assignment changes
@@ -262,9 +263,18 @@ pub async fn run(
     let consumer = Arc::clone(&live.consumer);
     let mut records = consumer.stream();
     loop {
+        // The tick comes before the records: during a backlog, records are
+        // always ready, and progress must still be committed every second.
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
+            _ = tick.tick() => {
+                live.take_assignments(&readiness)?;
+                live.follow_monitor_topic();
+                live.idle().await?;
+                live.commit().await?;
+                live.update_gauges();
+            }
             Some(d) = deliveries.recv() => live.answered(d).await?,
             Some(first) = records.next() => {
                 let mut next = Some(first);
@@ -282,13 +292,6 @@ pub async fn run(
                         None
                     };
                 }
-            }
-            _ = tick.tick() => {
-                live.take_assignments(&readiness)?;
-                live.follow_monitor_topic();
-                live.idle().await?;
-                live.commit().await?;
-                live.update_gauges();
             }
         }
     }

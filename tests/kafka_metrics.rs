@@ -2,6 +2,7 @@
 //! authenticated the pipeline, and `/metrics` (parsed as Prometheus text)
 //! moved by exactly what the run implies.
 
+#[macro_use]
 mod common;
 use common::kafka::*;
 use reset_pipeline::emulator::{serve, EmulatorOptions};
@@ -54,10 +55,11 @@ fn scrape(text: &str) -> HashMap<String, f64> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readiness_follows_authentication_and_counters_match_the_run() {
+on_both_brokers!(readiness_follows_authentication_and_counters_match_the_run);
+
+async fn readiness_follows_authentication_and_counters_match_the_run(kind: BrokerKind) {
     let broker = Broker::start(
-        BrokerKind::Mock,
+        kind,
         &[
             ("sensor-events", 3),
             ("reset-pipeline.progress", 1),

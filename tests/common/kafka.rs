@@ -25,6 +25,8 @@ pub enum BrokerKind {
 pub struct Broker {
     pub bootstrap: String,
     child: Child,
+    /// tansu's data, removed after the broker stops.
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Drop for Broker {
@@ -93,14 +95,24 @@ impl Broker {
                     .strip_prefix("bootstrap ")
                     .expect("bootstrap line")
                     .to_string();
-                Broker { bootstrap, child }
+                Broker {
+                    bootstrap,
+                    child,
+                    _data: None,
+                }
             }
             BrokerKind::Tansu => {
                 let bin = tansu_bin();
                 let port = free_port();
                 let url = format!("tcp://127.0.0.1:{port}");
                 let output = std::env::temp_dir().join(format!("tansu-{port}.log"));
+                // SQLite storage, in a directory of its own. tansu 0.6.0's
+                // in-memory storage (`memory://`, dynostore) answers a fetch
+                // at an offset inside a record batch with the next batch, and
+                // ListOffsets with the last batch's base offset plus one.
+                let data = tempfile::tempdir().unwrap();
                 let child = Command::new(&bin)
+                    .current_dir(data.path())
                     .args([
                         "broker",
                         "--listener-url",
@@ -108,7 +120,7 @@ impl Broker {
                         "--advertised-listener-url",
                         &url,
                         "--storage-engine",
-                        "memory://tansu/",
+                        "sqlite://tansu.db",
                     ])
                     .stdout(Stdio::null())
                     .stderr(std::fs::File::create(&output).unwrap())
@@ -139,6 +151,7 @@ impl Broker {
                 Broker {
                     bootstrap: format!("127.0.0.1:{port}"),
                     child,
+                    _data: Some(data),
                 }
             }
         }

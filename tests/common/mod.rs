@@ -2,6 +2,24 @@
 //! offline pipeline to parsed emissions.
 #![allow(dead_code)]
 
+/// Two tests from one body `async fn $name(kind: BrokerKind)`:
+/// `$name::on_the_mock_cluster` and `$name::on_tansu`.
+#[allow(unused_macros)]
+macro_rules! on_both_brokers {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_the_mock_cluster() {
+                super::$name(super::BrokerKind::Mock).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_tansu() {
+                super::$name(super::BrokerKind::Tansu).await
+            }
+        }
+    )*};
+}
+
 use reset_pipeline::config::PushMode;
 use reset_pipeline::event::{Measurement, SensorEvent};
 use reset_pipeline::offline::{aggregate, Summary};
