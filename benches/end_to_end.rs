@@ -2,8 +2,9 @@
 //! process) through decode, windows and publishing to the local emulator,
 //! measured in the same run as the raw consume rate of the same topic by a
 //! bare rdkafka consumer. Run with `cargo bench --bench end_to_end`
-//! (tansu from `TANSU_BIN`, `~/.cache/reset-pipeline/tansu/bin/tansu` where
-//! `scripts/test.sh` builds it with its `libsql` feature, or PATH;
+//! (tansu with its in-memory storage, from `TANSU_BIN`,
+//! `~/.cache/reset-pipeline/tansu/bin/tansu` where `scripts/test.sh` builds
+//! it, or PATH;
 //! `E2E_RECORDS` sets the size, default 1,000,000). It prints both rates,
 //! their ratio, and when each reader took its first and last record.
 
@@ -29,7 +30,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let broker = kafka::Broker::start(
-        kafka::BrokerKind::Tansu,
+        kafka::BrokerKind::TansuInMemory,
         &[(TOPIC, 3), ("reset-pipeline.progress", 1)],
     );
     let bootstrap = broker.bootstrap.clone();

@@ -13,9 +13,10 @@ mkdir -p "$cache"
 export TANSU_BIN="$cache/tansu/bin/tansu"
 tansu_install=
 # The tests keep its data in SQLite (the `libsql` feature): its in-memory
-# storage has offset faults that SQLite's has not (tests/common/kafka.rs).
-if [ ! -x "$TANSU_BIN" ] || ! grep -q '"libsql"' "$cache/tansu/.crates2.json" 2>/dev/null; then
-  cargo install tansu --version 0.6.0 --locked --features libsql --force --root "$cache/tansu" \
+# storage (`dynostore`, used by the end-to-end benchmark) has offset faults
+# that SQLite's has not (tests/common/kafka.rs).
+if [ ! -x "$TANSU_BIN" ] || ! grep -q '"dynostore","libsql"' "$cache/tansu/.crates2.json" 2>/dev/null; then
+  cargo install tansu --version 0.6.0 --locked --features dynostore,libsql --force --root "$cache/tansu" \
     > "$cache/tansu-install.log" 2>&1 &
   tansu_install=$!
 fi

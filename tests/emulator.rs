@@ -83,6 +83,38 @@ async fn every_sample_emission_is_acknowledged_and_kept() {
     handle.stop();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_of_a_burst_is_answered() {
+    // A client with many messages in flight: each gets its answer, none is
+    // lost in the server's outgoing buffer.
+    let handle = emulator(EmulatorOptions::default()).await;
+    let (conn, mut rx) = connect(&handle, "demo").await.unwrap();
+    let emissions = sample_emissions();
+    for (event, payload) in emissions.iter().filter(|(e, _)| e == "monitors") {
+        conn.emit(event, payload).await.unwrap();
+        assert!(matches!(reply(&mut rx).await, Reply::Ack(_)));
+    }
+    let (_, readings) = emissions.iter().find(|(e, _)| e == "readings").unwrap();
+    let burst = 2_000;
+    for _ in 0..burst {
+        conn.emit("readings", readings).await.unwrap();
+    }
+    let mut acks = 0;
+    while acks < burst {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Some(r)) => assert!(matches!(r, Reply::Ack(_)), "{r:?}"),
+            _ => break,
+        }
+        acks += 1;
+    }
+    let stats = handle.state.lock().unwrap().stats.clone();
+    assert_eq!(stats.identical_resends, burst - 1, "{stats:?}");
+    assert_eq!(acks, burst, "{stats:?}");
+    assert_eq!(stats.answers_unsent, 0, "{stats:?}");
+    conn.close().await;
+    handle.stop();
+}
+
 #[tokio::test]
 async fn wrong_credentials_are_refused_with_10401() {
     let handle = emulator(EmulatorOptions::default()).await;

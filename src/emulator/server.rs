@@ -67,6 +67,8 @@ pub struct EmulatorStats {
     pub changed_readings: u64,
     /// A window received again inside another message: must never happen.
     pub regrouped_readings: u64,
+    /// An answer that could not be queued to its client: must never happen.
+    pub answers_unsent: u64,
 }
 
 /// What the emulator holds.
@@ -126,6 +128,22 @@ struct Shared {
 #[derive(Clone)]
 struct Authenticated;
 
+/// Answers a connection can have queued for sending, at most.
+const ANSWER_BUFFER: usize = 65_536;
+
+/// Sends an answer; one that cannot be queued is logged and counted.
+fn send_answer(socket: &SocketRef, shared: &Shared, event: &str, body: &Value) {
+    if let Err(e) = socket.emit(event, body) {
+        tracing::warn!(error = %e, event, "an answer could not be sent");
+        shared
+            .state
+            .lock()
+            .expect("state lock")
+            .stats
+            .answers_unsent += 1;
+    }
+}
+
 /// Starts the emulator on `listen` (port 0 for any free port).
 pub async fn serve(
     listen: SocketAddr,
@@ -135,7 +153,12 @@ pub async fn serve(
         state: Arc::new(Mutex::new(EmulatorState::new(options.seed))),
         options: Arc::new(options),
     };
-    let (layer, io) = SocketIo::builder().max_payload(16 << 20).build_layer();
+    // socketioxide drops a packet when a connection's outgoing buffer is full
+    // (128 by default): a client with many messages in flight lost answers.
+    let (layer, io) = SocketIo::builder()
+        .max_payload(16 << 20)
+        .max_buffer_size(ANSWER_BUFFER)
+        .build_layer();
     let on_connect = shared.clone();
     io.ns("/v2", move |socket: SocketRef| {
         let shared = on_connect.clone();
@@ -196,7 +219,7 @@ fn on_auth(socket: &SocketRef, shared: &Shared, data: &Value) {
         json!({"code": "10401", "message": "Authentication failed.", "api_version": "v2"})
     };
     drop(state);
-    let _ = socket.emit("auth", &reply);
+    send_answer(socket, shared, "auth", &reply);
 }
 
 /// What to answer a message with, decided under the state lock.
@@ -216,10 +239,8 @@ async fn on_message(socket: SocketRef, shared: Shared, event: &'static str, data
         }
         Answer::DropAck => {}
         Answer::Error(code, message) => {
-            let _ = socket.emit(
-                "errors",
-                &json!({"code": code, "message": message, "id": id}),
-            );
+            let body = json!({"code": code, "message": message, "id": id});
+            send_answer(&socket, &shared, "errors", &body);
         }
         Answer::Ack => {
             if !shared.options.ack_delay.is_zero() {
@@ -231,7 +252,7 @@ async fn on_message(socket: SocketRef, shared: Shared, event: &'static str, data
             } else {
                 json!({"code": "10200", "ack": true, "id": id})
             };
-            let _ = socket.emit("ack", &ack);
+            send_answer(&socket, &shared, "ack", &ack);
         }
     }
 }

@@ -33,26 +33,35 @@ pub fn input_consumer_config(kafka: &KafkaConfig) -> ClientConfig {
     c
 }
 
-/// Whether the broker knows `topic` (with at least one partition).
-fn topic_exists(kafka: &KafkaConfig, topic: &str) -> bool {
-    let consumer: rdkafka::consumer::BaseConsumer = match client_config(kafka).create() {
-        Ok(c) => c,
-        Err(_) => return false,
-    };
+/// The `topics` the broker does not know (or that have no partition), found
+/// with one client. If the broker cannot be asked, all of them.
+fn missing_topics<'a>(
+    kafka: &KafkaConfig,
+    topics: &'a [(&'a str, i32)],
+) -> Vec<&'a (&'a str, i32)> {
     use rdkafka::consumer::Consumer;
-    consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .map(|m| {
-            m.topics()
-                .iter()
-                .any(|t| t.error().is_none() && !t.partitions().is_empty())
-        })
-        .unwrap_or(false)
+    let Ok(consumer) = client_config(kafka).create::<rdkafka::consumer::BaseConsumer>() else {
+        return topics.iter().collect();
+    };
+    let exists = |topic: &str| {
+        consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .is_ok_and(|m| {
+                m.topics()
+                    .iter()
+                    .any(|t| t.error().is_none() && !t.partitions().is_empty())
+            })
+    };
+    topics.iter().filter(|(name, _)| !exists(name)).collect()
 }
 
 /// Creates topics that do not exist yet (best effort: a broker may refuse the
 /// admin API, and the topics may have been made by the operator).
 pub async fn ensure_topics(kafka: &KafkaConfig, topics: &[(&str, i32)]) {
+    let missing = missing_topics(kafka, topics);
+    if missing.is_empty() {
+        return;
+    }
     let admin: AdminClient<DefaultClientContext> = match client_config(kafka).create() {
         Ok(a) => a,
         Err(e) => {
@@ -60,13 +69,6 @@ pub async fn ensure_topics(kafka: &KafkaConfig, topics: &[(&str, i32)]) {
             return;
         }
     };
-    let missing: Vec<&(&str, i32)> = topics
-        .iter()
-        .filter(|(name, _)| !topic_exists(kafka, name))
-        .collect();
-    if missing.is_empty() {
-        return;
-    }
     let new: Vec<NewTopic> = missing
         .iter()
         .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
