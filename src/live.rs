@@ -16,7 +16,7 @@ use crate::kafka::{
 };
 use crate::metrics::Metrics;
 use crate::offsets::Progress;
-use crate::payload::Announcements;
+use crate::payload::{monitors_payload, Announcements, MonitorAction};
 use crate::pipeline::{with_announcements, Emission, PartitionPipeline};
 use crate::registry::Registry;
 use crate::reject::{Reject, RejectReason};
@@ -30,7 +30,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -102,6 +102,9 @@ impl ConsumerContext for LiveContext {
 
 type PartitionKey = (String, i32);
 
+/// A partition's low and high watermarks as the broker told them (`None`: no answer).
+type Watermarks = (PartitionKey, Option<(i64, i64)>);
+
 /// The most records handled in one turn of the live loop, between looks at
 /// RESET's answers, the clock and the shutdown signal.
 const RECORDS_PER_TURN: usize = 1024;
@@ -140,11 +143,17 @@ struct Live {
     publisher: Publisher,
     parts: HashMap<PartitionKey, Partition>,
     owners: HashMap<String, (PartitionKey, Instant)>,
+    /// `create` messages awaiting RESET's answer: message id to connection_id.
+    creates: HashMap<String, String>,
     announcements: Announcements,
     /// The monitor registry topic, followed for changes.
     monitor_topic: Option<MonitorTopic>,
     rejects: Vec<Reject>,
     report: LiveReport,
+    /// Idle partitions whose watermarks are being asked of the broker, off
+    /// the loop: the answers come back through `watermarks`.
+    asking_watermarks: HashSet<PartitionKey>,
+    watermarks: tokio::sync::mpsc::UnboundedSender<Watermarks>,
 }
 
 /// The registry `base` with `monitors.topic`, when configured, read to its
@@ -225,6 +234,7 @@ pub async fn run(
         .subscribe(&topic_names)
         .context("cannot subscribe")?;
     let (publisher, mut deliveries) = Publisher::start(publisher_settings(&config));
+    let (watermarks, mut watermark_answers) = tokio::sync::mpsc::unbounded_channel();
     watch_readiness(&publisher, Arc::clone(&readiness));
     let schema_registry = match (
         config.input.format,
@@ -246,10 +256,13 @@ pub async fn run(
         publisher,
         parts: HashMap::new(),
         owners: HashMap::new(),
+        creates: HashMap::new(),
         announcements: Announcements::default(),
         monitor_topic,
         rejects: Vec::new(),
         report: LiveReport::default(),
+        asking_watermarks: HashSet::new(),
+        watermarks,
         config,
         registry,
         metrics,
@@ -263,19 +276,24 @@ pub async fn run(
     let consumer = Arc::clone(&live.consumer);
     let mut records = consumer.stream();
     loop {
-        // The tick comes before the records: during a backlog, records are
-        // always ready, and progress must still be committed every second.
+        // RESET's answers come first: they only ever arrive for messages
+        // sent, so they cannot keep the other arms waiting for long. The tick
+        // comes before the records: during a backlog, records are always
+        // ready, and progress must still be committed every second. Nothing
+        // in an arm waits on the broker for long (watermarks are asked off
+        // the loop), or the arms after it would starve.
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
+            Some(d) = deliveries.recv() => live.answered(d).await?,
+            Some((key, w)) = watermark_answers.recv() => live.idle_watermarks(key, w).await,
             _ = tick.tick() => {
                 live.take_assignments(&readiness)?;
                 live.follow_monitor_topic();
-                live.idle().await?;
+                live.ask_idle_watermarks();
                 live.commit().await?;
                 live.update_gauges();
             }
-            Some(d) = deliveries.recv() => live.answered(d).await?,
             Some(first) = records.next() => {
                 let mut next = Some(first);
                 let mut taken = 0;
@@ -489,34 +507,64 @@ impl Live {
             let (event, connection_id) = match &emission {
                 Emission::Monitor { payload, .. } => {
                     let v: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
-                    (
-                        "monitors",
-                        v["data"]["connection_id"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
-                    )
+                    let connection_id = v["data"]["connection_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    if v["message_type"] == "create" {
+                        self.creates
+                            .insert(emission.message_id().to_string(), connection_id.clone());
+                    }
+                    ("monitors", connection_id)
                 }
                 Emission::Readings(b) => {
                     self.metrics.readings_sent.inc_by(b.ends.len() as u64);
                     ("readings", b.connection_id.clone())
                 }
             };
-            self.metrics.messages_sent.with_label_values(&[event]).inc();
-            self.metrics.in_flight.inc();
-            self.owners.insert(
-                emission.message_id().to_string(),
-                (key.clone(), Instant::now()),
-            );
-            self.publisher
-                .publish(Outgoing {
-                    event,
-                    message_id: emission.message_id().to_string(),
-                    payload: emission.payload().to_string(),
-                    key: connection_id,
-                })
-                .await;
+            let message = Outgoing {
+                event,
+                message_id: emission.message_id().to_string(),
+                payload: emission.payload().to_string(),
+                key: connection_id,
+            };
+            self.send(key, message).await;
         }
+    }
+
+    async fn send(&mut self, key: &PartitionKey, message: Outgoing) {
+        self.metrics
+            .messages_sent
+            .with_label_values(&[message.event])
+            .inc();
+        self.metrics.in_flight.inc();
+        self.owners
+            .insert(message.message_id.clone(), (key.clone(), Instant::now()));
+        self.publisher.publish(message).await;
+    }
+
+    /// RESET refused to create a monitor. After a restart the pipeline cannot
+    /// know what RESET already holds, so it creates every monitor again; a
+    /// monitor whose description changed since RESET created it gets a new
+    /// message id, and RESET refuses it (the monitor exists). Its current
+    /// description is then sent as `modify`. A refused `modify` is not
+    /// followed by anything.
+    async fn modify_after_refused_create(&mut self, key: &PartitionKey, connection_id: &str) {
+        let Some(id) = self.registry.lookup(connection_id) else {
+            return;
+        };
+        let (message_id, payload) = monitors_payload(self.registry.get(id), MonitorAction::Modify);
+        tracing::info!(
+            connection_id,
+            "RESET refused to create the monitor: sending its description as modify"
+        );
+        let message = Outgoing {
+            event: "monitors",
+            message_id,
+            payload,
+            key: connection_id.to_string(),
+        };
+        self.send(key, message).await;
     }
 
     async fn answered(&mut self, d: Delivery) -> Result<()> {
@@ -547,61 +595,79 @@ impl Live {
             };
             self.dead_letter(&origin).await?;
         }
+        let refused_create = self
+            .creates
+            .remove(&d.message_id)
+            .filter(|_| matches!(d.fate, Fate::Rejected { .. }));
+        if let Some(connection_id) = refused_create {
+            self.modify_after_refused_create(&key, &connection_id).await;
+        }
         if let Some(part) = self.parts.get_mut(&key) {
             part.pipeline.message_answered(&d.message_id);
         }
         Ok(())
     }
 
-    /// Raises the watermark of partitions that have had nothing to read for `idle_timeout`.
-    async fn idle(&mut self) -> Result<()> {
+    /// Asks the broker for the watermarks of partitions that have had nothing
+    /// to read for `idle_timeout`, one query per partition at a time. The
+    /// queries run off the loop (on tansu one takes about half a second);
+    /// `idle_watermarks` takes the answers.
+    fn ask_idle_watermarks(&mut self) {
         let idle_timeout = self.config.windowing.idle_timeout;
-        let lateness = self.config.windowing.allowed_lateness.as_millis() as i64;
-        let candidates: Vec<PartitionKey> = self
-            .parts
-            .iter()
-            .filter(|(_, p)| p.last_record.elapsed() >= idle_timeout)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in candidates {
-            // Idle means nothing left to read, not a consumer that fell behind.
-            let consumer = Arc::clone(&self.consumer);
-            let (topic, partition) = key.clone();
-            let watermarks = tokio::task::spawn_blocking(move || {
-                consumer.fetch_watermarks(&topic, partition, Duration::from_secs(2))
-            })
-            .await
-            .ok()
-            .and_then(Result::ok);
-            let Some(part) = self.parts.get_mut(&key) else {
-                continue;
-            };
-            tracing::debug!(topic = %key.0, partition = key.1, ?watermarks, next = ?part.next_offset, "idle check");
-            let Some((low, high)) = watermarks else {
-                continue;
-            };
-            // Caught up: everything up to the high watermark is read (or there is nothing).
-            let caught_up = match part.next_offset {
-                Some(next) => next >= high,
-                None => high <= low,
-            };
-            let lag = part
-                .next_offset
-                .map_or(high - low, |next| (high - next).max(0));
-            self.metrics
-                .consumer_lag
-                .with_label_values(&[&key.1.to_string()])
-                .set(lag);
-            if !caught_up {
+        for (key, part) in &self.parts {
+            if part.last_record.elapsed() < idle_timeout || self.asking_watermarks.contains(key) {
                 continue;
             }
-            let before = part.pipeline.engine().stats().windows_closed;
-            let batches = part.pipeline.advance_to(now_ms() - lateness);
-            let closed = part.pipeline.engine().stats().windows_closed - before;
-            self.metrics.windows_closed.inc_by(closed);
-            self.publish(&key, batches).await;
+            self.asking_watermarks.insert(key.clone());
+            let consumer = Arc::clone(&self.consumer);
+            let answers = self.watermarks.clone();
+            let key = key.clone();
+            tokio::task::spawn_blocking(move || {
+                let watermarks = consumer
+                    .fetch_watermarks(&key.0, key.1, Duration::from_secs(2))
+                    .ok();
+                let _ = answers.send((key, watermarks));
+            });
         }
-        Ok(())
+    }
+
+    /// Raises the watermark of an idle partition to now minus
+    /// `allowed_lateness`, once its consumer has read everything up to the
+    /// broker's high watermark: idle means nothing left to read, not a
+    /// consumer that fell behind.
+    async fn idle_watermarks(&mut self, key: PartitionKey, watermarks: Option<(i64, i64)>) {
+        self.asking_watermarks.remove(&key);
+        let idle_timeout = self.config.windowing.idle_timeout;
+        let lateness = self.config.windowing.allowed_lateness.as_millis() as i64;
+        // Revoked while the broker was asked.
+        let Some(part) = self.parts.get_mut(&key) else {
+            return;
+        };
+        tracing::debug!(topic = %key.0, partition = key.1, ?watermarks, next = ?part.next_offset, "idle check");
+        let Some((low, high)) = watermarks else {
+            return;
+        };
+        // Caught up: everything up to the high watermark is read (or there is nothing).
+        let caught_up = match part.next_offset {
+            Some(next) => next >= high,
+            None => high <= low,
+        };
+        let lag = part
+            .next_offset
+            .map_or(high - low, |next| (high - next).max(0));
+        self.metrics
+            .consumer_lag
+            .with_label_values(&[&key.1.to_string()])
+            .set(lag);
+        // A record read while the broker was asked ends the idleness.
+        if !caught_up || part.last_record.elapsed() < idle_timeout {
+            return;
+        }
+        let before = part.pipeline.engine().stats().windows_closed;
+        let batches = part.pipeline.advance_to(now_ms() - lateness);
+        let closed = part.pipeline.engine().stats().windows_closed - before;
+        self.metrics.windows_closed.inc_by(closed);
+        self.publish(&key, batches).await;
     }
 
     /// Writes progress that moved, then commits the same offsets.

@@ -475,11 +475,13 @@ impl Registry {
         self.monitors.is_empty()
     }
 
+    /// The monitors known now (those removed by a tombstone left out).
     pub fn iter(&self) -> impl Iterator<Item = (MonitorId, &Monitor)> {
         self.monitors
             .iter()
             .enumerate()
             .map(|(i, m)| (i as MonitorId, m))
+            .filter(|(id, _)| !self.removed.contains(id))
     }
 }
 
@@ -565,6 +567,17 @@ monitors:
             Ok(RegistryChange::Removed(en))
         );
         assert_eq!(r.lookup("EN_7"), None);
+        let listed = |r: &Registry| -> Vec<String> {
+            r.iter()
+                .map(|(_, m)| m.connection_id().to_string())
+                .collect()
+        };
+        assert!(
+            !listed(&r).contains(&"EN_7".to_string()),
+            "{:?}",
+            listed(&r)
+        );
+        assert_eq!(listed(&r).len(), r.len() - 1);
         assert_eq!(
             r.get(en).connection_id(),
             "EN_7",
@@ -579,6 +592,7 @@ monitors:
             Ok(RegistryChange::Added(en))
         );
         assert_eq!(r.lookup("EN_7"), Some(en), "the same id again");
+        assert!(listed(&r).contains(&"EN_7".to_string()));
     }
 
     #[test]

@@ -4,20 +4,15 @@
 //! samples, nothing re-sent with other bytes or in another message.
 //!
 //! Size: `KILL_TEST_MONITORS` (default 200), `KILL_TEST_HOURS` (48, the mock
-//! cluster), `KILL_TEST_TANSU_HOURS` (4), `KILL_TEST_KILLS` (20). The mock
+//! cluster), `KILL_TEST_TANSU_HOURS` (48), `KILL_TEST_KILLS` (20). The mock
 //! cluster keeps about 5 MB of batches per partition and silently drops older
 //! ones, but always keeps the last batch: two days fit there as one zstd batch
 //! per partition, and the test checks that nothing was dropped before it
-//! starts. tansu 0.6.0, with the one-record batches it needs here (below),
-//! slowed to a crawl on two days (a fetch held for a minute, 51K records read
-//! in ten minutes), so it runs four hours.
+//! starts. tansu keeps its data in SQLite (`tests/common/kafka.rs`).
 //!
-//! tansu 0.6.0 has two faults the test works around, each stated where it
-//! applies: it never expires the group member of a killed consumer (so each
-//! start joins a group of its own; restarts resume from the progress topic,
-//! which all starts share), and a fetch at an offset inside a record batch
-//! returns the next batch (so records are produced one per batch, or a
-//! resume would skip the rest of a batch).
+//! tansu 0.6.0 never expires the group member of a killed consumer, which
+//! keeps its partitions: there each start joins a group of its own, and
+//! restarts resume from the progress topic, which all starts share.
 
 mod common;
 use common::kafka::*;

@@ -23,6 +23,7 @@ on_both_brokers!(
     late_samples_are_dead_lettered_and_idle_partitions_close_their_windows,
     bad_records_are_dead_lettered_with_origin_and_good_windows_all_sent,
     the_registry_topic_adds_monitors_and_a_changed_record_is_sent_as_modify,
+    a_description_changed_while_stopped_reaches_reset_as_modify,
 );
 
 const TOPICS: &[(&str, i32)] = &[
@@ -196,11 +197,73 @@ async fn replay_of_a_sub_range_equals_the_live_readings_inside_it(kind: BrokerKi
 }
 
 fn one_monitor() -> Registry {
-    let yaml = format!(
+    Registry::parse(&one_monitor_yaml(""), "m.yaml").unwrap()
+}
+
+/// Monitor A (air: co2, rh), with `fields` added to its record.
+fn one_monitor_yaml(fields: &str) -> String {
+    let line = monitor_yaml("A", "air", "UTC", "co2: ppm, rh: '%RH'", &[]);
+    format!(
         "monitors:\n{}",
-        monitor_yaml("A", "air", "UTC", "co2: ppm, rh: '%RH'", &[])
+        line.replace(
+            "monitor_serial_id: A,",
+            &format!("monitor_serial_id: A,{fields}")
+        )
+    )
+}
+
+fn co2_and_rh(from_minute: i64, to_minute: i64) -> Vec<SensorEvent> {
+    (from_minute..to_minute)
+        .map(|i| {
+            event(
+                "A",
+                START + i * 60_000,
+                None,
+                &[("co2", Some(500.0 + i as f64)), ("rh", Some(40.0))],
+            )
+        })
+        .collect()
+}
+
+async fn a_description_changed_while_stopped_reaches_reset_as_modify(kind: BrokerKind) {
+    let s = setup(kind, one_monitor()).await;
+    s.produce(co2_and_rh(0, 120)).await;
+    let p = Pipeline::start(&s.config(""), &s.log());
+    assert!(s.wait_for_rows(4).await, "{}", tail(&s.log()));
+    assert!(p.terminate().success());
+    // While it is stopped, the monitor gets a label, and more samples come.
+    let yaml = one_monitor_yaml(" label: Hall,");
+    std::fs::write(s.dir.path().join("monitors.yaml"), &yaml).unwrap();
+    s.produce(co2_and_rh(120, 240)).await;
+    let expected = expected_rows(&s.registry, &co2_and_rh(0, 240));
+    let p = Pipeline::start(&s.config(""), &s.log());
+    assert!(s.wait_for_rows(expected.len()).await, "{}", tail(&s.log()));
+    let state = Arc::clone(&s.emulator.state);
+    let labelled = wait_until(Duration::from_secs(30), || {
+        state.lock().unwrap().monitors["A"].data["label"] == "Hall"
+    })
+    .await;
+    assert!(p.terminate().success());
+    assert!(
+        labelled,
+        "RESET holds {:?}",
+        state.lock().unwrap().monitors["A"].data
     );
-    Registry::parse(&yaml, "m.yaml").unwrap()
+    assert_eq!(s.rows(), expected);
+    let stats = state.lock().unwrap().stats.clone();
+    assert_eq!(
+        (stats.conflicting_resends, stats.changed_readings),
+        (0, 0),
+        "{stats:?}"
+    );
+    // The restart's `create` was refused (the monitor exists), and said so.
+    let letters = read_topic(&s.broker.bootstrap, "sensor-events.dlq");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["reason"], "rejected_by_reset");
+    assert!(
+        letters[0]["detail"].to_string().contains("already exists"),
+        "{letters:?}"
+    );
 }
 
 async fn late_samples_are_dead_lettered_and_idle_partitions_close_their_windows(kind: BrokerKind) {
