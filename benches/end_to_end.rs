@@ -6,7 +6,9 @@
 //! `~/.cache/reset-pipeline/tansu/bin/tansu` where `scripts/test.sh` builds
 //! it, or PATH;
 //! `E2E_RECORDS` sets the size, default 1,000,000). It prints both rates,
-//! their ratio, and when each reader took its first and last record.
+//! their ratio, when each reader took its first and last record, and the CPU
+//! time the bench process (readers, pipeline, emulator) and the broker used
+//! in each phase.
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use reset_pipeline::config::{Config, InputFormat, Secret};
@@ -19,6 +21,56 @@ use std::time::{Duration, Instant};
 
 const TOPIC: &str = "sensor-events";
 
+/// CPU seconds a process has used so far, all its threads (`/proc/<pid>/stat`
+/// utime + stime, in Linux's fixed 100 ticks per second); 0 without /proc.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which may hold spaces, start at field 3.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    (ticks(11).unwrap_or(0.0) + ticks(12).unwrap_or(0.0)) / 100.0
+}
+
+/// CPU time from a start: the calling thread's (the bare consumer's poll
+/// loop, or the pipeline's loop, which `block_on` runs on this thread), the
+/// rest of this process's (librdkafka's threads, the runtime's workers with
+/// the publisher and the emulator), and the broker's.
+struct Phase {
+    broker: String,
+    at: [f64; 3],
+    wall: Instant,
+}
+
+impl Phase {
+    fn cpu(broker: &str) -> [f64; 3] {
+        let own = cpu_seconds("thread-self");
+        [own, cpu_seconds("self") - own, cpu_seconds(broker)]
+    }
+
+    fn start(broker: u32) -> Phase {
+        let broker = broker.to_string();
+        let at = Phase::cpu(&broker);
+        Phase {
+            broker,
+            at,
+            wall: Instant::now(),
+        }
+    }
+
+    fn report(&self) -> String {
+        let now = Phase::cpu(&self.broker);
+        let [thread, rest, broker] = [0, 1, 2].map(|i| now[i] - self.at[i]);
+        format!(
+            "CPU {thread:.2} s on this thread + {rest:.2} s other threads + {broker:.2} s broker in {:.2} s",
+            self.wall.elapsed().as_secs_f64()
+        )
+    }
+}
+
 /// The test harness's brokers: tansu started and its topics created the same way.
 #[allow(dead_code)]
 #[path = "../tests/common/kafka.rs"]
@@ -29,6 +81,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    let in_flight: usize = std::env::var("E2E_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(Config::default().reset.max_in_flight);
     let broker = kafka::Broker::start(
         kafka::BrokerKind::TansuInMemory,
         &[(TOPIC, 3), ("reset-pipeline.progress", 1)],
@@ -59,6 +115,7 @@ fn main() {
         .create()
         .unwrap();
     bare.subscribe(&[TOPIC]).unwrap();
+    let bare_phase = Phase::start(broker.pid());
     let start = Instant::now();
     let mut read = 0;
     let mut bare_first = Duration::ZERO;
@@ -72,9 +129,11 @@ fn main() {
     }
     let bare_total = start.elapsed();
     let bare_rate = records as f64 / bare_total.as_secs_f64();
+    let bare_cpu = bare_phase.report();
     drop(bare);
 
     // The pipeline, from subscription to RESET's last answer.
+    let broker_pid = broker.pid();
     let (rate, phases) = runtime.block_on(async {
         let emulator = serve("127.0.0.1:0".parse().unwrap(), EmulatorOptions::default())
             .await
@@ -82,12 +141,14 @@ fn main() {
         config.reset.url = format!("http://{}", emulator.addr);
         config.reset.client_id = "demo".into();
         config.reset.client_secret = Secret::new("demo");
+        config.reset.max_in_flight = in_flight;
         config
             .kafka
             .properties
             .insert("fetch.wait.max.ms".into(), Secret::new("10"));
         let metrics = Metrics::new();
         let consumed = metrics.records_consumed.clone();
+        let phase = Phase::start(broker_pid);
         let start = Instant::now();
         let phases = Arc::new(std::sync::Mutex::new((Duration::ZERO, Duration::ZERO)));
         let marks = Arc::clone(&phases);
@@ -113,15 +174,18 @@ fn main() {
         let (first, taken) = *phases.lock().unwrap();
         (
             records as f64 / total.as_secs_f64(),
-            format!("first record {first:.2?}, last record {taken:.2?}, last answer {total:.2?}"),
+            format!(
+                "first record {first:.2?}, last record {taken:.2?}, last answer {total:.2?}; {}",
+                phase.report()
+            ),
         )
     });
     drop(broker);
     println!(
-        "end_to_end: {records} records from tansu, 3 partitions, {monitors} monitors: bare consumer {bare_rate:.0} records/s, pipeline {rate:.0} records/s, ratio {:.2}",
+        "end_to_end: {records} records from tansu, 3 partitions, {monitors} monitors, max_in_flight {in_flight}: bare consumer {bare_rate:.0} records/s, pipeline {rate:.0} records/s, ratio {:.2}",
         rate / bare_rate
     );
     println!(
-        "end_to_end: bare consumer: first record {bare_first:.2?}, last {bare_total:.2?}; pipeline: {phases}"
+        "end_to_end: bare consumer: first record {bare_first:.2?}, last {bare_total:.2?}; {bare_cpu}\nend_to_end: pipeline: {phases}"
     );
 }

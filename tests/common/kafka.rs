@@ -76,6 +76,11 @@ fn wait_for_port(port: u16, output: &Path) {
 }
 
 impl Broker {
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn start(kind: BrokerKind, topics: &[(&str, i32)]) -> Broker {
         match kind {
             BrokerKind::Mock => {
