@@ -298,16 +298,7 @@ async fn late_samples_are_dead_lettered_and_idle_partitions_close_their_windows(
 async fn bad_records_are_dead_lettered_with_origin_and_good_windows_all_sent(kind: BrokerKind) {
     let s = setup(kind, one_monitor()).await;
     let t = START;
-    let good: Vec<SensorEvent> = (0..120)
-        .map(|i| {
-            event(
-                "A",
-                t + i * 60_000,
-                None,
-                &[("co2", Some(500.0)), ("rh", Some(40.0))],
-            )
-        })
-        .collect();
+    let good = co2_and_rh(0, 120);
     let expected = expected_rows(&s.registry, &good);
     s.produce(good).await;
     // Bad ones after the good ones, in the same partition as monitor A.

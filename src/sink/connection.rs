@@ -160,8 +160,12 @@ impl Connection {
     }
 
     async fn emit_value(&self, event: &str, value: Value) -> Result<(), ConnectionError> {
+        self.send(event, Payload::Text(vec![value])).await
+    }
+
+    async fn send(&self, event: &str, payload: Payload) -> Result<(), ConnectionError> {
         self.client
-            .emit(event, Payload::Text(vec![value]))
+            .emit(event, payload)
             .await
             .map_err(|e| ConnectionError::Send(e.to_string()))
     }
@@ -178,10 +182,7 @@ impl Connection {
         }
         #[allow(deprecated)]
         let payload = Payload::String(payload.to_string());
-        self.client
-            .emit(event, payload)
-            .await
-            .map_err(|e| ConnectionError::Send(e.to_string()))
+        self.send(event, payload).await
     }
 
     pub async fn close(self) {
