@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// One device sample: several measurements taken at one instant.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SensorEvent {
     pub connection_id: String,
     /// Epoch milliseconds (UTC).

@@ -1,6 +1,8 @@
-//! `run`: the live pipeline. A consumer group reads the input topics; each
-//! assigned partition gets its own pure pipeline (engine, batcher, offset
-//! tracker), resumed from the progress topic; messages go to the publisher;
+//! `run`: the live pipeline. A consumer group reads the input topics on a
+//! thread of its own (`kafka::group_reader`), which hands this loop batches
+//! of records with the assignment changes in their place; each assigned
+//! partition gets its own pure pipeline (engine, batcher, offset tracker),
+//! resumed from the progress topic; messages go to the publisher;
 //! RESET's answers flow back to the trackers; progress is written and then
 //! offsets committed. SIGTERM drains: what has closed is published and
 //! answered, progress is committed, and the loop returns.
@@ -8,11 +10,12 @@
 use crate::codec::Decoder;
 use crate::config::{Config, InputFormat};
 use crate::http::Readiness;
+use crate::kafka::group_reader::GroupContext;
 use crate::kafka::monitor_topic::apply_records;
 use crate::kafka::progress::ProgressRecord;
 use crate::kafka::{
-    client_config, ensure_topics, input_consumer_config, DeadLetters, MonitorTopic, Origin,
-    ProgressReader, ProgressWriter,
+    client_config, ensure_topics, input_consumer_config, Assignment, DeadLetters, GroupReader,
+    Input, MonitorTopic, Origin, ProgressReader, ProgressWriter, RecordBatch,
 };
 use crate::metrics::Metrics;
 use crate::offsets::Progress;
@@ -24,90 +27,18 @@ use crate::schema_registry::SchemaRegistry;
 use crate::sink::{Delivery, Fate, Outgoing, Publisher, PublisherSettings, Status};
 use crate::window::EngineSettings;
 use anyhow::{anyhow, Context as _, Result};
-use futures_util::{FutureExt, StreamExt};
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
-use rdkafka::message::Message;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// What changed in the assignment, told by the rebalance callback.
-enum Assignment {
-    Assigned(Vec<(String, i32, Option<Progress>)>),
-    Revoked(Vec<(String, i32)>),
-    Failed(String),
-}
-
-/// Reads progress for newly assigned partitions and starts them there.
-struct LiveContext {
-    progress: Mutex<ProgressReader>,
-    events: Mutex<std::sync::mpsc::Sender<Assignment>>,
-}
-
-impl ClientContext for LiveContext {}
-
-impl ConsumerContext for LiveContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let revoked = tpl
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_string(), e.partition()))
-                .collect();
-            let _ = self
-                .events
-                .lock()
-                .expect("events lock")
-                .send(Assignment::Revoked(revoked));
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Assign(tpl) = rebalance else {
-            return;
-        };
-        let event = match self
-            .progress
-            .lock()
-            .expect("progress lock")
-            .latest(Duration::from_secs(30))
-        {
-            Err(e) => Assignment::Failed(format!("cannot read progress: {e}")),
-            Ok(latest) => {
-                // Start each partition where its progress says, not at the committed offset.
-                let mut start = TopicPartitionList::new();
-                let mut assigned = Vec::new();
-                for e in tpl.elements() {
-                    let key = (e.topic().to_string(), e.partition());
-                    let progress = latest.get(&key).copied();
-                    let offset =
-                        progress.map_or(Offset::Invalid, |p| Offset::Offset(p.offset as i64));
-                    let _ = start.add_partition_offset(e.topic(), e.partition(), offset);
-                    assigned.push((key.0, key.1, progress));
-                }
-                match consumer.assign(&start) {
-                    Ok(()) => Assignment::Assigned(assigned),
-                    Err(e) => Assignment::Failed(format!("cannot assign: {e}")),
-                }
-            }
-        };
-        let _ = self.events.lock().expect("events lock").send(event);
-    }
-}
 
 type PartitionKey = (String, i32);
 
 /// A partition's low and high watermarks as the broker told them (`None`: no answer).
 type Watermarks = (PartitionKey, Option<(i64, i64)>);
-
-/// The most records handled in one turn of the live loop, between looks at
-/// RESET's answers, the clock and the shutdown signal.
-const RECORDS_PER_TURN: usize = 1024;
 
 struct Partition {
     pipeline: PartitionPipeline,
@@ -132,8 +63,7 @@ struct Live {
     config: Config,
     registry: Arc<Registry>,
     metrics: Metrics,
-    consumer: Arc<StreamConsumer<LiveContext>>,
-    assignments: std::sync::mpsc::Receiver<Assignment>,
+    consumer: Arc<BaseConsumer<GroupContext>>,
     decoder: Decoder,
     schema_registry: Option<SchemaRegistry>,
     /// Schema ids the registry does not have or that cannot be read: asked once.
@@ -217,22 +147,15 @@ pub async fn run(
     }
     ensure_topics(kafka, &topics).await;
     let (registry, monitor_topic) = with_monitor_topic(&config, registry, &metrics)?;
-    let (events_tx, assignments) = std::sync::mpsc::channel();
-    let context = LiveContext {
-        progress: Mutex::new(
-            ProgressReader::new(&client, &progress_topic).context("progress reader")?,
-        ),
-        events: Mutex::new(events_tx),
-    };
-    let consumer: StreamConsumer<LiveContext> = input_consumer_config(kafka)
-        .set("group.id", &kafka.group_id)
-        .set("auto.offset.reset", "earliest")
-        .create_with_context(context)
-        .context("cannot create the Kafka consumer")?;
     let topic_names: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topic_names)
-        .context("cannot subscribe")?;
+    let (reader, mut inputs) = GroupReader::start(
+        input_consumer_config(kafka)
+            .set("group.id", &kafka.group_id)
+            .set("auto.offset.reset", "earliest"),
+        ProgressReader::new(&client, &progress_topic).context("progress reader")?,
+        &topic_names,
+    )
+    .context("cannot read the input topics")?;
     let (publisher, mut deliveries) = Publisher::start(publisher_settings(&config));
     let (watermarks, mut watermark_answers) = tokio::sync::mpsc::unbounded_channel();
     watch_readiness(&publisher, Arc::clone(&readiness));
@@ -251,8 +174,7 @@ pub async fn run(
             .context("dead-letter producer")?,
         progress_writer: ProgressWriter::new(&client, &progress_topic)
             .context("progress producer")?,
-        consumer: Arc::new(consumer),
-        assignments,
+        consumer: Arc::clone(reader.consumer()),
         publisher,
         parts: HashMap::new(),
         owners: HashMap::new(),
@@ -270,49 +192,36 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
-    // One turn of the loop takes every record librdkafka has ready, up to a
-    // bound. Each is handled as it is taken, after the assignment changes
-    // told before it: a rebalance can happen between two of them.
-    let consumer = Arc::clone(&live.consumer);
-    let mut records = consumer.stream();
-    loop {
+    let outcome = loop {
         // RESET's answers come first: they only ever arrive for messages
         // sent, so they cannot keep the other arms waiting for long. The tick
         // comes before the records: during a backlog, records are always
         // ready, and progress must still be committed every second. Nothing
         // in an arm waits on the broker for long (watermarks are asked off
         // the loop), or the arms after it would starve.
-        tokio::select! {
+        let turn = tokio::select! {
             biased;
-            _ = &mut shutdown => break,
-            Some(d) = deliveries.recv() => live.answered(d).await?,
-            Some((key, w)) = watermark_answers.recv() => live.idle_watermarks(key, w).await,
-            _ = tick.tick() => {
-                live.take_assignments(&readiness)?;
-                live.follow_monitor_topic();
-                live.ask_idle_watermarks();
-                live.commit().await?;
-                live.update_gauges();
+            _ = &mut shutdown => break Ok(()),
+            Some(d) = deliveries.recv() => live.answered(d).await,
+            Some((key, w)) = watermark_answers.recv() => {
+                live.idle_watermarks(key, w).await;
+                Ok(())
             }
-            Some(first) = records.next() => {
-                let mut next = Some(first);
-                let mut taken = 0;
-                while let Some(m) = next {
-                    live.take_assignments(&readiness)?;
-                    match m {
-                        Ok(m) => live.record(&m).await?,
-                        Err(e) => tracing::warn!(error = %e, "Kafka"),
-                    }
-                    taken += 1;
-                    next = if taken < RECORDS_PER_TURN {
-                        records.next().now_or_never().flatten()
-                    } else {
-                        None
-                    };
-                }
-            }
+            _ = tick.tick() => live.tick().await,
+            input = inputs.recv() => match input {
+                Some(Input::Assignment(change)) => live.assignment(change, &readiness),
+                Some(Input::Records(batch)) => live.records(&batch).await,
+                None => Err(anyhow!("the Kafka reading thread stopped")),
+            },
+        };
+        if let Err(e) = turn {
+            break Err(e);
         }
-    }
+    };
+    // Records still queued are left unread: progress does not count them.
+    inputs.close();
+    let reader_stopped = tokio::task::spawn_blocking(move || reader.stop());
+    outcome?;
     tracing::info!("draining: waiting for RESET to answer what was sent");
     let deadline = Instant::now() + live.config.reset.ack_timeout * 2 + Duration::from_secs(5);
     while live
@@ -329,6 +238,7 @@ pub async fn run(
     live.commit().await?;
     let report = live.report.clone();
     live.publisher.drain(Duration::from_secs(1)).await;
+    let _ = reader_stopped.await;
     Ok(report)
 }
 
@@ -373,92 +283,98 @@ impl Live {
         }
     }
 
-    fn take_assignments(&mut self, readiness: &Readiness) -> Result<()> {
-        while let Ok(event) = self.assignments.try_recv() {
-            match event {
-                Assignment::Failed(why) => {
-                    return Err(anyhow!("partition assignment failed: {why}"))
+    /// Once a second: monitor changes, idle partitions, progress, gauges.
+    async fn tick(&mut self) -> Result<()> {
+        self.follow_monitor_topic();
+        self.ask_idle_watermarks();
+        self.commit().await?;
+        self.update_gauges();
+        Ok(())
+    }
+
+    fn assignment(&mut self, change: Assignment, readiness: &Readiness) -> Result<()> {
+        match change {
+            Assignment::Failed(why) => return Err(anyhow!("partition assignment failed: {why}")),
+            Assignment::Revoked(revoked) => {
+                for key in revoked {
+                    tracing::info!(topic = %key.0, partition = key.1, "partition revoked");
+                    self.parts.remove(&key);
                 }
-                Assignment::Revoked(revoked) => {
-                    for key in revoked {
-                        tracing::info!(topic = %key.0, partition = key.1, "partition revoked");
-                        self.parts.remove(&key);
-                    }
+            }
+            Assignment::Assigned(assigned) => {
+                for (topic, partition, progress) in assigned {
+                    tracing::info!(%topic, partition, ?progress, "partition assigned");
+                    let pipeline = PartitionPipeline::resume(
+                        Arc::clone(&self.registry),
+                        self.settings(),
+                        self.config.reset.push,
+                        progress.unwrap_or(Progress::start(0)),
+                    );
+                    self.parts.insert(
+                        (topic, partition),
+                        Partition {
+                            pipeline,
+                            started: progress.is_some(),
+                            last_record: Instant::now(),
+                            next_offset: progress.map(|p| p.offset as i64),
+                            written: progress,
+                            written_at: Instant::now(),
+                        },
+                    );
                 }
-                Assignment::Assigned(assigned) => {
-                    for (topic, partition, progress) in assigned {
-                        tracing::info!(%topic, partition, ?progress, "partition assigned");
-                        let pipeline = PartitionPipeline::resume(
-                            Arc::clone(&self.registry),
-                            self.settings(),
-                            self.config.reset.push,
-                            progress.unwrap_or(Progress::start(0)),
-                        );
-                        self.parts.insert(
-                            (topic, partition),
-                            Partition {
-                                pipeline,
-                                started: progress.is_some(),
-                                last_record: Instant::now(),
-                                next_offset: progress.map(|p| p.offset as i64),
-                                written: progress,
-                                written_at: Instant::now(),
-                            },
-                        );
-                    }
-                    readiness.kafka_assigned.store(true, Ordering::Relaxed);
-                }
+                readiness.kafka_assigned.store(true, Ordering::Relaxed);
             }
         }
         Ok(())
     }
 
-    async fn record(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) -> Result<()> {
-        self.metrics.records_consumed.inc();
-        self.report.records += 1;
-        let (topic, partition) = (m.topic(), m.partition());
-        let payload = m.payload().unwrap_or(&[]);
-        self.learn_schema(payload).await?;
-        // A handful of partitions: a scan is cheaper than a key allocated per record.
-        let Some(part) = self
-            .parts
-            .iter_mut()
-            .find_map(|((t, p), part)| (t == topic && *p == partition).then_some(part))
-        else {
+    /// Takes a batch of one partition's records, in order.
+    async fn records(&mut self, batch: &RecordBatch) -> Result<()> {
+        let count = batch.len() as u64;
+        self.metrics.records_consumed.inc_by(count);
+        self.report.records += count;
+        let key = (batch.topic.clone(), batch.partition);
+        // Records of a partition revoked after they were read are dropped.
+        // The partition is out of the map while its records are taken.
+        let Some(mut part) = self.parts.remove(&key) else {
             return Ok(());
         };
         let before = part.pipeline.engine().stats().windows_closed;
-        let batches = part.pipeline.record_bytes(
-            &self.decoder,
-            m.offset() as u64,
-            payload,
-            &mut self.rejects,
-        );
+        let mut decoded = 0;
+        for (offset, payload) in batch.records() {
+            self.learn_schema(payload).await?;
+            let batches = part.pipeline.record_bytes(
+                &self.decoder,
+                offset as u64,
+                payload,
+                &mut self.rejects,
+            );
+            part.next_offset = Some(offset + 1);
+            if self
+                .rejects
+                .iter()
+                .all(|r| r.reason != RejectReason::Decode)
+            {
+                decoded += 1;
+            }
+            if !self.rejects.is_empty() {
+                let origin = Origin {
+                    topic: key.0.clone(),
+                    partition: key.1,
+                    offset,
+                };
+                self.dead_letter(&origin).await?;
+            }
+            if !batches.is_empty() {
+                self.publish(&key, batches).await;
+            }
+        }
         part.started = true;
         part.last_record = Instant::now();
-        part.next_offset = Some(m.offset() + 1);
         let closed = part.pipeline.engine().stats().windows_closed - before;
-        if closed > 0 {
-            self.metrics.windows_closed.inc_by(closed);
-        }
-        if self
-            .rejects
-            .iter()
-            .all(|r| r.reason != RejectReason::Decode)
-        {
-            self.metrics.records_decoded.inc();
-        }
-        if !self.rejects.is_empty() {
-            let origin = Origin {
-                topic: topic.to_string(),
-                partition,
-                offset: m.offset(),
-            };
-            self.dead_letter(&origin).await?;
-        }
-        if !batches.is_empty() {
-            self.publish(&(topic.to_string(), partition), batches).await;
-        }
+        self.metrics.windows_closed.inc_by(closed);
+        self.parts.insert(key, part);
+        self.metrics.records_decoded.inc_by(decoded);
         Ok(())
     }
 

@@ -51,6 +51,8 @@ pub struct PartitionPipeline {
     tracker: OffsetTracker,
     /// Which closed windows (by end) are sent; all unless set (replay).
     keep: Option<Box<dyn Fn(i64) -> bool + Send>>,
+    /// The event `record_bytes` decodes into.
+    decoded: SensorEvent,
 }
 
 impl PartitionPipeline {
@@ -75,6 +77,7 @@ impl PartitionPipeline {
             batcher: Batcher::new(push),
             tracker: OffsetTracker::new(progress),
             keep: None,
+            decoded: SensorEvent::default(),
         }
     }
 
@@ -132,14 +135,18 @@ impl PartitionPipeline {
         bytes: &[u8],
         rejects: &mut Vec<Reject>,
     ) -> Vec<Batch> {
-        match decoder.decode(bytes) {
-            Ok(event) => self.record(offset, &event, rejects),
+        // The last record's event is decoded over, its allocations reused.
+        let mut event = std::mem::take(&mut self.decoded);
+        let batches = match decoder.decode_into(bytes, &mut event) {
+            Ok(()) => self.record(offset, &event, rejects),
             Err(e) => {
                 rejects.push(Reject::undecodable(&e, bytes));
                 self.tracker.record_read(offset, self.engine.watermark());
                 Vec::new()
             }
-        }
+        };
+        self.decoded = event;
+        batches
     }
 
     /// Raises the watermark of an idle partition.

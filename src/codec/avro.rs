@@ -63,19 +63,30 @@ impl AvroCodec {
         self.schemas.contains_key(&id)
     }
 
-    pub fn decode_bare(&self, bytes: &[u8]) -> Result<SensorEvent, DecodeError> {
+    pub fn decode_bare_into(
+        &self,
+        bytes: &[u8],
+        event: &mut SensorEvent,
+    ) -> Result<(), DecodeError> {
         if bytes.is_empty() {
             return Err(DecodeError::Empty);
         }
-        decode_direct(bytes)
+        decode_direct(bytes, event)
     }
 
-    pub fn decode_confluent(&self, bytes: &[u8]) -> Result<SensorEvent, DecodeError> {
+    pub fn decode_confluent_into(
+        &self,
+        bytes: &[u8],
+        event: &mut SensorEvent,
+    ) -> Result<(), DecodeError> {
         let id = confluent_schema_id(bytes)?;
         match self.schemas.get(&id) {
             None => Err(DecodeError::UnknownSchemaId(id)),
-            Some(WriterSchema::Bundled) => decode_direct(&bytes[5..]),
-            Some(WriterSchema::Other(schema)) => decode_generic(schema, &bytes[5..]),
+            Some(WriterSchema::Bundled) => decode_direct(&bytes[5..], event),
+            Some(WriterSchema::Other(schema)) => {
+                *event = decode_generic(schema, &bytes[5..])?;
+                Ok(())
+            }
         }
     }
 }
@@ -103,13 +114,7 @@ fn event_from_value(value: Value) -> Option<SensorEvent> {
     let Value::Record(fields) = value else {
         return None;
     };
-    let mut event = SensorEvent {
-        connection_id: String::new(),
-        event_time: 0,
-        channel_id: None,
-        measurements: Vec::new(),
-        bin_emptied: false,
-    };
+    let mut event = SensorEvent::default();
     for (name, value) in fields {
         match (name.as_str(), unwrap_union(value)) {
             ("connection_id", Value::String(s)) => event.connection_id = s,
@@ -157,16 +162,17 @@ fn unwrap_union(value: Value) -> Value {
     }
 }
 
-/// Direct decoding of a datum written with the bundled schema.
-fn decode_direct(bytes: &[u8]) -> Result<SensorEvent, DecodeError> {
+/// Direct decoding of a datum written with the bundled schema, into
+/// `event`: its strings and measurements are reused, not allocated again.
+fn decode_direct(bytes: &[u8], event: &mut SensorEvent) -> Result<(), DecodeError> {
     let mut r = Reader { bytes, pos: 0 };
-    let connection_id = r.string("connection_id")?;
-    let event_time = r.long("event_time")?;
-    let channel_id = match r.union_index("channel_id", 2)? {
-        0 => None,
-        _ => Some(r.string("channel_id")?),
-    };
-    let mut measurements = Vec::new();
+    r.string_into("connection_id", &mut event.connection_id)?;
+    event.event_time = r.long("event_time")?;
+    match r.union_index("channel_id", 2)? {
+        0 => event.channel_id = None,
+        _ => r.string_into("channel_id", event.channel_id.get_or_insert_default())?,
+    }
+    let mut taken = 0;
     loop {
         let mut count = r.long("measurements block")?;
         if count == 0 {
@@ -182,35 +188,29 @@ fn decode_direct(bytes: &[u8]) -> Result<SensorEvent, DecodeError> {
         if count as usize > r.remaining() / 3 + 1 {
             return Err(DecodeError::Truncated("measurements"));
         }
-        measurements.reserve(count as usize);
         for _ in 0..count {
-            let parameter = r.string("parameter")?;
-            let value = match r.union_index("value", 2)? {
+            if taken == event.measurements.len() {
+                event.measurements.push(Measurement::new("", None, None));
+            }
+            let m = &mut event.measurements[taken];
+            taken += 1;
+            r.string_into("parameter", &mut m.parameter)?;
+            m.value = match r.union_index("value", 2)? {
                 0 => SampleValue::Null,
                 _ => SampleValue::Number(r.double("value")?),
             };
-            let unit = match r.union_index("unit", 2)? {
-                0 => None,
-                _ => Some(r.string("unit")?),
-            };
-            measurements.push(Measurement {
-                parameter,
-                value,
-                unit,
-            });
+            match r.union_index("unit", 2)? {
+                0 => m.unit = None,
+                _ => r.string_into("unit", m.unit.get_or_insert_default())?,
+            }
         }
     }
-    let bin_emptied = r.boolean("bin_emptied")?;
+    event.measurements.truncate(taken);
+    event.bin_emptied = r.boolean("bin_emptied")?;
     if r.remaining() > 0 {
         return Err(DecodeError::TrailingBytes(r.remaining()));
     }
-    Ok(SensorEvent {
-        connection_id,
-        event_time,
-        channel_id,
-        measurements,
-        bin_emptied,
-    })
+    Ok(())
 }
 
 struct Reader<'a> {
@@ -261,14 +261,17 @@ impl Reader<'_> {
         Ok(slice)
     }
 
-    fn string(&mut self, what: &'static str) -> Result<String, DecodeError> {
+    /// Reads a string into `out`, replacing what it held.
+    fn string_into(&mut self, what: &'static str, out: &mut String) -> Result<(), DecodeError> {
         let len = self.long(what)?;
         let len = usize::try_from(len)
             .map_err(|_| DecodeError::InvalidAvro(format!("{what}: negative length {len}")))?;
         let bytes = self.take(len, what)?;
-        std::str::from_utf8(bytes)
-            .map(str::to_string)
-            .map_err(|_| DecodeError::InvalidAvro(format!("{what}: not UTF-8")))
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| DecodeError::InvalidAvro(format!("{what}: not UTF-8")))?;
+        out.clear();
+        out.push_str(text);
+        Ok(())
     }
 
     fn double(&mut self, what: &'static str) -> Result<f64, DecodeError> {
@@ -340,6 +343,18 @@ pub fn encode_confluent(schema_id: u32, event: &SensorEvent) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    fn direct(bytes: &[u8]) -> Result<SensorEvent, DecodeError> {
+        let mut event = SensorEvent::default();
+        decode_direct(bytes, &mut event).map(|()| event)
+    }
+
+    fn confluent(codec: &AvroCodec, bytes: &[u8]) -> Result<SensorEvent, DecodeError> {
+        let mut event = SensorEvent::default();
+        codec
+            .decode_confluent_into(bytes, &mut event)
+            .map(|()| event)
+    }
+
     fn sample() -> SensorEvent {
         SensorEvent {
             connection_id: "GA_1".into(),
@@ -356,9 +371,35 @@ mod tests {
     #[test]
     fn direct_decoding_matches_the_reference_encoder() {
         let bytes = encode_avro(&sample());
-        assert_eq!(decode_direct(&bytes).unwrap(), sample());
+        assert_eq!(direct(&bytes).unwrap(), sample());
         let generic = decode_generic(bundled(), &bytes).unwrap();
         assert_eq!(generic, sample());
+    }
+
+    #[test]
+    fn an_event_decoded_into_a_used_one_is_exactly_the_new_event() {
+        let others = [
+            SensorEvent {
+                connection_id: "a much longer connection id".into(),
+                event_time: -3,
+                channel_id: None,
+                measurements: vec![
+                    Measurement::new("co2", Some(1.0), None),
+                    Measurement::new("tvoc", None, Some("ppb")),
+                    Measurement::new("pm10", Some(2.0), Some("ug/m3")),
+                ],
+                bin_emptied: false,
+            },
+            SensorEvent::default(),
+            sample(),
+        ];
+        for before in &others {
+            for after in [sample(), others[0].clone(), SensorEvent::default()] {
+                let mut event = before.clone();
+                decode_direct(&encode_avro(&after), &mut event).unwrap();
+                assert_eq!(event, after, "decoded over {before:?}");
+            }
+        }
     }
 
     #[test]
@@ -366,19 +407,16 @@ mod tests {
         let mut codec = AvroCodec::new();
         let framed = encode_confluent(7, &sample());
         assert_eq!(
-            codec.decode_confluent(&framed),
+            confluent(&codec, &framed),
             Err(DecodeError::UnknownSchemaId(7))
         );
         codec.register(7, WriterSchema::parse(BUNDLED_SCHEMA).unwrap());
-        assert_eq!(codec.decode_confluent(&framed).unwrap(), sample());
+        assert_eq!(confluent(&codec, &framed).unwrap(), sample());
         let mut bad = framed.clone();
         bad[0] = 0x42;
+        assert_eq!(confluent(&codec, &bad), Err(DecodeError::BadMagic(0x42)));
         assert_eq!(
-            codec.decode_confluent(&bad),
-            Err(DecodeError::BadMagic(0x42))
-        );
-        assert_eq!(
-            codec.decode_confluent(&framed[..3]),
+            confluent(&codec, &framed[..3]),
             Err(DecodeError::Truncated("Confluent header"))
         );
     }
@@ -417,7 +455,7 @@ mod tests {
         framed.extend(datum);
         let mut codec = AvroCodec::new();
         codec.register(9, ws);
-        let e = codec.decode_confluent(&framed).unwrap();
+        let e = confluent(&codec, &framed).unwrap();
         assert_eq!(e.connection_id, "W");
         assert_eq!(e.event_time, 5);
         assert_eq!(e.channel_id, None);
@@ -438,11 +476,11 @@ mod tests {
     fn every_truncation_is_an_error_not_a_panic() {
         let bytes = encode_avro(&sample());
         for cut in 0..bytes.len() {
-            assert!(decode_direct(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(direct(&bytes[..cut]).is_err(), "cut at {cut}");
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert_eq!(decode_direct(&longer), Err(DecodeError::TrailingBytes(1)));
+        assert_eq!(direct(&longer), Err(DecodeError::TrailingBytes(1)));
     }
 
     #[test]
@@ -455,9 +493,6 @@ mod tests {
             n >>= 7;
         }
         bytes.push(n as u8);
-        assert_eq!(
-            decode_direct(&bytes),
-            Err(DecodeError::Truncated("measurements"))
-        );
+        assert_eq!(direct(&bytes), Err(DecodeError::Truncated("measurements")));
     }
 }

@@ -57,14 +57,23 @@ impl Decoder {
     }
 
     pub fn decode(&self, bytes: &[u8]) -> Result<SensorEvent, DecodeError> {
+        let mut event = SensorEvent::default();
+        self.decode_into(bytes, &mut event)?;
+        Ok(event)
+    }
+
+    /// Decodes into `event`, reusing its allocations (Avro); after an error
+    /// `event` holds nothing meaningful.
+    pub fn decode_into(&self, bytes: &[u8], event: &mut SensorEvent) -> Result<(), DecodeError> {
         if bytes.len() > MAX_RECORD_BYTES {
             return Err(DecodeError::TooLarge(bytes.len(), MAX_RECORD_BYTES));
         }
         match self.format {
-            InputFormat::Json => decode_json(bytes),
-            InputFormat::Avro => self.avro.decode_bare(bytes),
-            InputFormat::AvroConfluent => self.avro.decode_confluent(bytes),
+            InputFormat::Json => *event = decode_json(bytes)?,
+            InputFormat::Avro => self.avro.decode_bare_into(bytes, event)?,
+            InputFormat::AvroConfluent => self.avro.decode_confluent_into(bytes, event)?,
         }
+        Ok(())
     }
 }
 

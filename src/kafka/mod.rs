@@ -3,11 +3,13 @@
 
 pub mod client;
 pub mod dead_letter;
+pub mod group_reader;
 pub mod monitor_topic;
 pub mod progress;
 pub mod read;
 
 pub use client::{client_config, ensure_topics, input_consumer_config};
 pub use dead_letter::{DeadLetters, Origin};
+pub use group_reader::{Assignment, GroupReader, Input, RecordBatch};
 pub use monitor_topic::MonitorTopic;
 pub use progress::{ProgressReader, ProgressWriter};
