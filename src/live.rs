@@ -486,17 +486,19 @@ impl Live {
     async fn answered(&mut self, d: Delivery) -> Result<()> {
         self.report.messages_answered += 1;
         self.metrics.in_flight.dec();
+        let code = match &d.fate {
+            Fate::Acknowledged => "10200",
+            Fate::Rejected { .. } => "10400",
+        };
+        self.metrics.answers.with_label_values(&[code]).inc();
+        // A message sent twice (its partition re-assigned while it was in
+        // flight) has one owner: the second answer is counted, and that is all.
         let Some((key, sent)) = self.owners.remove(&d.message_id) else {
             return Ok(());
         };
         self.metrics
             .publish_latency
             .observe(sent.elapsed().as_secs_f64());
-        let code = match &d.fate {
-            Fate::Acknowledged => "10200",
-            Fate::Rejected { .. } => "10400",
-        };
-        self.metrics.answers.with_label_values(&[code]).inc();
         if let Fate::Rejected { reason, .. } = &d.fate {
             let mut reject = Reject::new(
                 RejectReason::RejectedByReset,
