@@ -6,10 +6,12 @@
 //! generating and encoding the samples happens outside the measured spans.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use reset_pipeline::batch::Batch;
 use reset_pipeline::codec::{encode_avro, Decoder};
 use reset_pipeline::config::{InputFormat, PushMode};
 use reset_pipeline::event::SensorEvent;
 use reset_pipeline::pipeline::PartitionPipeline;
+use reset_pipeline::registry::Registry;
 use reset_pipeline::synthetic::{fleet, SampleStream};
 use reset_pipeline::window::{Engine, EngineSettings};
 use std::sync::Arc;
@@ -71,11 +73,7 @@ fn engine_throughput(c: &mut Criterion) {
     // The same through the whole partition pipeline; each message answered at
     // once, as RESET would, so the tracker stays small.
     let mut stream = SampleStream::new(Arc::clone(&registry), START_MS, INTERVAL_MS, 7);
-    let mut pipeline = PartitionPipeline::new(
-        Arc::clone(&registry),
-        EngineSettings::default(),
-        PushMode::Every30Minutes,
-    );
+    let mut pipeline = partition_pipeline(&registry);
     let mut offset = 0u64;
     group.bench_function(BenchmarkId::new("decoded_events", MONITORS), |b| {
         b.iter_custom(|iters| {
@@ -84,9 +82,8 @@ fn engine_throughput(c: &mut Criterion) {
                 |n| stream.by_ref().take(n).collect(),
                 |e: &SensorEvent| {
                     offset += 1;
-                    for b in pipeline.record(offset, e, &mut rejects) {
-                        pipeline.message_answered(std::hint::black_box(&b.message_id));
-                    }
+                    let batches = pipeline.record(offset, e, &mut rejects);
+                    answer_all(&mut pipeline, batches);
                 },
             )
         })
@@ -95,11 +92,7 @@ fn engine_throughput(c: &mut Criterion) {
 
     // (b) bare Avro bytes through decode and the pipeline.
     let mut stream = SampleStream::new(Arc::clone(&registry), START_MS, INTERVAL_MS, 7);
-    let mut pipeline = PartitionPipeline::new(
-        Arc::clone(&registry),
-        EngineSettings::default(),
-        PushMode::Every30Minutes,
-    );
+    let mut pipeline = partition_pipeline(&registry);
     let decoder = Decoder::new(InputFormat::Avro);
     let mut offset = 0u64;
     group.bench_function(BenchmarkId::new("avro_decode_and_engine", MONITORS), |b| {
@@ -109,15 +102,30 @@ fn engine_throughput(c: &mut Criterion) {
                 |n| stream.by_ref().take(n).map(|e| encode_avro(&e)).collect(),
                 |bytes: &Vec<u8>| {
                     offset += 1;
-                    for b in pipeline.record_bytes(&decoder, offset, bytes, &mut rejects) {
-                        pipeline.message_answered(std::hint::black_box(&b.message_id));
-                    }
+                    let batches = pipeline.record_bytes(&decoder, offset, bytes, &mut rejects);
+                    answer_all(&mut pipeline, batches);
                 },
             )
         })
     });
     assert!(rejects.is_empty());
     group.finish();
+}
+
+/// A partition pipeline over `registry` with the default settings.
+fn partition_pipeline(registry: &Arc<Registry>) -> PartitionPipeline {
+    PartitionPipeline::new(
+        Arc::clone(registry),
+        EngineSettings::default(),
+        PushMode::Every30Minutes,
+    )
+}
+
+/// RESET answers every message at once, so the tracker stays small.
+fn answer_all(pipeline: &mut PartitionPipeline, batches: Vec<Batch>) {
+    for b in batches {
+        pipeline.message_answered(std::hint::black_box(&b.message_id));
+    }
 }
 
 criterion_group!(benches, engine_throughput);
