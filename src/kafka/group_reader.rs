@@ -211,16 +211,8 @@ impl GroupReader {
 /// record is another partition's, and before any assignment change.
 fn read(consumer: &BaseConsumer<GroupContext>, stop: &AtomicBool, inputs: &mpsc::Sender<Input>) {
     let mut batch: Option<RecordBatch> = None;
-    let sizes = std::cell::Cell::new((0usize, 0usize));
     let hand_over = |batch: &mut Option<RecordBatch>| match batch.take() {
-        Some(b) => {
-            let (n, r) = sizes.get();
-            sizes.set((n + 1, r + b.len()));
-            if (n + 1) % 200 == 0 {
-                eprintln!("DEBUG batches {} records {}", n + 1, r + b.len());
-            }
-            inputs.blocking_send(Input::Records(b)).is_ok()
-        }
+        Some(b) => inputs.blocking_send(Input::Records(b)).is_ok(),
         None => true,
     };
     while !stop.load(Ordering::Relaxed) {
