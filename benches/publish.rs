@@ -1,13 +1,14 @@
 //! Readings per second published to the local emulator with acknowledgements:
 //! 1,000 monitors, one message of 48 readings (a local day) each, per round,
 //! `max_in_flight` 16. The monitors are created first, outside the measured span.
+//! Then the time to open and authenticate a connection, over 10 in a row.
 //! Run with `cargo bench --bench publish`.
 
 use reset_pipeline::config::{PushMode, Secret};
 use reset_pipeline::emulator::{serve, EmulatorOptions};
 use reset_pipeline::payload::Announcements;
 use reset_pipeline::pipeline::{with_announcements, Emission, PartitionPipeline};
-use reset_pipeline::sink::{Fate, Outgoing, Publisher, PublisherSettings};
+use reset_pipeline::sink::{Connection, Fate, Outgoing, Publisher, PublisherSettings};
 use reset_pipeline::synthetic::{fleet, SampleStream};
 use reset_pipeline::window::EngineSettings;
 use std::sync::Arc;
@@ -100,6 +101,23 @@ fn main() {
             elapsed.as_secs_f64(),
             rows as f64 / elapsed.as_secs_f64(),
             readings.len() as f64 / elapsed.as_secs_f64()
+        );
+
+        const OPENS: u32 = 10;
+        let url = format!("http://{}", emulator.addr);
+        let start = Instant::now();
+        for _ in 0..OPENS {
+            let (connection, _replies) =
+                Connection::open(&url, "/v2", "demo", &Secret::new("demo"), Duration::from_secs(5))
+                    .await
+                    .unwrap();
+            connection.close().await;
+        }
+        let elapsed = start.elapsed();
+        println!(
+            "connect: {OPENS} connections opened and authenticated one after another in {:.2} s ({:.1} ms each)",
+            elapsed.as_secs_f64(),
+            elapsed.as_secs_f64() * 1000.0 / f64::from(OPENS)
         );
     });
 }

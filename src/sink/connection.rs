@@ -1,7 +1,8 @@
 //! One authenticated Socket.IO connection to RESET's `/v2` namespace.
 //!
 //! `connect()` can return before the namespace is joined, and an `auth`
-//! emitted then is lost, so `auth` is a request with a timeout, repeated
+//! emitted then is lost, so `auth` waits for RESET to confirm the namespace
+//! (at most one retry interval) and is a request with a timeout, repeated
 //! until RESET answers. (With rust_socketio 0.6's `reconnect(false)` the
 //! namespace was never joined here, so the client keeps its default; a
 //! connection that drops is replaced by a fresh `Connection::open`, which
@@ -10,10 +11,20 @@
 use crate::config::Secret;
 use futures_util::FutureExt;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
-use rust_socketio::Payload;
+use rust_socketio::{Event, Payload};
 use serde_json::{json, Value};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
+
+/// The TLS settings of every connection, built once per process. Without
+/// them the Socket.IO client builds its own for each connection, even for
+/// an `http://` URL, and each build parses the system's CA bundle.
+fn shared_tls() -> Option<native_tls::TlsConnector> {
+    static TLS: OnceLock<Option<native_tls::TlsConnector>> = OnceLock::new();
+    TLS.get_or_init(|| native_tls::TlsConnector::new().ok())
+        .clone()
+}
 
 /// What RESET said.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,11 +104,24 @@ impl Connection {
             }
         };
         let closed = tx.clone();
-        let client = ClientBuilder::new(url)
+        // Told when RESET confirms the namespace: an `auth` emitted before
+        // that is lost, and waiting the retry interval for it made every
+        // connection take 250 ms.
+        let joined = Arc::new(Notify::new());
+        let on_joined = Arc::clone(&joined);
+        let mut builder = ClientBuilder::new(url);
+        if let Some(tls) = shared_tls() {
+            builder = builder.tls_config(tls);
+        }
+        let client = builder
             .namespace(namespace)
             .on("auth", forward(Reply::Auth, tx.clone()))
             .on("ack", forward(Reply::Ack, tx.clone()))
             .on("errors", forward(Reply::Errors, tx))
+            .on(Event::Connect, move |_: Payload, _: Client| {
+                on_joined.notify_one();
+                async {}.boxed()
+            })
             .on("close", move |_: Payload, _: Client| {
                 let closed = closed.clone();
                 async move {
@@ -115,6 +139,9 @@ impl Connection {
         let auth = json!({ "client_id": client_id, "client_secret": client_secret.expose() });
         let deadline = tokio::time::Instant::now() + auth_timeout;
         let retry_every = Duration::from_millis(250).min(auth_timeout);
+        // At most one retry interval: without the confirmation, `auth` is
+        // sent and repeated as before.
+        let _ = tokio::time::timeout(retry_every, joined.notified()).await;
         loop {
             // Until the namespace is joined, emitting fails: that is a retry, not an error.
             if let Err(e) = connection.emit_value("auth", auth.clone()).await {
