@@ -105,8 +105,7 @@ impl Connection {
         };
         let closed = tx.clone();
         // Told when RESET confirms the namespace: an `auth` emitted before
-        // that is lost, and waiting the retry interval for it made every
-        // connection take 250 ms.
+        // that is lost and only sent again after the retry interval.
         let joined = Arc::new(Notify::new());
         let on_joined = Arc::clone(&joined);
         let mut builder = ClientBuilder::new(url);
