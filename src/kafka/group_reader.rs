@@ -1,15 +1,19 @@
 //! The input topics' consumer group, read on a thread of its own: newly
 //! assigned partitions start where the progress topic says, and records go to
 //! the live loop in batches, with the assignment changes in their place
-//! between them. Taking records from librdkafka then costs the loop nothing.
+//! between them. Taking records from librdkafka then costs the loop nothing,
+//! and the thread takes them many at a time from a queue of its own
+//! (`record_queue`), while the consumer's queue brings the rebalances.
 
+use crate::kafka::record_queue::{RecordQueue, Taken};
 use crate::kafka::ProgressReader;
 use crate::offsets::Progress;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -80,6 +84,10 @@ const BATCH_RECORDS: usize = 1024;
 /// Batches waiting for the loop before the reading thread waits too.
 const BATCHES_QUEUED: usize = 8;
 
+/// How long the reading thread waits for records when none are ready; the
+/// consumer's queue (rebalances) is looked at in between.
+const IDLE_WAIT_MS: i32 = 10;
+
 /// Reads progress for newly assigned partitions and starts them there; keeps
 /// the assignment changes until the reading thread passes them on.
 pub struct GroupContext {
@@ -87,6 +95,9 @@ pub struct GroupContext {
     changes: Mutex<Vec<Assignment>>,
     /// Whether `changes` holds any: looked at after every poll, without the lock.
     changed: AtomicBool,
+    /// Where assigned partitions' records are forwarded (gone once the
+    /// reading thread has stopped).
+    records: OnceLock<Weak<RecordQueue>>,
 }
 
 impl GroupContext {
@@ -105,48 +116,84 @@ impl GroupContext {
 
 impl ClientContext for GroupContext {}
 
-impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let revoked = tpl
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_string(), e.partition()))
-                .collect();
-            self.tell(Assignment::Revoked(revoked));
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Assign(tpl) = rebalance else {
-            return;
-        };
+impl GroupContext {
+    /// Assigns the partitions, each from its stored progress, its records
+    /// forwarded to the record queue first, so that none reach the consumer's
+    /// own queue.
+    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) -> Assignment {
         let latest = self
             .progress
             .lock()
             .expect("progress lock")
             .latest(Duration::from_secs(30));
-        let change = match latest {
-            Err(e) => Assignment::Failed(format!("cannot read progress: {e}")),
-            Ok(latest) => {
-                // Start each partition where its progress says, not at the committed offset.
-                let mut start = TopicPartitionList::new();
-                let mut assigned = Vec::new();
-                for e in tpl.elements() {
-                    let key = (e.topic().to_string(), e.partition());
-                    let progress = latest.get(&key).copied();
-                    let offset =
-                        progress.map_or(Offset::Invalid, |p| Offset::Offset(p.offset as i64));
-                    let _ = start.add_partition_offset(e.topic(), e.partition(), offset);
-                    assigned.push((key.0, key.1, progress));
-                }
-                match consumer.assign(&start) {
-                    Ok(()) => Assignment::Assigned(assigned),
-                    Err(e) => Assignment::Failed(format!("cannot assign: {e}")),
+        let latest = match latest {
+            Err(e) => return Assignment::Failed(format!("cannot read progress: {e}")),
+            Ok(latest) => latest,
+        };
+        // Start each partition where its progress says, not at the committed offset.
+        let mut start = TopicPartitionList::new();
+        let mut assigned = Vec::new();
+        let records = self.records.get().and_then(Weak::upgrade);
+        for e in tpl.elements() {
+            if let Some(records) = &records {
+                records.forward(e.topic(), e.partition());
+            }
+            let key = (e.topic().to_string(), e.partition());
+            let progress = latest.get(&key).copied();
+            let offset = progress.map_or(Offset::Invalid, |p| Offset::Offset(p.offset as i64));
+            let _ = start.add_partition_offset(e.topic(), e.partition(), offset);
+            assigned.push((key.0, key.1, progress));
+        }
+        let done = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_assign(&start),
+            _ => consumer.assign(&start),
+        };
+        match done {
+            Ok(()) => Assignment::Assigned(assigned),
+            Err(e) => Assignment::Failed(format!("cannot assign: {e}")),
+        }
+    }
+
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let revoked = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        self.tell(Assignment::Revoked(revoked));
+        let done = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+            _ => consumer.unassign(),
+        };
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "cannot give up the revoked partitions");
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    /// Replaces rdkafka's default, which would assign the partitions at
+    /// their committed offsets before this context could start them at their
+    /// progress (and so undo the forwarding to the record queue).
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let change = self.assign(consumer, tpl);
+                self.tell(change);
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
+            other => {
+                tracing::error!(error = ?other, "rebalance failed: giving up the assignment");
+                if let Err(e) = consumer.unassign() {
+                    tracing::warn!(error = %e, "cannot give up the assignment");
                 }
             }
-        };
-        self.tell(change);
+        }
     }
 }
 
@@ -169,10 +216,13 @@ impl GroupReader {
             progress: Mutex::new(progress),
             changes: Mutex::new(Vec::new()),
             changed: AtomicBool::new(false),
+            records: OnceLock::new(),
         };
         let consumer: BaseConsumer<GroupContext> = config.create_with_context(context)?;
-        consumer.subscribe(topics)?;
         let consumer = Arc::new(consumer);
+        let records = Arc::new(RecordQueue::new(Arc::clone(&consumer)));
+        let _ = consumer.context().records.set(Arc::downgrade(&records));
+        consumer.subscribe(topics)?;
         let stop = Arc::new(AtomicBool::new(false));
         let (inputs, received) = mpsc::channel(BATCHES_QUEUED);
         let thread = {
@@ -180,7 +230,7 @@ impl GroupReader {
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name("kafka-reader".into())
-                .spawn(move || read(&consumer, &stop, &inputs))
+                .spawn(move || read(&consumer, &records, &stop, inputs))
                 .expect("a thread can be started")
         };
         let reader = GroupReader {
@@ -206,57 +256,90 @@ impl GroupReader {
     }
 }
 
-/// The reading thread: polls until told to stop or the loop is gone. A batch
-/// is handed over when nothing more is ready, when it is full, when the next
-/// record is another partition's, and before any assignment change.
-fn read(consumer: &BaseConsumer<GroupContext>, stop: &AtomicBool, inputs: &mpsc::Sender<Input>) {
-    let mut batch: Option<RecordBatch> = None;
-    let hand_over = |batch: &mut Option<RecordBatch>| match batch.take() {
-        Some(b) => inputs.blocking_send(Input::Records(b)).is_ok(),
-        None => true,
-    };
-    while !stop.load(Ordering::Relaxed) {
-        let wait = if batch.is_some() {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(100)
-        };
-        let polled = consumer.poll(wait);
-        // Changes told during this poll come before the record it returned.
-        let changes = consumer.context().take_changes();
-        if !changes.is_empty() {
-            if !hand_over(&mut batch) {
-                return;
-            }
-            for change in changes {
-                if inputs.blocking_send(Input::Assignment(change)).is_err() {
-                    return;
-                }
-            }
+/// The batch being filled, handed to the loop when nothing more is ready,
+/// when it is full, when the next record is another partition's, and before
+/// any assignment change.
+struct Handover {
+    batch: Option<RecordBatch>,
+    inputs: mpsc::Sender<Input>,
+}
+
+impl Handover {
+    /// False when the loop is gone.
+    fn hand_over(&mut self) -> bool {
+        match self.batch.take() {
+            Some(b) => self.inputs.blocking_send(Input::Records(b)).is_ok(),
+            None => true,
         }
-        let message = match polled {
-            None => {
-                if !hand_over(&mut batch) {
-                    return;
-                }
-                continue;
-            }
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "Kafka");
-                continue;
-            }
-            Some(Ok(m)) => m,
-        };
-        let same_partition = batch
+    }
+
+    fn send(&mut self, change: Assignment) -> bool {
+        self.hand_over() && self.inputs.blocking_send(Input::Assignment(change)).is_ok()
+    }
+
+    fn add(&mut self, topic: &str, partition: i32, offset: i64, payload: &[u8]) -> bool {
+        let same_partition = self
+            .batch
             .as_ref()
-            .is_some_and(|b| b.partition == message.partition() && b.topic == message.topic());
-        if !same_partition && !hand_over(&mut batch) {
+            .is_some_and(|b| b.partition == partition && b.topic == topic);
+        if !same_partition && !self.hand_over() {
+            return false;
+        }
+        let b = self
+            .batch
+            .get_or_insert_with(|| RecordBatch::new(topic, partition));
+        b.push(offset, payload);
+        b.len() < BATCH_RECORDS || self.hand_over()
+    }
+}
+
+/// The reading thread: until told to stop or the loop is gone, serves the
+/// consumer's queue (rebalances, errors, and any record that reached it),
+/// then takes what the record queue holds.
+fn read(
+    consumer: &BaseConsumer<GroupContext>,
+    records: &RecordQueue,
+    stop: &AtomicBool,
+    inputs: mpsc::Sender<Input>,
+) {
+    let mut out = Handover {
+        batch: None,
+        inputs,
+    };
+    let mut taken: Vec<Taken> = Vec::with_capacity(BATCH_RECORDS);
+    while !stop.load(Ordering::Relaxed) {
+        loop {
+            let polled = consumer.poll(Duration::ZERO);
+            // Changes told during this poll come before the record it returned.
+            for change in consumer.context().take_changes() {
+                if !out.send(change) {
+                    return;
+                }
+            }
+            match polled {
+                None => break,
+                Some(Err(e)) => tracing::warn!(error = %e, "Kafka"),
+                Some(Ok(m)) => {
+                    let payload = m.payload().unwrap_or(&[]);
+                    if !out.add(m.topic(), m.partition(), m.offset(), payload) {
+                        return;
+                    }
+                }
+            }
+        }
+        let wait = if out.batch.is_some() { 0 } else { IDLE_WAIT_MS };
+        if records.take(wait, BATCH_RECORDS, &mut taken) == 0 && !out.hand_over() {
             return;
         }
-        let b = batch.get_or_insert_with(|| RecordBatch::new(message.topic(), message.partition()));
-        b.push(message.offset(), message.payload().unwrap_or(&[]));
-        if b.len() >= BATCH_RECORDS && !hand_over(&mut batch) {
-            return;
+        for record in taken.drain(..) {
+            match record.record() {
+                Err(e) => tracing::warn!(error = %e, "Kafka"),
+                Ok((topic, partition, offset, payload)) => {
+                    if !out.add(topic, partition, offset, payload) {
+                        return;
+                    }
+                }
+            }
         }
     }
 }

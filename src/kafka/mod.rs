@@ -7,6 +7,7 @@ pub mod group_reader;
 pub mod monitor_topic;
 pub mod progress;
 pub mod read;
+pub mod record_queue;
 
 pub use client::{client_config, ensure_topics, input_consumer_config};
 pub use dead_letter::{DeadLetters, Origin};

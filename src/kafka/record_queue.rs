@@ -1,0 +1,133 @@
+//! A librdkafka queue of the reading thread's own, which every assigned
+//! partition's records are forwarded to, so that they can be taken many at a
+//! time (`rd_kafka_consume_batch_queue`) instead of one event per poll.
+//! rdkafka's safe API has no batch read; this module holds the only unsafe
+//! code of the crate, and each block says why it is sound.
+
+use crate::kafka::group_reader::GroupContext;
+use rdkafka::bindings as rd;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use std::ffi::{CStr, CString};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+/// The queue, and the consumer it belongs to: librdkafka's queue must be
+/// destroyed before the consumer's handle, which holding the consumer here
+/// guarantees.
+pub struct RecordQueue {
+    queue: NonNull<rd::rd_kafka_queue_t>,
+    consumer: Arc<BaseConsumer<GroupContext>>,
+}
+
+// SAFETY: librdkafka queues are thread-safe (every operation takes the
+// queue's lock); the pointer is only used through librdkafka's functions.
+unsafe impl Send for RecordQueue {}
+unsafe impl Sync for RecordQueue {}
+
+/// One record taken from the queue; it is given back to librdkafka on drop.
+pub struct Taken(NonNull<rd::rd_kafka_message_t>);
+
+impl Taken {
+    fn message(&self) -> &rd::rd_kafka_message_t {
+        // SAFETY: librdkafka handed the message over and it lives until
+        // `rd_kafka_message_destroy`, which only `drop` calls.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// The record's topic, partition, offset and payload (empty when null);
+    /// or the error librdkafka put in its place.
+    pub fn record(&self) -> Result<(&str, i32, i64, &[u8]), KafkaError> {
+        let m = self.message();
+        if m.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return Err(KafkaError::MessageConsumption(RDKafkaErrorCode::from(
+                m.err,
+            )));
+        }
+        // SAFETY: a consumed message without error has its topic handle set,
+        // and the topic's name lives as long as the handle, which the
+        // message keeps.
+        let topic = unsafe { CStr::from_ptr(rd::rd_kafka_topic_name(m.rkt)) }
+            .to_str()
+            .unwrap_or("");
+        let payload = if m.payload.is_null() {
+            &[][..]
+        } else {
+            // SAFETY: `payload` points to `len` bytes owned by the message.
+            unsafe { std::slice::from_raw_parts(m.payload as *const u8, m.len) }
+        };
+        Ok((topic, m.partition, m.offset, payload))
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        // SAFETY: the message came from `rd_kafka_consume_batch_queue` and is
+        // destroyed once, here.
+        unsafe { rd::rd_kafka_message_destroy(self.0.as_ptr()) }
+    }
+}
+
+impl RecordQueue {
+    pub fn new(consumer: Arc<BaseConsumer<GroupContext>>) -> RecordQueue {
+        // SAFETY: the consumer's handle is valid while `consumer` is held.
+        let queue = unsafe { rd::rd_kafka_queue_new(consumer.client().native_ptr()) };
+        RecordQueue {
+            queue: NonNull::new(queue).expect("librdkafka creates a queue"),
+            consumer,
+        }
+    }
+
+    /// Sends the partition's records here from now on. Called before the
+    /// partition is assigned, so that none of its records reach the
+    /// consumer's own queue; librdkafka stops the forwarding when the
+    /// partition is revoked. False when librdkafka does not know the topic.
+    pub fn forward(&self, topic: &str, partition: i32) -> bool {
+        let Ok(topic) = CString::new(topic) else {
+            return false;
+        };
+        // SAFETY: the handle is valid (`self.consumer`); the partition queue
+        // returned is a new reference, destroyed right after forwarding,
+        // which librdkafka keeps on the partition itself.
+        unsafe {
+            let rk = self.consumer.client().native_ptr();
+            let source = rd::rd_kafka_queue_get_partition(rk, topic.as_ptr(), partition);
+            if source.is_null() {
+                return false;
+            }
+            rd::rd_kafka_queue_forward(source, self.queue.as_ptr());
+            rd::rd_kafka_queue_destroy(source);
+        }
+        true
+    }
+
+    /// Takes up to `max` records into `out`, waiting at most `timeout_ms`
+    /// for the first; returns how many were taken.
+    pub fn take(&self, timeout_ms: i32, max: usize, out: &mut Vec<Taken>) -> usize {
+        let mut pointers: Vec<*mut rd::rd_kafka_message_t> = Vec::with_capacity(max);
+        // SAFETY: `pointers` has room for `max` pointers, and librdkafka
+        // writes at most that many; the count it returns is how many it wrote.
+        let n = unsafe {
+            let n = rd::rd_kafka_consume_batch_queue(
+                self.queue.as_ptr(),
+                timeout_ms,
+                pointers.as_mut_ptr(),
+                max,
+            );
+            let n = n.max(0) as usize;
+            pointers.set_len(n);
+            n
+        };
+        out.extend(pointers.into_iter().filter_map(NonNull::new).map(Taken));
+        n
+    }
+}
+
+impl Drop for RecordQueue {
+    fn drop(&mut self) {
+        // SAFETY: created by `rd_kafka_queue_new` and destroyed once, here,
+        // before `self.consumer` (and so possibly the handle) is dropped.
+        unsafe { rd::rd_kafka_queue_destroy(self.queue.as_ptr()) }
+    }
+}
