@@ -362,4 +362,56 @@ mod tests {
         );
         assert_eq!(b.len(), 3);
     }
+
+    /// What the handover sent, as (topic, partition, first offset, count)
+    /// for batches and "change" for assignment changes.
+    fn sent(received: &mut mpsc::Receiver<Input>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(input) = received.try_recv() {
+            out.push(match input {
+                Input::Records(b) => {
+                    let first = b.records().next().map_or(-1, |(o, _)| o);
+                    format!("{}/{} from {first}: {}", b.topic, b.partition, b.len())
+                }
+                Input::Assignment(_) => "change".into(),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn the_handover_splits_batches_by_partition_size_and_assignment_changes() {
+        let (inputs, mut received) = mpsc::channel(BATCHES_QUEUED);
+        let mut out = Handover {
+            batch: None,
+            inputs,
+        };
+        assert!(out.add("t", 0, 10, b"a"));
+        assert!(out.add("t", 0, 11, b"b"));
+        // Another partition: the batch so far is handed over first.
+        assert!(out.add("t", 1, 5, b"c"));
+        assert_eq!(sent(&mut received), vec!["t/0 from 10: 2"]);
+        // An assignment change comes after the records read before it.
+        assert!(out.send(Assignment::Revoked(vec![("t".into(), 0)])));
+        assert_eq!(sent(&mut received), vec!["t/1 from 5: 1", "change"]);
+        // A full batch is handed over as soon as it is full.
+        for offset in 0..BATCH_RECORDS as i64 + 1 {
+            assert!(out.add("u", 1, offset, b"x"));
+        }
+        assert_eq!(
+            sent(&mut received),
+            vec![format!("u/1 from 0: {BATCH_RECORDS}")]
+        );
+        assert!(out.hand_over());
+        assert_eq!(
+            sent(&mut received),
+            vec![format!("u/1 from {BATCH_RECORDS}: 1")]
+        );
+        // Nothing left: handing over sends nothing.
+        assert!(out.hand_over());
+        assert!(sent(&mut received).is_empty());
+        // The loop gone: the handover says so.
+        drop(received);
+        assert!(!out.add("t", 2, 0, b"y") || !out.hand_over());
+    }
 }
