@@ -293,9 +293,15 @@ impl Handover {
     }
 }
 
+/// How long the reading thread waits on the consumer's queue while no
+/// partition is assigned (records cannot come, a rebalance can).
+const UNASSIGNED_WAIT: Duration = Duration::from_millis(100);
+
 /// The reading thread: until told to stop or the loop is gone, serves the
 /// consumer's queue (rebalances, errors, and any record that reached it),
-/// then takes what the record queue holds.
+/// then takes what the record queue holds. With no partition assigned it
+/// waits on the consumer's queue, so that the first assignment is taken
+/// as soon as it comes.
 fn read(
     consumer: &BaseConsumer<GroupContext>,
     records: &RecordQueue,
@@ -307,11 +313,23 @@ fn read(
         inputs,
     };
     let mut taken: Vec<Taken> = Vec::with_capacity(BATCH_RECORDS);
+    let mut assigned = 0usize;
     while !stop.load(Ordering::Relaxed) {
+        let mut wait = if assigned == 0 && out.batch.is_none() {
+            UNASSIGNED_WAIT
+        } else {
+            Duration::ZERO
+        };
         loop {
-            let polled = consumer.poll(Duration::ZERO);
+            let polled = consumer.poll(wait);
+            wait = Duration::ZERO;
             // Changes told during this poll come before the record it returned.
             for change in consumer.context().take_changes() {
+                match &change {
+                    Assignment::Assigned(parts) => assigned += parts.len(),
+                    Assignment::Revoked(parts) => assigned = assigned.saturating_sub(parts.len()),
+                    Assignment::Failed(_) => {}
+                }
                 if !out.send(change) {
                     return;
                 }
@@ -327,7 +345,11 @@ fn read(
                 }
             }
         }
-        let wait = if out.batch.is_some() { 0 } else { IDLE_WAIT_MS };
+        let wait = if out.batch.is_some() || assigned == 0 {
+            0
+        } else {
+            IDLE_WAIT_MS
+        };
         if records.take(wait, BATCH_RECORDS, &mut taken) == 0 && !out.hand_over() {
             return;
         }
