@@ -4,12 +4,14 @@
 //! bare rdkafka consumer. Run with `cargo bench --bench end_to_end`
 //! (tansu with its in-memory storage, from `TANSU_BIN`,
 //! `~/.cache/reset-pipeline/tansu/bin/tansu` where `scripts/test.sh` builds
-//! it, or PATH;
-//! `E2E_RECORDS` sets the size, default 1,000,000). It prints both rates,
-//! their ratio, when each reader took its first and last record, and the CPU
-//! time the bench process (readers, pipeline, emulator) and the broker used
-//! in each phase.
-
+//! it, or PATH). The topic is produced once; then the bare consumer and the
+//! pipeline read all of it in turn, `E2E_RUNS` times (default 7), each time
+//! in a group of its own. One run's ratio moves by up to ±0.1 on a 2-core
+//! machine, so the summary line gives the medians. Each run prints both
+//! rates, their ratio, when each reader took its first and last record, and
+//! the CPU time the bench process (readers, pipeline, emulator) and the
+//! broker used. `E2E_RECORDS` sets the size (default 1,000,000),
+//! `E2E_IN_FLIGHT` the pipeline's `max_in_flight` (default 16).
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use reset_pipeline::config::{Config, InputFormat, Secret};
 use reset_pipeline::emulator::{serve, EmulatorOptions};
@@ -76,19 +78,147 @@ impl Phase {
 #[path = "../tests/common/kafka.rs"]
 mod kafka;
 
+/// One reader's figures in one run.
+struct Measured {
+    rate: f64,
+    detail: String,
+}
+
+/// The yardstick: a bare consumer in group `group` reading every record of the topic.
+fn bare_consumer(bootstrap: &str, group: &str, records: usize, broker_pid: u32) -> Measured {
+    let bare: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    bare.subscribe(&[TOPIC]).unwrap();
+    let phase = Phase::start(broker_pid);
+    let start = Instant::now();
+    let mut read = 0;
+    let mut first = Duration::ZERO;
+    while read < records {
+        if let Some(Ok(_)) = bare.poll(Duration::from_millis(100)) {
+            if read == 0 {
+                first = start.elapsed();
+            }
+            read += 1;
+        }
+    }
+    let total = start.elapsed();
+    Measured {
+        rate: records as f64 / total.as_secs_f64(),
+        detail: format!(
+            "first record {first:.2?}, last {total:.2?}; {}",
+            phase.report()
+        ),
+    }
+}
+
+/// The pipeline in group `config.kafka.group_id`, from subscription to
+/// RESET's last answer.
+fn pipeline(
+    runtime: &tokio::runtime::Runtime,
+    mut config: Config,
+    registry: &Arc<reset_pipeline::registry::Registry>,
+    records: usize,
+    broker_pid: u32,
+) -> Measured {
+    let emulator = runtime
+        .block_on(serve(
+            "127.0.0.1:0".parse().unwrap(),
+            EmulatorOptions::default(),
+        ))
+        .unwrap();
+    config.reset.url = format!("http://{}", emulator.addr);
+    config.reset.client_id = "demo".into();
+    config.reset.client_secret = Secret::new("demo");
+    config
+        .kafka
+        .properties
+        .insert("fetch.wait.max.ms".into(), Secret::new("10"));
+    let metrics = Metrics::new();
+    let consumed = metrics.records_consumed.clone();
+    let unanswered = metrics.in_flight.clone();
+    // Marked by the shutdown future: the first and the last record taken,
+    // RESET's answer to the last message sent, and the CPU used by then.
+    // The pipeline's shutdown after that (leaving the group) is not timed,
+    // like the bare consumer's.
+    let marks = Arc::new(std::sync::Mutex::new(Vec::<Duration>::new()));
+    let cpu = Arc::new(std::sync::Mutex::new(String::new()));
+    let (marked, cpu_marked) = (Arc::clone(&marks), Arc::clone(&cpu));
+    let phase = Phase::start(broker_pid);
+    let start = Instant::now();
+    let done = async move {
+        // Looked at every 2 ms: each look wakes the loop's thread.
+        let pause = || tokio::time::sleep(Duration::from_millis(2));
+        while consumed.get() == 0 {
+            pause().await;
+        }
+        marked.lock().unwrap().push(start.elapsed());
+        while (consumed.get() as usize) < records {
+            pause().await;
+        }
+        marked.lock().unwrap().push(start.elapsed());
+        while unanswered.get() > 0 {
+            pause().await;
+        }
+        marked.lock().unwrap().push(start.elapsed());
+        *cpu_marked.lock().unwrap() = phase.report();
+    };
+    runtime
+        .block_on(reset_pipeline::live::run(
+            config,
+            Arc::clone(registry),
+            metrics,
+            Arc::new(Readiness::default()),
+            done,
+        ))
+        .unwrap();
+    emulator.stop();
+    let marks = marks.lock().unwrap().clone();
+    let [first, taken, answered] = marks[..] else {
+        panic!("the pipeline stopped before its last answer: {marks:?}");
+    };
+    let cpu = cpu.lock().unwrap().clone();
+    Measured {
+        rate: records as f64 / answered.as_secs_f64(),
+        detail: format!(
+            "first record {first:.2?}, last record {taken:.2?}, last answer {answered:.2?}; {cpu}"
+        ),
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    }
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn main() {
-    let records: usize = std::env::var("E2E_RECORDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let in_flight: usize = std::env::var("E2E_IN_FLIGHT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(Config::default().reset.max_in_flight);
-    let broker = kafka::Broker::start(
-        kafka::BrokerKind::TansuInMemory,
-        &[(TOPIC, 3), ("reset-pipeline.progress", 1)],
-    );
+    let records = env_or("E2E_RECORDS", 1_000_000);
+    let in_flight = env_or("E2E_IN_FLIGHT", Config::default().reset.max_in_flight);
+    let runs = env_or("E2E_RUNS", 7).max(1);
+    // Each run's pipeline is a group of its own, with its own progress topic,
+    // so that every run reads the whole topic from its start.
+    let groups: Vec<String> = (1..=runs).map(|i| format!("reset-pipeline-{i}")).collect();
+    let progress: Vec<String> = groups.iter().map(|g| format!("{g}.progress")).collect();
+    let mut topics = vec![(TOPIC, 3)];
+    topics.extend(progress.iter().map(|t| (t.as_str(), 1)));
+    let broker = kafka::Broker::start(kafka::BrokerKind::TansuInMemory, &topics);
     let bootstrap = broker.bootstrap.clone();
     let monitors = 1_000;
     let registry = Arc::new(fleet(monitors));
@@ -96,6 +226,7 @@ fn main() {
     config.kafka.bootstrap_servers = bootstrap.clone();
     config.kafka.topics = vec![TOPIC.into()];
     config.input.format = InputFormat::Avro;
+    config.reset.max_in_flight = in_flight;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let events: Vec<_> = SampleStream::new(Arc::clone(&registry), 1_790_000_000_000, 10_000, 1)
         .take(records)
@@ -106,102 +237,38 @@ fn main() {
         ))
         .unwrap();
 
-    // The yardstick: a bare consumer reading every record of the topic.
-    let bare: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "bare")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .unwrap();
-    bare.subscribe(&[TOPIC]).unwrap();
-    let bare_phase = Phase::start(broker.pid());
-    let start = Instant::now();
-    let mut read = 0;
-    let mut bare_first = Duration::ZERO;
-    while read < records {
-        if let Some(Ok(_)) = bare.poll(Duration::from_millis(100)) {
-            if read == 0 {
-                bare_first = start.elapsed();
-            }
-            read += 1;
-        }
+    // The two readers take turns, so that both meet the machine in the same state.
+    let (mut bare_rates, mut pipeline_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, group) in groups.iter().enumerate() {
+        let bare = bare_consumer(
+            &bootstrap,
+            &format!("bare-{}", i + 1),
+            records,
+            broker.pid(),
+        );
+        let mut run_config = config.clone();
+        run_config.kafka.group_id = group.clone();
+        let piped = pipeline(&runtime, run_config, &registry, records, broker.pid());
+        let ratio = piped.rate / bare.rate;
+        println!(
+            "end_to_end run {}/{runs}: bare consumer {:.0} records/s, pipeline {:.0} records/s, ratio {ratio:.2}\n  bare consumer: {}\n  pipeline: {}",
+            i + 1,
+            bare.rate,
+            piped.rate,
+            bare.detail,
+            piped.detail
+        );
+        bare_rates.push(bare.rate);
+        pipeline_rates.push(piped.rate);
+        ratios.push(ratio);
     }
-    let bare_total = start.elapsed();
-    let bare_rate = records as f64 / bare_total.as_secs_f64();
-    let bare_cpu = bare_phase.report();
-    drop(bare);
-
-    // The pipeline, from subscription to RESET's last answer.
-    let broker_pid = broker.pid();
-    let (rate, phases) = runtime.block_on(async {
-        let emulator = serve("127.0.0.1:0".parse().unwrap(), EmulatorOptions::default())
-            .await
-            .unwrap();
-        config.reset.url = format!("http://{}", emulator.addr);
-        config.reset.client_id = "demo".into();
-        config.reset.client_secret = Secret::new("demo");
-        config.reset.max_in_flight = in_flight;
-        config
-            .kafka
-            .properties
-            .insert("fetch.wait.max.ms".into(), Secret::new("10"));
-        let metrics = Metrics::new();
-        let consumed = metrics.records_consumed.clone();
-        let unanswered = metrics.in_flight.clone();
-        let phase = Phase::start(broker_pid);
-        let start = Instant::now();
-        // Marked by the shutdown future: the first and the last record taken,
-        // RESET's answer to the last message sent, and the CPU used by then.
-        // The pipeline's shutdown after that (leaving the group) is not timed,
-        // like the bare consumer's.
-        let marks = Arc::new(std::sync::Mutex::new(Vec::<Duration>::new()));
-        let cpu = Arc::new(std::sync::Mutex::new(String::new()));
-        let (marked, cpu_marked) = (Arc::clone(&marks), Arc::clone(&cpu));
-        let done = async move {
-            // Looked at every 2 ms: each look wakes the loop's thread.
-            let pause = || tokio::time::sleep(Duration::from_millis(2));
-            while consumed.get() == 0 {
-                pause().await;
-            }
-            marked.lock().unwrap().push(start.elapsed());
-            while (consumed.get() as usize) < records {
-                pause().await;
-            }
-            marked.lock().unwrap().push(start.elapsed());
-            while unanswered.get() > 0 {
-                pause().await;
-            }
-            marked.lock().unwrap().push(start.elapsed());
-            *cpu_marked.lock().unwrap() = phase.report();
-        };
-        reset_pipeline::live::run(
-            config,
-            registry,
-            metrics,
-            Arc::new(Readiness::default()),
-            done,
-        )
-        .await
-        .unwrap();
-        let marks = marks.lock().unwrap().clone();
-        let [first, taken, answered] = marks[..] else {
-            panic!("the pipeline stopped before its last answer: {marks:?}");
-        };
-        let cpu = cpu.lock().unwrap().clone();
-        (
-            records as f64 / answered.as_secs_f64(),
-            format!(
-                "first record {first:.2?}, last record {taken:.2?}, last answer {answered:.2?}; {cpu}"
-            ),
-        )
-    });
     drop(broker);
+    let all: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
     println!(
-        "end_to_end: {records} records from tansu, 3 partitions, {monitors} monitors, max_in_flight {in_flight}: bare consumer {bare_rate:.0} records/s, pipeline {rate:.0} records/s, ratio {:.2}",
-        rate / bare_rate
-    );
-    println!(
-        "end_to_end: bare consumer: first record {bare_first:.2?}, last {bare_total:.2?}; {bare_cpu}\nend_to_end: pipeline: {phases}"
+        "end_to_end: {records} records from tansu, 3 partitions, {monitors} monitors, max_in_flight {in_flight}; median of {runs} runs: bare consumer {:.0} records/s, pipeline {:.0} records/s, ratio {:.2} (each run: {})",
+        median(&bare_rates),
+        median(&pipeline_rates),
+        median(&ratios),
+        all.join(", ")
     );
 }
