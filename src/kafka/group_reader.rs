@@ -187,10 +187,18 @@ impl ConsumerContext for GroupContext {
                 self.tell(change);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
+            // The loop is told, as for a revocation, so that it stops
+            // writing progress for partitions it may no longer own.
             other => {
                 tracing::error!(error = ?other, "rebalance failed: giving up the assignment");
-                if let Err(e) = consumer.unassign() {
-                    tracing::warn!(error = %e, "cannot give up the assignment");
+                match consumer.assignment() {
+                    Ok(current) => self.revoke(consumer, &current),
+                    Err(e) => {
+                        self.tell(Assignment::Failed(format!(
+                            "rebalance failed ({other:?}) and the assignment is unknown: {e}"
+                        )));
+                        let _ = consumer.unassign();
+                    }
                 }
             }
         }
@@ -383,6 +391,41 @@ mod tests {
             vec![(7, &b"abc"[..]), (8, &b""[..]), (9, &b"de"[..])]
         );
         assert_eq!(b.len(), 3);
+    }
+
+    #[test]
+    fn a_failed_rebalance_revokes_the_whole_assignment_and_tells_the_loop() {
+        // A real consumer, never connected: assignments are local state; the
+        // error itself cannot be made by a broker on demand, so the callback
+        // is called with it.
+        let config = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("group.id", "g")
+            .clone();
+        let context = GroupContext {
+            progress: Mutex::new(ProgressReader::new(&config, "g.progress").unwrap()),
+            changes: Mutex::new(Vec::new()),
+            changed: AtomicBool::new(false),
+            records: OnceLock::new(),
+        };
+        let consumer: BaseConsumer<GroupContext> = config.create_with_context(context).unwrap();
+        let mut owned = TopicPartitionList::new();
+        owned.add_partition("t", 0);
+        owned.add_partition("t", 1);
+        consumer.assign(&owned).unwrap();
+        consumer.context().rebalance(
+            &consumer,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__FAIL,
+            &mut TopicPartitionList::new(),
+        );
+        let changes = consumer.context().take_changes();
+        let [Assignment::Revoked(revoked)] = &changes[..] else {
+            panic!("expected one revocation, got {changes:?}");
+        };
+        let mut revoked = revoked.clone();
+        revoked.sort();
+        assert_eq!(revoked, vec![("t".to_string(), 0), ("t".to_string(), 1)]);
+        assert_eq!(consumer.assignment().unwrap().count(), 0);
     }
 
     /// What the handover sent: "topic/partition from first offset: count"
