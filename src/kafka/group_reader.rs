@@ -135,8 +135,15 @@ impl GroupContext {
         let mut assigned = Vec::new();
         let records = self.records.get().and_then(Weak::upgrade);
         for e in tpl.elements() {
+            // Records not forwarded still come, through the consumer's queue.
             if let Some(records) = &records {
-                records.forward(e.topic(), e.partition());
+                if !records.forward(e.topic(), e.partition()) {
+                    tracing::warn!(
+                        topic = e.topic(),
+                        partition = e.partition(),
+                        "records not forwarded to the record queue: read one at a time"
+                    );
+                }
             }
             let key = (e.topic().to_string(), e.partition());
             let progress = latest.get(&key).copied();
