@@ -2,7 +2,8 @@
 //! sample per 10 s: (a) decoded events through the engine (windows closed with
 //! their values), the same through the whole partition pipeline (engine,
 //! batcher with message ids and payloads, offset tracker, every message
-//! answered), and (b) bare Avro bytes through decode and that pipeline. Only the core is timed:
+//! answered), (b) bare Avro bytes through decode and that pipeline, and (c)
+//! the Avro decoding alone (`codec/avro`). Only the core is timed:
 //! generating and encoding the samples happens outside the measured spans.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -128,5 +129,31 @@ fn answer_all(pipeline: &mut PartitionPipeline, batches: Vec<Batch>) {
     }
 }
 
-criterion_group!(benches, engine_throughput);
+fn avro_decode_throughput(c: &mut Criterion) {
+    let registry = Arc::new(fleet(MONITORS));
+    let mut group = c.benchmark_group("codec/avro");
+    group.throughput(Throughput::Elements(1));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(5));
+    let mut stream = SampleStream::new(Arc::clone(&registry), START_MS, INTERVAL_MS, 7);
+    let decoder = Decoder::new(InputFormat::Avro);
+    // Decoded over, as the partition pipeline does, so allocations are reused.
+    let mut event = SensorEvent::default();
+    group.bench_function(BenchmarkId::new("decode_into", MONITORS), |b| {
+        b.iter_custom(|iters| {
+            timed_chunks(
+                iters,
+                |n| stream.by_ref().take(n).map(|e| encode_avro(&e)).collect(),
+                |bytes: &Vec<u8>| {
+                    decoder.decode_into(bytes, &mut event).unwrap();
+                    std::hint::black_box(&event);
+                },
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, engine_throughput, avro_decode_throughput);
 criterion_main!(benches);

@@ -113,6 +113,14 @@ pub fn with_monitor_topic(
     Ok((Arc::new(registry), Some(follower)))
 }
 
+/// Messages the loop may hand to the publisher before they are answered, at
+/// least. Windows close in bursts: when the watermark passes a half hour,
+/// every monitor of the partition has a message due at once. A queue that
+/// takes a whole burst lets the loop go on decoding while the publisher
+/// sends it, `max_in_flight` at a time; the bound keeps memory to a few
+/// megabytes (a message of 48 readings is about 10 KB) while RESET is slow.
+const MIN_QUEUED_MESSAGES: usize = 4096;
+
 /// Publisher settings from the config.
 pub fn publisher_settings(config: &Config) -> PublisherSettings {
     let r = &config.reset;
@@ -120,7 +128,7 @@ pub fn publisher_settings(config: &Config) -> PublisherSettings {
     s.namespace = r.namespace.clone();
     s.ack_timeout = r.ack_timeout;
     s.max_in_flight = r.max_in_flight;
-    s.max_queued = (r.max_in_flight * 8).max(64);
+    s.max_queued = (r.max_in_flight * 8).max(MIN_QUEUED_MESSAGES);
     s
 }
 
@@ -419,6 +427,7 @@ impl Live {
     }
 
     async fn publish(&mut self, key: &PartitionKey, batches: Vec<crate::batch::Batch>) {
+        let mut messages = Vec::with_capacity(batches.len());
         for emission in with_announcements(&self.registry, &mut self.announcements, batches) {
             let (event, connection_id) = match &emission {
                 Emission::Monitor { payload, .. } => {
@@ -438,17 +447,26 @@ impl Live {
                     ("readings", b.connection_id.clone())
                 }
             };
+            let (message_id, payload) = emission.into_parts();
             let message = Outgoing {
                 event,
-                message_id: emission.message_id().to_string(),
-                payload: emission.payload().to_string(),
+                message_id,
+                payload,
                 key: connection_id,
             };
-            self.send(key, message).await;
+            self.sending(key, &message);
+            messages.push(message);
         }
+        self.publisher.publish_all(messages).await;
     }
 
     async fn send(&mut self, key: &PartitionKey, message: Outgoing) {
+        self.sending(key, &message);
+        self.publisher.publish(message).await;
+    }
+
+    /// Counts a message and remembers its partition, for its answer.
+    fn sending(&mut self, key: &PartitionKey, message: &Outgoing) {
         self.metrics
             .messages_sent
             .with_label_values(&[message.event])
@@ -456,7 +474,6 @@ impl Live {
         self.metrics.in_flight.inc();
         self.owners
             .insert(message.message_id.clone(), (key.clone(), Instant::now()));
-        self.publisher.publish(message).await;
     }
 
     /// RESET refused to create a monitor. After a restart the pipeline cannot

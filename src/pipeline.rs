@@ -42,6 +42,17 @@ impl Emission {
             Emission::Readings(b) => &b.payload,
         }
     }
+
+    /// The message id and the payload, taken out.
+    pub fn into_parts(self) -> (String, String) {
+        match self {
+            Emission::Monitor {
+                message_id,
+                payload,
+            } => (message_id, payload),
+            Emission::Readings(b) => (b.message_id, b.payload),
+        }
+    }
 }
 
 /// The engine, batcher and offset tracker of one partition.

@@ -198,6 +198,38 @@ async fn refused_credentials_stop_publishing_and_leave_it_unready() {
 }
 
 #[tokio::test]
+async fn a_burst_larger_than_the_queue_is_handed_over_in_parts_and_all_acknowledged_in_order() {
+    let handle = emulator_at("127.0.0.1:0".parse().unwrap(), EmulatorOptions::default()).await;
+    let mut s = settings(handle.addr, "demo");
+    s.max_queued = 3;
+    s.max_in_flight = 2;
+    let (publisher, mut rx) = Publisher::start(s);
+    let messages: Vec<Outgoing> = sample_emissions().iter().map(outgoing).collect();
+    assert!(messages.len() > 3);
+    publisher.publish_all(messages.clone()).await;
+    let deliveries = collect(&mut rx, messages.len()).await;
+    assert!(deliveries.iter().all(|d| d.fate == Fate::Acknowledged));
+    for key in messages.iter().map(|m| &m.key) {
+        let sent: Vec<&str> = messages
+            .iter()
+            .filter(|m| &m.key == key)
+            .map(|m| m.message_id.as_str())
+            .collect();
+        let got: Vec<&str> = deliveries
+            .iter()
+            .filter(|d| &d.key == key)
+            .map(|d| d.message_id.as_str())
+            .collect();
+        assert_eq!(got, sent, "order of {key}");
+    }
+    assert!(publisher.drain(Duration::from_secs(5)).await);
+    let stats = handle.state.lock().unwrap().stats.clone();
+    assert_eq!(stats.acked as usize, messages.len());
+    assert_eq!(stats.conflicting_resends, 0);
+    handle.stop();
+}
+
+#[tokio::test]
 async fn while_reset_is_down_memory_is_bounded_and_all_is_sent_when_it_is_back() {
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

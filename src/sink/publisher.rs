@@ -101,7 +101,7 @@ struct Pending {
 }
 
 enum Command {
-    Publish(Pending),
+    Publish(Vec<Pending>),
     /// Finish what is queued, then stop; answers when done.
     Drain(oneshot::Sender<()>),
 }
@@ -146,14 +146,38 @@ impl Publisher {
 
     /// Queues a message, waiting while `max_queued` messages are unanswered.
     pub async fn publish(&self, message: Outgoing) {
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let _ = self.commands.send(Command::Publish(Pending {
-            message,
-            _permit: permit,
-        }));
+        self.publish_all([message]).await;
+    }
+
+    /// Queues messages in order, waiting while `max_queued` messages are
+    /// unanswered. They are handed to the worker together (one wake-up for
+    /// a burst of closed windows), except that what is held is handed over
+    /// before waiting for room.
+    pub async fn publish_all(&self, messages: impl IntoIterator<Item = Outgoing>) {
+        let mut held = Vec::new();
+        for message in messages {
+            let permit = match Arc::clone(&self.permits).try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    self.hand_over(&mut held);
+                    Arc::clone(&self.permits)
+                        .acquire_owned()
+                        .await
+                        .expect("the semaphore is never closed")
+                }
+            };
+            held.push(Pending {
+                message,
+                _permit: permit,
+            });
+        }
+        self.hand_over(&mut held);
+    }
+
+    fn hand_over(&self, held: &mut Vec<Pending>) {
+        if !held.is_empty() {
+            let _ = self.commands.send(Command::Publish(std::mem::take(held)));
+        }
     }
 
     pub fn status(&self) -> Status {
@@ -279,7 +303,7 @@ impl Worker {
             };
             tokio::select! {
                 command = self.commands.recv(), if self.accepting => match command {
-                    Some(Command::Publish(p)) => self.enqueue(p),
+                    Some(Command::Publish(held)) => held.into_iter().for_each(|p| self.enqueue(p)),
                     Some(Command::Drain(done)) => self.drained = Some(done),
                     None => self.accepting = false,
                 },
