@@ -503,13 +503,13 @@ async fn the_registry_topic_adds_monitors_and_a_changed_record_is_sent_as_modify
     let state = emulator.state.lock().unwrap();
     assert_eq!(state.monitors["A"].data["label"], "Atrium");
     assert_eq!(state.monitors["B"].data["label"], "Roof");
-    let modifies: Vec<&String> = state
+    let modifies: Vec<&serde_json::Value> = state
         .payloads
         .values()
-        .filter(|p| p.contains("\"message_type\":\"modify\""))
+        .filter(|p| p["message_type"] == "modify")
         .collect();
     assert_eq!(modifies.len(), 1, "{modifies:?}");
-    assert!(modifies[0].contains("Atrium"));
+    assert_eq!(modifies[0]["data"]["label"], "Atrium");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("monitor registry record refused"), "{text}");
     assert_eq!(state.stats.conflicting_resends, 0);

@@ -77,8 +77,8 @@ pub struct EmulatorState {
     pub monitors: HashMap<String, KnownMonitor>,
     /// Accepted rows by (connection_id, reading instant).
     pub readings: BTreeMap<(String, i64), Value>,
-    /// The first payload seen under each message id.
-    pub payloads: HashMap<String, String>,
+    /// The first payload accepted under each message id.
+    pub payloads: HashMap<String, Value>,
     /// The message each accepted row came in.
     pub row_messages: HashMap<(String, i64), String>,
     pub stats: EmulatorStats,
@@ -232,7 +232,7 @@ enum Answer {
 
 async fn on_message(socket: SocketRef, shared: Shared, event: &'static str, data: Value) {
     let id = message_id(&data).unwrap_or_default();
-    let answer = decide(&socket, &shared, event, &data, &id);
+    let answer = decide(&socket, &shared, event, data, &id);
     match answer {
         Answer::Disconnect => {
             let _ = socket.disconnect();
@@ -257,7 +257,7 @@ async fn on_message(socket: SocketRef, shared: Shared, event: &'static str, data
     }
 }
 
-fn decide(socket: &SocketRef, shared: &Shared, event: &str, data: &Value, id: &str) -> Answer {
+fn decide(socket: &SocketRef, shared: &Shared, event: &str, data: Value, id: &str) -> Answer {
     let options = &shared.options;
     let mut state = shared.state.lock().expect("state lock");
     let state = &mut *state;
@@ -279,9 +279,10 @@ fn decide(socket: &SocketRef, shared: &Shared, event: &str, data: &Value, id: &s
         state.stats.errors_10500 += 1;
         return Answer::Error("10500", "Internal Server Error.".into());
     }
-    let bytes = data.to_string();
+    // A message id seen before: its payload must be the same, byte for byte
+    // (both as parsed and written again, so key order counts).
     match state.payloads.get(id) {
-        Some(first) if *first == bytes => {
+        Some(first) if serde_json::to_vec(first).ok() == serde_json::to_vec(&data).ok() => {
             // A re-send of an accepted message: acknowledge it again.
             state.stats.identical_resends += 1;
         }
@@ -295,11 +296,11 @@ fn decide(socket: &SocketRef, shared: &Shared, event: &str, data: &Value, id: &s
         }
         None => {
             let checked = if event == "monitors" {
-                check_monitors(data, &state.monitors).map(|change| {
+                check_monitors(&data, &state.monitors).map(|change| {
                     state.monitors.insert(change.connection_id, change.monitor);
                 })
             } else {
-                check_readings(data, &state.monitors).map(|accepted| {
+                check_readings(&data, &state.monitors).map(|accepted| {
                     for (instant, row) in accepted.rows {
                         let key = (accepted.connection_id.clone(), instant);
                         if state.readings.get(&key).is_some_and(|old| *old != row) {
@@ -321,7 +322,7 @@ fn decide(socket: &SocketRef, shared: &Shared, event: &str, data: &Value, id: &s
                 state.stats.errors_10400 += 1;
                 return Answer::Error("10400", reason);
             }
-            state.payloads.insert(id.to_string(), bytes);
+            state.payloads.insert(id.to_string(), data);
         }
     }
     if options.drop_ack_rate > 0.0 && state.dice.random_bool(options.drop_ack_rate.min(1.0)) {
