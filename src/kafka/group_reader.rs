@@ -78,8 +78,11 @@ pub enum Input {
     Records(RecordBatch),
 }
 
-/// The most records in one batch.
-const BATCH_RECORDS: usize = 1024;
+/// The most records in one batch. Larger batches cost less per record
+/// (fewer queue reads and hand-overs): end to end, a million records took
+/// 0.83 to 0.88 CPU-seconds with 4,096 against 0.92 with 1,024; 16,384
+/// gained nothing more.
+const BATCH_RECORDS: usize = 4096;
 
 /// Batches waiting for the loop before the reading thread waits too.
 const BATCHES_QUEUED: usize = 8;
