@@ -5,13 +5,15 @@
 //! (tansu with its in-memory storage, from `TANSU_BIN`,
 //! `~/.cache/reset-pipeline/tansu/bin/tansu` where `scripts/test.sh` builds
 //! it, or PATH). The topic is produced once; then the bare consumer and the
-//! pipeline read all of it in turn, `E2E_RUNS` times (default 7), each time
-//! in a group of its own. One run's ratio moves by up to ±0.1 on a 2-core
-//! machine, so the summary line gives the medians. Each run prints both
-//! rates, their ratio, when each reader took its first and last record, and
-//! the CPU time the bench process (readers, pipeline, emulator) and the
-//! broker used. `E2E_RECORDS` sets the size (default 1,000,000),
-//! `E2E_IN_FLIGHT` the pipeline's `max_in_flight` (default 16).
+//! pipeline read all of it in turn, `E2E_RUNS` times (default 5), each time
+//! in a group of its own. Each run prints both rates and their ratio, over
+//! the whole time and from the first record taken, when each reader took
+//! its first and last record, and the CPU time the bench process (readers,
+//! pipeline, emulator) and the broker used; the summary gives the medians.
+//! `E2E_RECORDS` sets the size (default 3,000,000: with a million, joining
+//! the group was a fifth of a run and one run's ratio moved by up to ±0.1
+//! on a 2-core machine), `E2E_IN_FLIGHT` the pipeline's `max_in_flight`
+//! (default 16).
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use reset_pipeline::config::{Config, InputFormat, Secret};
 use reset_pipeline::emulator::{serve, EmulatorOptions};
@@ -220,9 +222,9 @@ fn env_or(name: &str, default: usize) -> usize {
 }
 
 fn main() {
-    let records = env_or("E2E_RECORDS", 1_000_000);
+    let records = env_or("E2E_RECORDS", 3_000_000);
     let in_flight = env_or("E2E_IN_FLIGHT", Config::default().reset.max_in_flight);
-    let runs = env_or("E2E_RUNS", 7).max(1);
+    let runs = env_or("E2E_RUNS", 5).max(1);
     // Each run's pipeline is a group of its own, with its own progress topic,
     // so that every run reads the whole topic from its start.
     let groups: Vec<String> = (1..=runs).map(|i| format!("reset-pipeline-{i}")).collect();
