@@ -117,9 +117,10 @@ pub fn with_monitor_topic(
 /// least. Windows close in bursts: when the watermark passes a half hour,
 /// every monitor of the partition has a message due at once. A queue that
 /// takes a whole burst (of up to 4,096 monitors) lets the loop go on
-/// decoding while the publisher sends it, `max_in_flight` at a time. The bound keeps what is held while
-/// RESET is slow to about 40 MB at worst (a message of 48 readings is about
-/// 10 KB; one of a single reading, about 400 bytes).
+/// decoding while the publisher sends it, `max_in_flight` at a time. The
+/// bound keeps what is held while RESET is slow to about 40 MB at worst (a
+/// message of 48 readings is about 10 KB; one of a single reading, about
+/// 400 bytes).
 const MIN_QUEUED_MESSAGES: usize = 4096;
 
 /// Publisher settings from the config.
