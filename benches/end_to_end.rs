@@ -11,7 +11,7 @@
 //! its first and last record, and the CPU time the bench process (readers,
 //! pipeline, emulator) and the broker used; the summary gives the medians.
 //! `E2E_RECORDS` sets the size (default 3,000,000: with a million, joining
-//! the group was a fifth of a run and one run's ratio moved by up to ±0.1
+//! the group was a quarter of a run and one run's ratio moved by up to ±0.1
 //! on a 2-core machine), `E2E_IN_FLIGHT` the pipeline's `max_in_flight`
 //! (default 16).
 use rdkafka::consumer::{BaseConsumer, Consumer};

@@ -49,6 +49,23 @@ async fn collect(rx: &mut UnboundedReceiver<Delivery>, n: usize) -> Vec<Delivery
     out
 }
 
+/// Each monitor's deliveries came in the order its messages were published.
+fn assert_in_publishing_order_per_monitor(messages: &[Outgoing], deliveries: &[Delivery]) {
+    for key in messages.iter().map(|m| &m.key) {
+        let sent: Vec<&str> = messages
+            .iter()
+            .filter(|m| &m.key == key)
+            .map(|m| m.message_id.as_str())
+            .collect();
+        let got: Vec<&str> = deliveries
+            .iter()
+            .filter(|d| &d.key == key)
+            .map(|d| d.message_id.as_str())
+            .collect();
+        assert_eq!(got, sent, "order of {key}");
+    }
+}
+
 /// Publishes the sample fleet and checks every message was acknowledged
 /// exactly once, in publishing order per monitor, and RESET holds exactly
 /// the readings of a clean run.
@@ -67,20 +84,7 @@ async fn publish_all_and_check(
         "{deliveries:?}"
     );
     let mut ids: Vec<&str> = deliveries.iter().map(|d| d.message_id.as_str()).collect();
-    // Per monitor, in publishing order.
-    for key in messages.iter().map(|m| &m.key) {
-        let sent: Vec<&str> = messages
-            .iter()
-            .filter(|m| &m.key == key)
-            .map(|m| m.message_id.as_str())
-            .collect();
-        let got: Vec<&str> = deliveries
-            .iter()
-            .filter(|d| &d.key == key)
-            .map(|d| d.message_id.as_str())
-            .collect();
-        assert_eq!(got, sent, "order of {key}");
-    }
+    assert_in_publishing_order_per_monitor(&messages, &deliveries);
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), messages.len(), "each message acknowledged once");
@@ -209,19 +213,7 @@ async fn a_burst_larger_than_the_queue_is_handed_over_in_parts_and_all_acknowled
     publisher.publish_all(messages.clone()).await;
     let deliveries = collect(&mut rx, messages.len()).await;
     assert!(deliveries.iter().all(|d| d.fate == Fate::Acknowledged));
-    for key in messages.iter().map(|m| &m.key) {
-        let sent: Vec<&str> = messages
-            .iter()
-            .filter(|m| &m.key == key)
-            .map(|m| m.message_id.as_str())
-            .collect();
-        let got: Vec<&str> = deliveries
-            .iter()
-            .filter(|d| &d.key == key)
-            .map(|d| d.message_id.as_str())
-            .collect();
-        assert_eq!(got, sent, "order of {key}");
-    }
+    assert_in_publishing_order_per_monitor(&messages, &deliveries);
     assert!(publisher.drain(Duration::from_secs(5)).await);
     let stats = handle.state.lock().unwrap().stats.clone();
     assert_eq!(stats.acked as usize, messages.len());
