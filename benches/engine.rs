@@ -6,7 +6,10 @@
 //! the Avro decoding alone (`codec/avro`). Only the core is timed:
 //! generating and encoding the samples happens outside the measured spans.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use reset_pipeline::batch::Batch;
 use reset_pipeline::codec::{encode_avro, Decoder};
 use reset_pipeline::config::{InputFormat, PushMode};
@@ -43,13 +46,23 @@ fn timed_chunks<T>(
     timed
 }
 
-fn engine_throughput(c: &mut Criterion) {
-    let registry = Arc::new(fleet(MONITORS));
-    let mut group = c.benchmark_group("window/engine");
+/// A group measuring events per second, 20 samples of `seconds` each.
+fn events_group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+    seconds: u64,
+) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(1));
     group
         .sample_size(20)
-        .measurement_time(Duration::from_secs(8));
+        .measurement_time(Duration::from_secs(seconds));
+    group
+}
+
+fn engine_throughput(c: &mut Criterion) {
+    let registry = Arc::new(fleet(MONITORS));
+    let mut group = events_group(c, "window/engine", 8);
 
     // (a) the engine alone: samples in, windows closed with their values.
     let mut stream = SampleStream::new(Arc::clone(&registry), START_MS, INTERVAL_MS, 7);
@@ -131,11 +144,7 @@ fn answer_all(pipeline: &mut PartitionPipeline, batches: Vec<Batch>) {
 
 fn avro_decode_throughput(c: &mut Criterion) {
     let registry = Arc::new(fleet(MONITORS));
-    let mut group = c.benchmark_group("codec/avro");
-    group.throughput(Throughput::Elements(1));
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(5));
+    let mut group = events_group(c, "codec/avro", 5);
     let mut stream = SampleStream::new(Arc::clone(&registry), START_MS, INTERVAL_MS, 7);
     let decoder = Decoder::new(InputFormat::Avro);
     // Decoded over, as the partition pipeline does, so allocations are reused.
