@@ -40,7 +40,9 @@ for f in tests/*.rs; do
   esac
 done
 status=0
-cargo test --lib --bins "${core[@]}" 2>&1 | tee "$log" || status=1
+# --no-fail-fast: every test binary runs even after one fails, and the
+# closing line counts them all.
+cargo test --no-fail-fast --lib --bins "${core[@]}" 2>&1 | tee "$log" || status=1
 
 # The Helm chart: rendered and linted by Helm's Go SDK, checked against
 # Kubernetes' schemas, its config read by the binary. A virtualenv per
@@ -61,7 +63,7 @@ if [ -n "$tansu_install" ] && ! wait "$tansu_install"; then
   tail -20 "$cache/tansu-install.log"
   status=1
 fi
-cargo test "${kafka[@]}" -- --test-threads 1 2>&1 | tee -a "$log" || status=1
+cargo test --no-fail-fast "${kafka[@]}" -- --test-threads 1 2>&1 | tee -a "$log" || status=1
 # One closing line over every test binary and the chart tests.
 awk '/^test result:/ { p += $4; f += $6 }
      /^Ran [0-9]+ tests? in/ { ran = $2 }

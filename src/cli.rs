@@ -126,6 +126,9 @@ pub enum Command {
         /// Seed for the misbehaviour, to repeat a run exactly.
         #[arg(long)]
         seed: Option<u64>,
+        /// Answer every message of this connection_id with 10500 (a poison monitor).
+        #[arg(long)]
+        poison_connection_id: Option<String>,
     },
     /// Check a config (and the monitor registry it names), or just a registry.
     Validate {
@@ -184,6 +187,7 @@ pub fn run(cli: Cli) -> Result<()> {
             ack_delay,
             disconnect_every,
             seed,
+            poison_connection_id,
         } => {
             for (name, rate) in [
                 ("--fail-rate", fail_rate),
@@ -209,6 +213,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 ack_delay,
                 disconnect_every,
                 seed,
+                poison_connection_id,
             };
             emulator(listen, options)
         }
@@ -444,9 +449,16 @@ fn replay(path: &Path, from: i64, to: i64, dry_run: Option<&Path>) -> Result<()>
         let mut rejected = 0;
         for _ in &emissions {
             let d = deliveries.recv().await.context("publisher stopped")?;
-            if let crate::sink::Fate::Rejected { reason, .. } = d.fate {
-                rejected += 1;
-                eprintln!("replay: {} rejected by RESET: {reason}", d.message_id);
+            match d.fate {
+                crate::sink::Fate::Acknowledged => {}
+                crate::sink::Fate::Rejected { reason, code }
+                | crate::sink::Fate::GaveUp { reason, code } => {
+                    rejected += 1;
+                    eprintln!(
+                        "replay: {} refused by RESET ({code}): {reason}",
+                        d.message_id
+                    );
+                }
             }
         }
         publisher.drain(Duration::from_secs(5)).await;

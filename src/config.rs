@@ -45,6 +45,10 @@ pub struct KafkaConfig {
     /// Where restart progress is kept (default: `<group_id>.progress`).
     #[serde(default)]
     pub progress_topic: Option<String>,
+    /// A partition from which nothing was read this long, while the broker
+    /// says records wait (or does not answer), is reported as stalled.
+    #[serde(default = "two_minutes", deserialize_with = "humane")]
+    pub stall_after: Duration,
 }
 
 impl KafkaConfig {
@@ -63,6 +67,7 @@ impl Default for KafkaConfig {
             topics: default_topics(),
             properties: BTreeMap::new(),
             progress_topic: None,
+            stall_after: two_minutes(),
         }
     }
 }
@@ -123,6 +128,9 @@ impl Default for WindowingConfig {
 fn ten_minutes() -> Duration {
     Duration::from_secs(600)
 }
+fn two_minutes() -> Duration {
+    Duration::from_secs(120)
+}
 fn five_minutes() -> Duration {
     Duration::from_secs(300)
 }
@@ -165,6 +173,10 @@ pub struct ResetConfig {
     pub ack_timeout: Duration,
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// `10500` answers to one message, while RESET accepts others, before
+    /// it is dead-lettered (`reset_10500`).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
 }
 
 impl Default for ResetConfig {
@@ -177,8 +189,13 @@ impl Default for ResetConfig {
             push: PushMode::default(),
             ack_timeout: thirty_seconds(),
             max_in_flight: default_max_in_flight(),
+            max_attempts: default_max_attempts(),
         }
     }
+}
+
+fn default_max_attempts() -> u32 {
+    10
 }
 
 fn default_namespace() -> String {
@@ -368,6 +385,9 @@ impl Config {
         if w.idle_timeout.is_zero() {
             problem("windowing.idle_timeout", "must be more than zero".into());
         }
+        if self.kafka.stall_after.is_zero() {
+            problem("kafka.stall_after", "must be more than zero".into());
+        }
         let url = self.reset.url.trim();
         if url.is_empty() {
             problem(
@@ -397,6 +417,9 @@ impl Config {
                 "reset.client_secret",
                 "is required (RESET_CLIENT_SECRET in the environment is preferred)".into(),
             );
+        }
+        if self.reset.max_attempts == 0 {
+            problem("reset.max_attempts", "must be at least 1".into());
         }
         if self.reset.max_in_flight == 0 {
             problem("reset.max_in_flight", "must be at least 1".into());

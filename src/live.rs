@@ -13,6 +13,8 @@ use crate::http::Readiness;
 use crate::kafka::group_reader::GroupContext;
 use crate::kafka::monitor_topic::apply_records;
 use crate::kafka::progress::ProgressRecord;
+use crate::kafka::record_queue::cached_watermarks;
+use crate::kafka::stall::{StallChange, StallWatch};
 use crate::kafka::{
     client_config, ensure_topics, input_consumer_config, Assignment, DeadLetters, GroupReader,
     Input, MonitorTopic, Origin, ProgressReader, ProgressWriter, RecordBatch,
@@ -48,7 +50,22 @@ struct Partition {
     next_offset: Option<i64>,
     written: Option<Progress>,
     written_at: Instant,
+    stall: StallWatch,
 }
+
+impl Partition {
+    /// Records between the next offset to read and the high watermark.
+    fn lag(&self, (low, high): (i64, i64)) -> i64 {
+        self.next_offset
+            .map_or(high - low, |next| (high - next).max(0))
+    }
+}
+
+/// A progress write's outcome, with its records.
+type CommitDone = (Result<(), String>, Vec<ProgressRecord>);
+
+/// A progress write under way beside the loop.
+type Committing = std::pin::Pin<Box<dyn Future<Output = CommitDone> + Send>>;
 
 /// What the live loop did, for the caller's summary.
 #[derive(Debug, Default, Clone)]
@@ -64,6 +81,7 @@ struct Live {
     registry: Arc<Registry>,
     metrics: Metrics,
     consumer: Arc<BaseConsumer<GroupContext>>,
+    watermark_client: Arc<BaseConsumer>,
     decoder: Decoder,
     schema_registry: Option<SchemaRegistry>,
     /// Schema ids the registry does not have or that cannot be read: asked once.
@@ -131,7 +149,23 @@ pub fn publisher_settings(config: &Config) -> PublisherSettings {
     s.ack_timeout = r.ack_timeout;
     s.max_in_flight = r.max_in_flight;
     s.max_queued = (r.max_in_flight * 8).max(MIN_QUEUED_MESSAGES);
+    s.max_attempts = r.max_attempts;
     s
+}
+
+/// How long a watermark query may take. Generous: it runs off the loop,
+/// and a slow broker's answer is better than none.
+const WATERMARK_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The client that asks idle partitions' watermarks, apart from the group's
+/// consumer: librdkafka drops a connection on which a request timed out, and
+/// the group's fetches must not go down with a watermark query that a busy
+/// broker answered late. It keeps its own connection up after a timeout too
+/// (`socket.max.fails` 0; a late answer is then ignored), because a broker
+/// may still be serving the request: tansu 0.6.0 broke its storage for
+/// every later request when a connection closed under one.
+fn watermark_client(client: &rdkafka::ClientConfig) -> rdkafka::error::KafkaResult<BaseConsumer> {
+    client.clone().set("socket.max.fails", "0").create()
 }
 
 fn now_ms() -> i64 {
@@ -185,6 +219,7 @@ pub async fn run(
         progress_writer: ProgressWriter::new(&client, &progress_topic)
             .context("progress producer")?,
         consumer: Arc::clone(reader.consumer()),
+        watermark_client: Arc::new(watermark_client(&client).context("watermark client")?),
         publisher,
         parts: HashMap::new(),
         owners: HashMap::new(),
@@ -202,6 +237,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
+    let mut committing: Option<Committing> = None;
     let outcome = loop {
         // RESET's answers come first: they only ever arrive for messages
         // sent, so they cannot keep the other arms waiting for long. The tick
@@ -217,7 +253,15 @@ pub async fn run(
                 live.idle_watermarks(key, w).await;
                 Ok(())
             }
-            _ = tick.tick() => live.tick().await,
+            done = async { committing.as_mut().expect("guarded").await }, if committing.is_some() => {
+                committing = None;
+                live.committed(done);
+                Ok(())
+            }
+            _ = tick.tick() => {
+                live.tick(&mut committing);
+                Ok(())
+            }
             input = inputs.recv() => match input {
                 Some(Input::Assignment(change)) => live.assignment(change, &readiness),
                 Some(Input::Records(batch)) => live.records(&batch).await,
@@ -245,7 +289,22 @@ pub async fn run(
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
     }
-    live.commit().await?;
+    // The last progress: after the write under way, if any, what moved
+    // since. A broker that takes none of it in time leaves the progress
+    // written before, from which a restart is exact too.
+    const LAST_WRITE: Duration = Duration::from_secs(15);
+    if let Some(c) = committing.take() {
+        if let Ok(done) = tokio::time::timeout(LAST_WRITE, c).await {
+            live.committed(done);
+        }
+    }
+    if let Some(c) = live.start_commit() {
+        let (written, records) = tokio::time::timeout(LAST_WRITE, c)
+            .await
+            .map_err(|_| anyhow!("the broker did not take the last progress in {LAST_WRITE:?}"))?;
+        written.map_err(|e| anyhow!("cannot write the last progress: {e}"))?;
+        live.committed((Ok(()), records));
+    }
     let report = live.report.clone();
     live.publisher.drain(Duration::from_secs(1)).await;
     let _ = reader_stopped.await;
@@ -293,13 +352,15 @@ impl Live {
         }
     }
 
-    /// Once a second: monitor changes, idle partitions, progress, gauges.
-    async fn tick(&mut self) -> Result<()> {
+    /// Once a second: monitor changes, idle partitions, gauges; then the
+    /// progress that moved, unless a write is still under way.
+    fn tick(&mut self, committing: &mut Option<Committing>) {
         self.follow_monitor_topic();
         self.ask_idle_watermarks();
-        self.commit().await?;
         self.update_gauges();
-        Ok(())
+        if committing.is_none() {
+            *committing = self.start_commit();
+        }
     }
 
     fn assignment(&mut self, change: Assignment, readiness: &Readiness) -> Result<()> {
@@ -329,6 +390,7 @@ impl Live {
                             next_offset: progress.map(|p| p.offset as i64),
                             written: progress,
                             written_at: Instant::now(),
+                            stall: StallWatch::default(),
                         },
                     );
                 }
@@ -381,6 +443,9 @@ impl Live {
         }
         part.started = true;
         part.last_record = Instant::now();
+        if part.stall.record_read() == StallChange::Ended {
+            tracing::info!(topic = %key.0, partition = key.1, "the partition's input flows again");
+        }
         let closed = part.pipeline.engine().stats().windows_closed - before;
         self.metrics.windows_closed.inc_by(closed);
         self.parts.insert(key, part);
@@ -507,9 +572,10 @@ impl Live {
         self.metrics.in_flight.dec();
         let code = match &d.fate {
             Fate::Acknowledged => "10200",
-            Fate::Rejected { .. } => "10400",
+            Fate::Rejected { code, .. } | Fate::GaveUp { code, .. } => code,
         };
         self.metrics.answers.with_label_values(&[code]).inc();
+        self.metrics.resends.inc_by(u64::from(d.resends));
         // A message sent twice (its partition re-assigned while it was in
         // flight) has one owner: the second answer is counted, and that is all.
         let Some((key, sent)) = self.owners.remove(&d.message_id) else {
@@ -518,12 +584,19 @@ impl Live {
         self.metrics
             .publish_latency
             .observe(sent.elapsed().as_secs_f64());
-        if let Fate::Rejected { reason, .. } = &d.fate {
-            let mut reject = Reject::new(
-                RejectReason::RejectedByReset,
-                format!("message {}: {reason}", d.message_id),
-            );
+        let refused = match &d.fate {
+            Fate::Acknowledged => None,
+            Fate::Rejected { reason, .. } => Some((RejectReason::RejectedByReset, reason)),
+            Fate::GaveUp { reason, .. } => Some((RejectReason::Reset10500, reason)),
+        };
+        if let Some((why, reason)) = refused {
+            let mut reject = Reject::new(why, format!("message {}: {reason}", d.message_id));
             reject.connection_id = Some(d.key.clone());
+            reject.message_id = Some(d.message_id.clone());
+            reject.message = d
+                .refused_payload
+                .as_deref()
+                .and_then(|p| serde_json::from_str(p).ok());
             self.rejects.push(reject);
             let origin = Origin {
                 topic: key.0.clone(),
@@ -546,22 +619,27 @@ impl Live {
     }
 
     /// Asks the broker for the watermarks of partitions that have had nothing
-    /// to read for `idle_timeout`, one query per partition at a time. The
-    /// queries run off the loop (on tansu one takes about half a second);
+    /// to read for `idle_timeout` or `stall_after`, one query per partition
+    /// at a time. The queries run off the loop (on tansu one takes about half
+    /// a second) and on a client of their own (`watermark_client`);
     /// `idle_watermarks` takes the answers.
     fn ask_idle_watermarks(&mut self) {
-        let idle_timeout = self.config.windowing.idle_timeout;
+        let quiet_enough = self
+            .config
+            .windowing
+            .idle_timeout
+            .min(self.config.kafka.stall_after);
         for (key, part) in &self.parts {
-            if part.last_record.elapsed() < idle_timeout || self.asking_watermarks.contains(key) {
+            if part.last_record.elapsed() < quiet_enough || self.asking_watermarks.contains(key) {
                 continue;
             }
             self.asking_watermarks.insert(key.clone());
-            let consumer = Arc::clone(&self.consumer);
+            let client = Arc::clone(&self.watermark_client);
             let answers = self.watermarks.clone();
             let key = key.clone();
             tokio::task::spawn_blocking(move || {
-                let watermarks = consumer
-                    .fetch_watermarks(&key.0, key.1, Duration::from_secs(2))
+                let watermarks = client
+                    .fetch_watermarks(&key.0, key.1, WATERMARK_QUERY_TIMEOUT)
                     .ok();
                 let _ = answers.send((key, watermarks));
             });
@@ -581,23 +659,18 @@ impl Live {
             return;
         };
         tracing::debug!(topic = %key.0, partition = key.1, ?watermarks, next = ?part.next_offset, "idle check");
-        let Some((low, high)) = watermarks else {
+        part.stall.broker_answered(watermarks.is_some());
+        let Some(watermarks) = watermarks else {
             return;
         };
-        // Caught up: everything up to the high watermark is read (or there is nothing).
-        let caught_up = match part.next_offset {
-            Some(next) => next >= high,
-            None => high <= low,
-        };
-        let lag = part
-            .next_offset
-            .map_or(high - low, |next| (high - next).max(0));
+        let lag = part.lag(watermarks);
         self.metrics
             .consumer_lag
             .with_label_values(&[&key.1.to_string()])
             .set(lag);
-        // A record read while the broker was asked ends the idleness.
-        if !caught_up || part.last_record.elapsed() < idle_timeout {
+        // Caught up (everything up to the high watermark is read, or there
+        // is nothing); a record read while the broker was asked ends the idleness.
+        if lag > 0 || part.last_record.elapsed() < idle_timeout {
             return;
         }
         let before = part.pipeline.engine().stats().windows_closed;
@@ -607,10 +680,12 @@ impl Live {
         self.publish(&key, batches).await;
     }
 
-    /// Writes progress that moved, then commits the same offsets.
-    async fn commit(&mut self) -> Result<()> {
+    /// Starts writing the progress that moved; the returned future ends
+    /// when the broker has it (or not), and `committed` then commits the
+    /// same offsets. The write runs beside the loop, which goes on serving
+    /// records, answers and ticks while the broker is slow or gone.
+    fn start_commit(&self) -> Option<Committing> {
         let mut records = Vec::new();
-        let mut offsets = TopicPartitionList::new();
         for ((topic, partition), part) in &self.parts {
             if !part.started {
                 continue;
@@ -625,26 +700,39 @@ impl Live {
                         || (w != progress && part.written_at.elapsed() >= Duration::from_secs(10))
                 }
             };
-            if !moved {
-                continue;
+            if moved {
+                records.push(ProgressRecord {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    progress,
+                });
             }
-            offsets
-                .add_partition_offset(topic, *partition, Offset::Offset(progress.offset as i64))
-                .map_err(|e| anyhow!(e))?;
-            records.push(ProgressRecord {
-                topic: topic.clone(),
-                partition: *partition,
-                progress,
-            });
         }
         if records.is_empty() {
-            return Ok(());
+            return None;
         }
-        self.progress_writer
-            .write(&records)
-            .await
-            .map_err(|e| anyhow!("cannot write progress: {e}"))?;
+        let writer = self.progress_writer.clone();
+        Some(Box::pin(async move {
+            let written = writer.write(&records).await;
+            (written, records)
+        }))
+    }
+
+    /// The broker has the progress records of a commit (or refused them:
+    /// they are written again at the next tick); the same offsets are
+    /// committed to the group.
+    fn committed(&mut self, (written, records): CommitDone) {
+        if let Err(e) = written {
+            self.metrics.progress_write_failures.inc();
+            tracing::warn!(error = %e, "cannot write progress yet: trying again at the next tick");
+            return;
+        }
+        let mut offsets = TopicPartitionList::new();
         for r in &records {
+            let offset = Offset::Offset(r.progress.offset as i64);
+            if let Err(e) = offsets.add_partition_offset(&r.topic, r.partition, offset) {
+                tracing::warn!(error = %e, "offset not committed");
+            }
             if let Some(part) = self.parts.get_mut(&(r.topic.clone(), r.partition)) {
                 part.written = Some(r.progress);
                 part.written_at = Instant::now();
@@ -657,10 +745,40 @@ impl Live {
         tracing::debug!(partitions = records.len(), "progress committed");
         self.metrics.commits.inc();
         self.report.commits += 1;
-        Ok(())
     }
 
-    fn update_gauges(&self) {
+    /// Each partition's lag as the consumer last heard the high watermark (no
+    /// request to the broker), and whether its input stalled.
+    fn watch_input(&mut self) {
+        let stall_after = self.config.kafka.stall_after;
+        for ((topic, partition), part) in &mut self.parts {
+            let Some(watermarks) = cached_watermarks(&self.consumer, topic, *partition) else {
+                continue;
+            };
+            let lag = part.lag(watermarks);
+            self.metrics
+                .consumer_lag
+                .with_label_values(&[&partition.to_string()])
+                .set(lag);
+            let quiet_for = part.last_record.elapsed();
+            match part.stall.checked(quiet_for, stall_after, lag) {
+                StallChange::Began => tracing::warn!(
+                    %topic,
+                    partition,
+                    ?quiet_for,
+                    lag,
+                    "input stalled: nothing read from the partition while records wait on the broker, or it does not answer"
+                ),
+                StallChange::Ended => {
+                    tracing::info!(%topic, partition, "the partition's input flows again")
+                }
+                StallChange::Unchanged => {}
+            }
+        }
+    }
+
+    fn update_gauges(&mut self) {
+        self.watch_input();
         let now = now_ms();
         let mut open = 0;
         for ((_, partition), part) in &self.parts {
@@ -674,5 +792,7 @@ impl Live {
             }
         }
         self.metrics.open_windows.set(open as i64);
+        let stalled = self.parts.values().filter(|p| p.stall.is_stalled()).count();
+        self.metrics.stalled_partitions.set(stalled as i64);
     }
 }

@@ -19,12 +19,15 @@ pub struct Metrics {
     pub readings_sent: IntCounter,
     pub messages_sent: IntCounterVec,
     pub answers: IntCounterVec,
+    pub resends: IntCounter,
     pub publish_latency: Histogram,
     pub watermark_delay: IntGaugeVec,
     pub consumer_lag: IntGaugeVec,
+    pub stalled_partitions: IntGauge,
     pub open_windows: IntGauge,
     pub in_flight: IntGauge,
     pub commits: IntCounter,
+    pub progress_write_failures: IntCounter,
     pub registry_records: IntCounterVec,
 }
 
@@ -114,6 +117,10 @@ impl Metrics {
                 "RESET's final answers to messages, by code",
                 &["code"],
             ),
+            resends: counter(
+                "resends_total",
+                "Messages sent to RESET again after an error answer or an ack timeout",
+            ),
             publish_latency,
             watermark_delay: gauge_vec(
                 "watermark_delay_seconds",
@@ -124,6 +131,10 @@ impl Metrics {
                 "consumer_lag_records",
                 "High watermark minus the next offset to read",
                 &["partition"],
+            ),
+            stalled_partitions: gauge(
+                "stalled_partitions",
+                "Partitions from which nothing was read for kafka.stall_after while the broker says records wait, or does not answer",
             ),
             open_windows: gauge("open_windows", "Windows open in the engines"),
             in_flight: gauge(
@@ -139,12 +150,16 @@ impl Metrics {
                 "commits_total",
                 "Offset commits (each after its progress record)",
             ),
+            progress_write_failures: counter(
+                "progress_write_failures_total",
+                "Progress writes the broker did not take (tried again at the next tick)",
+            ),
             registry,
         };
         for reason in RejectReason::ALL {
             m.rejects.with_label_values(&[reason.name()]);
         }
-        for code in ["10200", "10400"] {
+        for code in ["10200", "10400", "10500"] {
             m.answers.with_label_values(&[code]);
         }
         for outcome in ["added", "changed", "unchanged", "removed", "refused"] {
@@ -230,7 +245,14 @@ mod tests {
     fn names_follow_prometheus_conventions() {
         for name in exported() {
             assert!(name.starts_with("reset_pipeline_"), "{name}");
-            let counter_or_unit = ["_total", "_seconds", "_records", "_windows", "_messages"];
+            let counter_or_unit = [
+                "_total",
+                "_seconds",
+                "_records",
+                "_windows",
+                "_messages",
+                "_partitions",
+            ];
             assert!(
                 counter_or_unit.iter().any(|s| name.ends_with(s)),
                 "{name} names no unit"

@@ -29,10 +29,14 @@ pub enum RejectReason {
     Late,
     /// RESET refused the message for good (code 10400).
     RejectedByReset,
+    /// RESET answered 10500 to the message `reset.max_attempts` times while
+    /// it accepted other messages: given up.
+    #[serde(rename = "reset_10500")]
+    Reset10500,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 10] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::Decode,
         RejectReason::UnknownMonitor,
         RejectReason::MissingChannel,
@@ -43,6 +47,7 @@ impl RejectReason {
         RejectReason::Impossible,
         RejectReason::Late,
         RejectReason::RejectedByReset,
+        RejectReason::Reset10500,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +62,7 @@ impl RejectReason {
             RejectReason::Impossible => "impossible",
             RejectReason::Late => "late",
             RejectReason::RejectedByReset => "rejected_by_reset",
+            RejectReason::Reset10500 => "reset_10500",
         }
     }
 }
@@ -87,6 +93,11 @@ pub struct Reject {
     /// The start of a record that could not be decoded (lossy UTF-8).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record: Option<String>,
+    /// A message RESET refused: its id and its payload, as sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<serde_json::Value>,
 }
 
 fn utc_time<S: serde::Serializer>(t: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
@@ -108,6 +119,8 @@ impl Reject {
             value: None,
             unit: None,
             record: None,
+            message_id: None,
+            message: None,
         }
     }
 

@@ -93,33 +93,71 @@ async fn restart_test(kind: BrokerKind, stop: Stop, monitors: usize, hours: i64,
         config.clone()
     };
     let log = dir.path().join("pipeline.log");
-    let mut dice = rand::rngs::StdRng::seed_from_u64(kind as u64 + 1);
-    let assigned = |log: &std::path::Path| {
-        std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .matches("partition assigned")
-            .count()
+    let log_len = || std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
+    let log_since = |from: usize| {
+        let text = std::fs::read(&log).unwrap_or_default();
+        String::from_utf8_lossy(&text[from.min(text.len())..]).into_owned()
     };
-    for _ in 0..kills {
-        let before = assigned(&log);
+    let mut dice = rand::rngs::StdRng::seed_from_u64(kind as u64 + 1);
+    // Starts (every one but the first) that resumed at least one partition
+    // from progress a killed start had saved.
+    let mut resumed_starts = 0;
+    for i in 0..kills {
+        let from = log_len();
         let p = Pipeline::start(&config_for_start(), &log);
-        // Kill while it works: after its partitions are assigned, at a random instant
-        // (consuming, publishing, or between an acknowledgement and a commit).
-        wait_until(Duration::from_secs(60), || assigned(&log) > before).await;
-        tokio::time::sleep(Duration::from_millis(dice.random_range(50..2_500))).await;
+        let assigned = wait_until(Duration::from_secs(120), || {
+            log_since(from).contains("partition assigned")
+        })
+        .await;
+        assert!(assigned, "start {i} was assigned no partition");
+        // Kill while it works, at an instant set by what it has done: soon
+        // after the assignment (starting, consuming), after some commits
+        // (so that the next start resumes from saved progress), or after
+        // some of RESET's answers (often between an answer and its commit).
+        let when = match i % 3 {
+            0 => KillAfter::Assignment(dice.random_range(50..2_500)),
+            1 => KillAfter::Commits(dice.random_range(1..=3)),
+            _ => KillAfter::Answers(dice.random_range(1..=300)),
+        };
+        let series = match when {
+            KillAfter::Assignment(ms) => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                None
+            }
+            KillAfter::Commits(n) => Some(("reset_pipeline_commits_total{}", n)),
+            KillAfter::Answers(n) => Some(("reset_pipeline_answers_total{code=10200}", n)),
+        };
+        if let Some((series, n)) = series {
+            let reached = wait_until(Duration::from_secs(300), || {
+                p.metric(series).is_some_and(|v| v >= n as f64)
+            })
+            .await;
+            assert!(reached, "start {i}: {series} never reached {n} ({when:?})");
+            tokio::time::sleep(Duration::from_millis(dice.random_range(0..500))).await;
+        }
         match stop {
             Stop::Kill => p.kill(),
             Stop::Term => assert!(p.terminate().success()),
         }
+        if log_since(from).contains("progress=Some") {
+            resumed_starts += 1;
+        }
     }
+    let from = log_len();
     let last = Pipeline::start(&config_for_start(), &log);
     let state = Arc::clone(&emulator.state);
-    let complete = wait_until(Duration::from_secs(600), || {
+    let complete = wait_until(Duration::from_secs(900), || {
         state.lock().unwrap().readings.len() >= expected.len()
     })
     .await;
-    // Let anything still in flight land, then stop cleanly.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    if log_since(from).contains("progress=Some") {
+        resumed_starts += 1;
+    }
+    // Everything sent is answered (re-sends included) before the stop.
+    let settled = wait_until(Duration::from_secs(60), || {
+        last.metric("reset_pipeline_in_flight_messages{}") == Some(0.0)
+    })
+    .await;
     let status = last.terminate();
     // Kept for a look after a failure.
     let _ = std::fs::copy(
@@ -143,17 +181,13 @@ async fn restart_test(kind: BrokerKind, stop: Stop, monitors: usize, hours: i64,
             .collect::<Vec<_>>()
             .join("\n")
     );
+    assert!(settled, "messages still unanswered at the end");
     assert!(status.success(), "SIGTERM drains and exits 0: {status:?}");
     // Restarts resumed from progress written before a kill, not only from
-    // the start. (Not every partition every time: a start killed early may
-    // not have reached a partition's records yet.)
-    let resumed = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .matches("progress=Some")
-        .count();
+    // the start: the kills after commits make sure some do.
     assert!(
-        resumed >= kills / 2,
-        "only {resumed} partition assignments in {kills} restarts resumed from stored progress"
+        resumed_starts * 3 >= kills,
+        "only {resumed_starts} of {kills} restarts resumed from stored progress"
     );
     assert_eq!(got.len(), expected.len());
     let differing: Vec<_> = expected
@@ -170,7 +204,7 @@ async fn restart_test(kind: BrokerKind, stop: Stop, monitors: usize, hours: i64,
     assert_eq!(stats.changed_readings, 0, "{stats:?}");
     assert_eq!(stats.regrouped_readings, 0, "{stats:?}");
     eprintln!(
-        "{kind:?}: {count} records, {} readings exact after {kills} {stop:?} restarts ({resumed} partition assignments resumed from stored progress) in {:.0?}; {stats:?}",
+        "{kind:?}: {count} records, {} readings exact after {kills} {stop:?} restarts ({resumed_starts} resumed from stored progress) in {:.0?}; {stats:?}",
         got.len(),
         started.elapsed()
     );
@@ -193,6 +227,17 @@ fn assert_nothing_dropped(bootstrap: &str, count: usize) {
         total += high;
     }
     assert_eq!(total as usize, count);
+}
+
+/// When a start is stopped.
+#[derive(Debug, Clone, Copy)]
+enum KillAfter {
+    /// This many milliseconds after its partitions are assigned.
+    Assignment(u64),
+    /// Once it has committed this many times.
+    Commits(u64),
+    /// Once RESET has acknowledged this many of its messages.
+    Answers(u64),
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -117,7 +117,7 @@ async fn every_module_is_published_and_acknowledged() {
 }
 
 #[tokio::test]
-async fn messages_answered_10500_are_retried_until_acknowledged() {
+async fn messages_answered_10500_are_resent_alone_on_the_same_connection() {
     let stats = publish_all_and_check(EmulatorOptions {
         fail_rate: 0.2,
         seed: Some(7),
@@ -125,10 +125,91 @@ async fn messages_answered_10500_are_retried_until_acknowledged() {
     })
     .await;
     assert!(stats.errors_10500 > 0, "{stats:?}");
-    assert!(
-        stats.auth_ok > 1,
-        "each retry is on a fresh connection: {stats:?}"
+    assert_eq!(stats.auth_ok, 1, "one connection throughout: {stats:?}");
+    assert_eq!(
+        stats.identical_resends, 0,
+        "no accepted message was sent again: {stats:?}"
     );
+}
+
+/// An emulator that answers every message of `poison` with 10500, and a
+/// publisher to it that gives a message up after 2 such answers.
+async fn start_with_poison(
+    poison: &str,
+) -> (EmulatorHandle, Publisher, UnboundedReceiver<Delivery>) {
+    let handle = emulator_at(
+        "127.0.0.1:0".parse().unwrap(),
+        EmulatorOptions {
+            poison_connection_id: Some(poison.into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut s = settings(handle.addr, "demo");
+    s.max_attempts = 2;
+    let (publisher, rx) = Publisher::start(s);
+    (handle, publisher, rx)
+}
+
+#[tokio::test]
+async fn a_poison_monitor_is_given_up_while_the_others_are_acknowledged_without_resends() {
+    let messages: Vec<Outgoing> = sample_emissions().iter().map(outgoing).collect();
+    let poison = messages[0].key.clone();
+    let (handle, publisher, mut rx) = start_with_poison(&poison).await;
+    publisher.publish_all(messages.clone()).await;
+    let deliveries = collect(&mut rx, messages.len()).await;
+    for d in &deliveries {
+        if d.key == poison {
+            assert!(
+                matches!(&d.fate, Fate::GaveUp { code, .. } if code == "10500"),
+                "{d:?}"
+            );
+            assert!(d.resends >= 1, "{d:?}");
+        } else {
+            assert_eq!(d.fate, Fate::Acknowledged, "{d:?}");
+            assert_eq!(d.resends, 0, "{d:?}");
+        }
+    }
+    assert_in_publishing_order_per_monitor(&messages, &deliveries);
+    let stats = handle.state.lock().unwrap().stats.clone();
+    assert_eq!(stats.auth_ok, 1, "{stats:?}");
+    assert_eq!(stats.identical_resends, 0, "{stats:?}");
+    handle.stop();
+}
+
+#[tokio::test]
+async fn nothing_is_given_up_while_reset_accepts_nothing() {
+    let messages: Vec<Outgoing> = sample_emissions().iter().map(outgoing).collect();
+    let poison = messages[0].key.clone();
+    let (poisoned, others): (Vec<Outgoing>, Vec<Outgoing>) =
+        messages.into_iter().partition(|m| m.key == poison);
+    let (handle, publisher, mut rx) = start_with_poison(&poison).await;
+    // Only the poison monitor: RESET accepts nothing, so however often it
+    // refuses, nothing is given up.
+    publisher.publish_all(poisoned.clone()).await;
+    let refused = || handle.state.lock().unwrap().stats.errors_10500;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while refused() < 6 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "refused {}",
+            refused()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        rx.try_recv().is_err(),
+        "given up while RESET accepted nothing"
+    );
+    // Another monitor is accepted: then the poison message is given up.
+    publisher.publish_all(others.clone()).await;
+    let deliveries = collect(&mut rx, poisoned.len() + others.len()).await;
+    let given_up = deliveries
+        .iter()
+        .filter(|d| matches!(d.fate, Fate::GaveUp { .. }))
+        .count();
+    assert_eq!(given_up, poisoned.len(), "{deliveries:?}");
+    handle.stop();
 }
 
 #[tokio::test]

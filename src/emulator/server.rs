@@ -31,6 +31,8 @@ pub struct EmulatorOptions {
     pub disconnect_every: u64,
     /// Seed of the misbehaviour dice, for repeatable runs; random when absent.
     pub seed: Option<u64>,
+    /// Every message of this connection_id is answered `10500` (and not stored).
+    pub poison_connection_id: Option<String>,
 }
 
 impl Default for EmulatorOptions {
@@ -43,6 +45,7 @@ impl Default for EmulatorOptions {
             ack_delay: Duration::ZERO,
             disconnect_every: 0,
             seed: None,
+            poison_connection_id: None,
         }
     }
 }
@@ -275,7 +278,11 @@ fn decide(socket: &SocketRef, shared: &Shared, event: &str, data: Value, id: &st
         state.stats.disconnects += 1;
         return Answer::Disconnect;
     }
-    if options.fail_rate > 0.0 && state.dice.random_bool(options.fail_rate.min(1.0)) {
+    let poisoned = options
+        .poison_connection_id
+        .as_deref()
+        .is_some_and(|poison| data["data"]["connection_id"].as_str() == Some(poison));
+    if poisoned || options.fail_rate > 0.0 && state.dice.random_bool(options.fail_rate.min(1.0)) {
         state.stats.errors_10500 += 1;
         return Answer::Error("10500", "Internal Server Error.".into());
     }

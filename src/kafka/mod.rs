@@ -8,6 +8,7 @@ pub mod monitor_topic;
 pub mod progress;
 pub mod read;
 pub mod record_queue;
+pub mod stall;
 
 pub use client::{client_config, ensure_topics, input_consumer_config};
 pub use dead_letter::{DeadLetters, Origin};

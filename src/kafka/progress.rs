@@ -28,6 +28,7 @@ fn key(topic: &str, partition: i32) -> String {
 }
 
 /// Writes progress records and waits until the broker has them.
+#[derive(Clone)]
 pub struct ProgressWriter {
     producer: FutureProducer,
     topic: String,

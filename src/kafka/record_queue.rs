@@ -1,8 +1,9 @@
 //! A librdkafka queue of the reading thread's own, which every assigned
 //! partition's records are forwarded to, so that they can be taken many at a
 //! time (`rd_kafka_consume_batch_queue`) instead of one event per poll.
-//! rdkafka's safe API has no batch read; this module holds the only unsafe
-//! code of the crate, and each block says why it is sound.
+//! rdkafka's safe API has no batch read, nor a way to see the watermarks
+//! the consumer last heard of (`cached_watermarks`); this module holds the
+//! only unsafe code of the crate, and each block says why it is sound.
 
 use crate::kafka::group_reader::GroupContext;
 use rdkafka::bindings as rd;
@@ -130,4 +131,30 @@ impl Drop for RecordQueue {
         // before `self.consumer` (and so possibly the handle) is dropped.
         unsafe { rd::rd_kafka_queue_destroy(self.queue.as_ptr()) }
     }
+}
+
+/// The low and high watermarks of a partition as the consumer last heard
+/// them from the broker (the high one comes with every fetch answer): no
+/// request is made, so this answers at once even when the broker does not.
+/// `None` until the broker has told them.
+pub fn cached_watermarks<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
+    let topic = CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the handle is valid while `consumer` is borrowed, `topic` is a
+    // NUL-terminated string that outlives the call, and librdkafka only
+    // writes the two offsets it is given.
+    let err = unsafe {
+        rd::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some((low, high))
 }

@@ -6,20 +6,32 @@
 //! - One message per monitor is in flight at a time, so a monitor's messages
 //!   are acknowledged in the order they were published, retries included;
 //!   monitors never wait for each other.
-//! - `10500`, an ack timeout or a lost connection: the connection is dropped,
-//!   unanswered messages go back to the front of their monitor's queue, and
-//!   after an exponential backoff with jitter a fresh, authenticated
-//!   connection re-sends them byte for byte.
+//! - Every message has a fate of its own. `10500` (or any code but 10200,
+//!   10400 and 10401, in an `errors` or an `ack`): that message alone is
+//!   sent again, byte for byte, on the same connection, after a jittered
+//!   exponential backoff; its monitor's later messages wait for it. After
+//!   `max_attempts` such answers, provided RESET accepted some other message
+//!   since it began refusing this monitor's, the message is given up
+//!   (`Fate::GaveUp`, for the dead-letter topic). While RESET accepts
+//!   nothing, nothing is given up.
+//! - An ack timeout: the message alone is sent again, unless the connection
+//!   said nothing at all since it was sent; then the connection is taken
+//!   for dead, as when it closes: unanswered messages go back to the front
+//!   of their monitor's queue and a fresh, authenticated connection re-sends
+//!   them after a backoff.
 //! - `10400`: the message is reported rejected with RESET's reason, and the
 //!   monitor's next message goes on.
 //! - `10401`: re-authentication; while the credentials are refused nothing is
 //!   published and the publisher is not ready.
+//! - An answer without a usable message id settles nothing; it is logged
+//!   once and counted (`Publisher::unmatched_answers`).
 
 use super::connection::{Connection, ConnectionError, Reply};
 use crate::config::Secret;
 use rand::Rng;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
@@ -38,6 +50,8 @@ pub struct PublisherSettings {
     pub max_queued: usize,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// `10500` answers to one message (while RESET accepts others) before it is given up.
+    pub max_attempts: u32,
 }
 
 impl PublisherSettings {
@@ -52,6 +66,7 @@ impl PublisherSettings {
             max_queued: 1024,
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
+            max_attempts: 10,
         }
     }
 }
@@ -77,6 +92,12 @@ pub enum Fate {
         code: String,
         reason: String,
     },
+    /// RESET kept answering an error (10500) that may pass: given up after
+    /// `max_attempts` while it accepted other messages.
+    GaveUp {
+        code: String,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +105,11 @@ pub struct Delivery {
     pub message_id: String,
     pub key: String,
     pub fate: Fate,
+    /// Times it was sent again after an error answer or an ack timeout on a
+    /// live connection (re-sends after a lost connection are not counted).
+    pub resends: u32,
+    /// The payload, when RESET refused the message (for the dead letter).
+    pub refused_payload: Option<String>,
 }
 
 /// The publisher's connection state, for readiness.
@@ -98,6 +124,15 @@ pub enum Status {
 struct Pending {
     message: Outgoing,
     _permit: OwnedSemaphorePermit,
+    /// Error answers that may pass (10500) so far.
+    refusals: u32,
+    resends: u32,
+}
+
+/// A message waiting to be sent again; its monitor stays busy meanwhile.
+struct Retry {
+    due: Instant,
+    pending: Pending,
 }
 
 enum Command {
@@ -112,6 +147,7 @@ pub struct Publisher {
     permits: Arc<Semaphore>,
     status: watch::Receiver<Status>,
     task: tokio::task::JoinHandle<()>,
+    unmatched: Arc<AtomicU64>,
 }
 
 impl Publisher {
@@ -121,6 +157,7 @@ impl Publisher {
         let (deliveries, deliveries_rx) = mpsc::unbounded_channel();
         let (status_tx, status) = watch::channel(Status::Connecting);
         let permits = Arc::new(Semaphore::new(settings.max_queued.max(1)));
+        let unmatched = Arc::new(AtomicU64::new(0));
         let worker = Worker {
             settings,
             commands: commands_rx,
@@ -130,6 +167,11 @@ impl Publisher {
             ready: VecDeque::new(),
             busy: HashSet::new(),
             in_flight: HashMap::new(),
+            retries: Vec::new(),
+            acks: 0,
+            refused_since: HashMap::new(),
+            last_reply: Instant::now(),
+            unmatched: Arc::clone(&unmatched),
             failures: 0,
             drained: None,
             accepting: true,
@@ -140,6 +182,7 @@ impl Publisher {
             permits,
             status,
             task,
+            unmatched,
         };
         (publisher, deliveries_rx)
     }
@@ -169,6 +212,8 @@ impl Publisher {
             held.push(Pending {
                 message,
                 _permit: permit,
+                refusals: 0,
+                resends: 0,
             });
         }
         self.hand_over(&mut held);
@@ -182,6 +227,12 @@ impl Publisher {
 
     pub fn status(&self) -> Status {
         *self.status.borrow()
+    }
+
+    /// Answers that named no message in flight (no usable id, or one that
+    /// was already settled), so far.
+    pub fn unmatched_answers(&self) -> u64 {
+        self.unmatched.load(Ordering::Relaxed)
     }
 
     /// A receiver of status changes (for readiness probes).
@@ -202,6 +253,7 @@ impl Publisher {
 
 struct InFlight {
     pending: Pending,
+    sent: Instant,
     deadline: Instant,
 }
 
@@ -217,6 +269,18 @@ struct Worker {
     /// Keys with a message in flight.
     busy: HashSet<String>,
     in_flight: HashMap<String, InFlight>,
+    /// Messages waiting to be sent again after an error answer.
+    retries: Vec<Retry>,
+    /// RESET's acknowledgements so far.
+    acks: u64,
+    /// Keys whose messages RESET has refused (10500) since it had
+    /// acknowledged this many messages, with no answer of another kind to
+    /// them since: more acknowledgements than that mean RESET accepts
+    /// others, and the key's messages may be given up.
+    refused_since: HashMap<String, u64>,
+    /// When the connection last said anything.
+    last_reply: Instant,
+    unmatched: Arc<AtomicU64>,
     /// Consecutive connection failures, for the backoff.
     failures: u32,
     drained: Option<oneshot::Sender<()>>,
@@ -295,12 +359,7 @@ impl Worker {
                 return None;
             }
             let deadline = self.in_flight.values().map(|f| f.deadline).min();
-            let timeout = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let retry_due = self.retries.iter().map(|r| r.due).min();
             tokio::select! {
                 command = self.commands.recv(), if self.accepting => match command {
                     Some(Command::Publish(held)) => held.into_iter().for_each(|p| self.enqueue(p)),
@@ -312,15 +371,18 @@ impl Worker {
                         return Some(trouble);
                     }
                 }
-                _ = timeout => {
-                    return Some(format!("no answer within {:?}", self.settings.ack_timeout));
+                _ = sleep_until(deadline) => {
+                    if let Some(trouble) = self.timed_out() {
+                        return Some(trouble);
+                    }
                 }
+                _ = sleep_until(retry_due) => self.retry_due(),
             }
         }
     }
 
     fn finished(&mut self) -> bool {
-        let idle = self.in_flight.is_empty() && self.queues.is_empty();
+        let idle = self.in_flight.is_empty() && self.queues.is_empty() && self.retries.is_empty();
         if idle && (self.drained.is_some() || !self.accepting) {
             if let Some(done) = self.drained.take() {
                 let _ = done.send(());
@@ -354,8 +416,16 @@ impl Worker {
             let sent = connection.emit(m.event, &m.payload).await;
             self.busy.insert(key);
             let id = m.message_id.clone();
-            let deadline = Instant::now() + self.settings.ack_timeout;
-            self.in_flight.insert(id, InFlight { pending, deadline });
+            let sent_at = Instant::now();
+            let deadline = sent_at + self.settings.ack_timeout;
+            self.in_flight.insert(
+                id,
+                InFlight {
+                    pending,
+                    sent: sent_at,
+                    deadline,
+                },
+            );
             sent?;
         }
         Ok(())
@@ -363,50 +433,151 @@ impl Worker {
 
     /// Handles one reply; `Some(reason)` when the connection must be replaced.
     fn answer(&mut self, reply: Reply) -> Option<String> {
+        if reply == Reply::Closed {
+            return Some("connection closed".into());
+        }
+        self.last_reply = Instant::now();
         let code = reply.code().unwrap_or_default();
         let id = reply.message_id().map(str::to_string);
-        match reply {
-            Reply::Closed => Some("connection closed".into()),
-            Reply::Auth(_) => None,
-            Reply::Ack(_) => {
-                self.settle(id.as_deref(), Fate::Acknowledged);
+        let body = match reply {
+            Reply::Auth(_) | Reply::Closed => return None,
+            // An `ack` without a code is an acknowledgement.
+            Reply::Ack(_) if code.is_empty() || code == "10200" => {
+                self.acks += 1;
                 self.failures = 0;
-                None
+                self.settle(id.as_deref(), Fate::Acknowledged);
+                return None;
             }
-            Reply::Errors(body) if code == "10400" => {
-                let reason = body
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
+            Reply::Ack(body) | Reply::Errors(body) => body,
+        };
+        let reason = body
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        match code.as_str() {
+            "10401" => Some("RESET answered 10401: authenticating again".into()),
+            "10400" => {
                 tracing::warn!(message_id = ?id, %reason, "RESET rejected a message (10400)");
                 self.settle(id.as_deref(), Fate::Rejected { code, reason });
                 None
             }
-            Reply::Errors(_) if code == "10401" => {
-                Some("RESET answered 10401: authenticating again".into())
+            _ => {
+                self.refused(id.as_deref(), code, reason);
+                None
             }
-            Reply::Errors(_) => Some(format!(
-                "RESET answered {code} for {}",
-                id.unwrap_or_default()
-            )),
+        }
+    }
+
+    /// RESET answered an error that may pass (10500): the message is sent
+    /// again later, alone, or given up.
+    fn refused(&mut self, id: Option<&str>, code: String, reason: String) {
+        let Some(flight) = id.and_then(|id| self.in_flight.remove(id)) else {
+            self.unmatched_answer(id, &code);
+            return;
+        };
+        let mut pending = flight.pending;
+        pending.refusals += 1;
+        let since = *self
+            .refused_since
+            .entry(pending.message.key.clone())
+            .or_insert(self.acks);
+        let accepted_others = self.acks > since;
+        if pending.refusals >= self.settings.max_attempts && accepted_others {
+            tracing::warn!(
+                message_id = %pending.message.message_id,
+                %code,
+                %reason,
+                attempts = pending.refusals,
+                "RESET keeps refusing a message while it accepts others: giving it up"
+            );
+            self.deliver(pending, Fate::GaveUp { code, reason });
+            return;
+        }
+        tracing::debug!(message_id = %pending.message.message_id, %code, refusals = pending.refusals, "sending again later");
+        let due = Instant::now() + self.backoff_for(pending.refusals);
+        self.retries.push(Retry { due, pending });
+    }
+
+    /// Messages whose answer is overdue. When the connection said anything
+    /// since one was sent, that one alone is sent again; when it said
+    /// nothing at all, the connection is taken for dead.
+    fn timed_out(&mut self) -> Option<String> {
+        let now = Instant::now();
+        let overdue: Vec<String> = self
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.deadline <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in overdue {
+            let flight = &self.in_flight[&id];
+            if self.last_reply <= flight.sent {
+                return Some(format!("no answer within {:?}", self.settings.ack_timeout));
+            }
+            let flight = self.in_flight.remove(&id).expect("overdue is in flight");
+            tracing::debug!(message_id = %id, "no answer in time: sending again");
+            self.retries.push(Retry {
+                due: now,
+                pending: flight.pending,
+            });
+        }
+        None
+    }
+
+    /// Retries that are due go to the front of their monitor's queue.
+    fn retry_due(&mut self) {
+        let now = Instant::now();
+        let (due, waiting): (Vec<Retry>, Vec<Retry>) = std::mem::take(&mut self.retries)
+            .into_iter()
+            .partition(|r| r.due <= now);
+        self.retries = waiting;
+        for retry in due {
+            let mut pending = retry.pending;
+            pending.resends += 1;
+            let key = pending.message.key.clone();
+            self.queues
+                .entry(key.clone())
+                .or_default()
+                .push_front(pending);
+            self.busy.remove(&key);
+            self.ready.push_front(key);
+        }
+    }
+
+    fn unmatched_answer(&mut self, id: Option<&str>, code: &str) {
+        if self.unmatched.fetch_add(1, Ordering::Relaxed) == 0 {
+            tracing::warn!(message_id = ?id, code, "an answer of RESET names no message in flight (logged once; counted)");
         }
     }
 
     fn settle(&mut self, id: Option<&str>, fate: Fate) {
         // An answer for a message no longer in flight (a late duplicate) changes nothing.
         let Some(done) = id.and_then(|id| self.in_flight.remove(id)) else {
+            self.unmatched_answer(id, "");
             return;
         };
-        let message = done.pending.message;
+        self.deliver(done.pending, fate);
+    }
+
+    /// Reports a message's fate; its monitor's next message may go.
+    fn deliver(&mut self, pending: Pending, fate: Fate) {
+        let resends = pending.resends;
+        let message = pending.message;
+        if !matches!(fate, Fate::GaveUp { .. }) {
+            self.refused_since.remove(&message.key);
+        }
         self.busy.remove(&message.key);
         if self.queues.contains_key(&message.key) {
             self.ready.push_back(message.key.clone());
         }
+        let refused_payload = (fate != Fate::Acknowledged).then_some(message.payload);
         let _ = self.deliveries.send(Delivery {
             message_id: message.message_id,
             key: message.key,
             fate,
+            resends,
+            refused_payload,
         });
     }
 
@@ -419,15 +590,39 @@ impl Worker {
                 .or_default()
                 .push_front(flight.pending);
         }
-        self.busy.clear();
-        self.ready = self.queues.keys().cloned().collect();
+        // Monitors whose message waits for a retry stay busy: their later
+        // messages must not overtake it.
+        self.busy = self
+            .retries
+            .iter()
+            .map(|r| r.pending.message.key.clone())
+            .collect();
+        self.ready = self
+            .queues
+            .keys()
+            .filter(|k| !self.busy.contains(*k))
+            .cloned()
+            .collect();
+    }
+
+    /// An exponential backoff with jitter: between half and all of
+    /// `backoff_min` × 2^`failures`, at most `backoff_max`.
+    fn backoff_for(&self, failures: u32) -> Duration {
+        let s = &self.settings;
+        let exp = s.backoff_min.saturating_mul(1 << failures.min(16));
+        let cap = exp.min(s.backoff_max);
+        rand::rng().random_range(cap / 2..=cap)
     }
 
     async fn backoff(&self) {
-        let s = &self.settings;
-        let exp = s.backoff_min.saturating_mul(1 << self.failures.min(16));
-        let cap = exp.min(s.backoff_max);
-        let wait = rand::rng().random_range(cap / 2..=cap);
-        tokio::time::sleep(wait).await;
+        tokio::time::sleep(self.backoff_for(self.failures)).await;
+    }
+}
+
+/// Sleeps until `at`, or for ever when there is no such instant.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -41,6 +41,25 @@ impl Drop for Broker {
     }
 }
 
+/// The kind of every broker started, by bootstrap address: a config for a
+/// broker takes settings that suit it.
+static KINDS: std::sync::Mutex<BTreeMap<String, BrokerKind>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// The group session timeout for a broker's tests. On the mock, short, so
+/// that a killed member's partitions move soon. On tansu, librdkafka's
+/// default: tansu never expires a member anyway, serves its storage one
+/// request at a time (a heartbeat waits behind a slow fetch on a loaded
+/// machine), and tansu 0.6.0 panics in a heartbeat whose storage request
+/// fails, which a connection dropped after a timed-out heartbeat can cause;
+/// its later requests for the group then hang.
+fn session_timeout_ms(bootstrap: &str) -> u32 {
+    match KINDS.lock().unwrap().get(bootstrap) {
+        Some(BrokerKind::Mock) | None => 6_000,
+        Some(_) => 45_000,
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -82,6 +101,12 @@ impl Broker {
     }
 
     pub fn start(kind: BrokerKind, topics: &[(&str, i32)]) -> Broker {
+        let broker = Broker::start_process(kind, topics);
+        KINDS.lock().unwrap().insert(broker.bootstrap.clone(), kind);
+        broker
+    }
+
+    fn start_process(kind: BrokerKind, topics: &[(&str, i32)]) -> Broker {
         match kind {
             BrokerKind::Mock => {
                 let mut args = vec!["mock-kafka".to_string()];
@@ -115,37 +140,8 @@ impl Broker {
                 let bin = tansu_bin();
                 let port = free_port();
                 let url = format!("tcp://127.0.0.1:{port}");
-                let output = std::env::temp_dir().join(format!("tansu-{port}.log"));
-                // SQLite storage, in a directory of its own. tansu 0.6.0's
-                // in-memory storage (`memory://`, dynostore) answers a fetch
-                // at an offset inside a record batch with the next batch, and
-                // ListOffsets with the last batch's base offset plus one.
                 let data = tempfile::tempdir().unwrap();
-                let storage = match kind {
-                    BrokerKind::TansuInMemory => "memory://tansu/",
-                    _ => "sqlite://tansu.db",
-                };
-                let child = Command::new(&bin)
-                    .current_dir(data.path())
-                    .args([
-                        "broker",
-                        "--listener-url",
-                        &url,
-                        "--advertised-listener-url",
-                        &url,
-                        "--storage-engine",
-                        storage,
-                    ])
-                    .stdout(Stdio::null())
-                    .stderr(std::fs::File::create(&output).unwrap())
-                    .spawn()
-                    .unwrap_or_else(|e| {
-                        panic!(
-                            "{}: {e} (scripts/test.sh installs tansu; or set TANSU_BIN)",
-                            bin.display()
-                        )
-                    });
-                wait_for_port(port, &output);
+                let child = start_tansu(kind, port, data.path());
                 for (name, partitions) in topics {
                     let status = Command::new(&bin)
                         .args([
@@ -172,9 +168,145 @@ impl Broker {
     }
 }
 
+/// Starts tansu on `port`, its data in `data`, and waits until it listens.
+fn start_tansu(kind: BrokerKind, port: u16, data: &Path) -> Child {
+    let bin = tansu_bin();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let output = std::env::temp_dir().join(format!("tansu-{port}.log"));
+    // SQLite storage, in a directory of its own. tansu 0.6.0's in-memory
+    // storage (`memory://`, dynostore) answers a fetch at an offset inside a
+    // record batch with the next batch, and ListOffsets with the last
+    // batch's base offset plus one.
+    let storage = match kind {
+        BrokerKind::TansuInMemory => "memory://tansu/",
+        _ => "sqlite://tansu.db",
+    };
+    let child = Command::new(&bin)
+        .current_dir(data)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            storage,
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&output).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (scripts/test.sh installs tansu; or set TANSU_BIN)",
+                bin.display()
+            )
+        });
+    wait_for_port(port, &output);
+    child
+}
+
 /// A `run` process.
 pub struct Pipeline {
     child: Child,
+}
+
+/// The operations listener of every pipeline process still running, by
+/// process id: a failing wait prints their figures.
+static RUNNING: std::sync::Mutex<BTreeMap<u32, String>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// The config a start uses: `config` itself when it names its operations
+/// listener's port, else a copy beside it with a free port, so that the
+/// test can read its metrics (and several starts of one config can run
+/// together). Returns the path and the listener's address.
+fn with_known_listener(config: &Path) -> (PathBuf, String) {
+    static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let text = std::fs::read_to_string(config).unwrap();
+    let any_port = "listen: 127.0.0.1:0\n";
+    if text.contains(any_port) {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let copy = config.with_file_name(format!("start-{n}.yaml"));
+        std::fs::write(&copy, text.replace(any_port, &format!("listen: {addr}\n"))).unwrap();
+        return (copy, addr);
+    }
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("listen:"))
+        .expect("the config has http.listen");
+    let addr = line.split_once(':').unwrap().1.trim().to_string();
+    (config.to_path_buf(), addr)
+}
+
+/// A plain HTTP GET on loopback: the status and the body.
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Ok((status, body))
+}
+
+/// Samples of a Prometheus text exposition by name and sorted labels
+/// (`name{label=value,...}`; `name{}` without labels).
+pub fn scrape(text: &str) -> BTreeMap<String, f64> {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let parsed = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    parsed
+        .samples
+        .into_iter()
+        .filter_map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => return None,
+            };
+            let mut labels: Vec<String> =
+                s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            labels.sort();
+            Some((format!("{}{{{}}}", s.metric, labels.join(",")), value))
+        })
+        .collect()
+}
+
+/// What a running pipeline says of itself: records consumed, lag per
+/// partition, stalled partitions, readings sent, RESET's answers, messages
+/// in flight and commits.
+pub fn figures(addr: &str) -> String {
+    let text = match http_get(addr, "/metrics") {
+        Ok((200, text)) => text,
+        Ok((status, _)) => return format!("{addr}: /metrics answered {status}"),
+        Err(e) => return format!("{addr}: /metrics unreachable: {e}"),
+    };
+    let wanted = [
+        "records_consumed_total",
+        "consumer_lag_records",
+        "stalled_partitions",
+        "readings_sent_total",
+        "answers_total",
+        "in_flight_messages",
+        "commits_total",
+    ];
+    scrape(&text)
+        .into_iter()
+        .filter(|(k, _)| wanted.iter().any(|w| k.contains(w)))
+        .map(|(k, v)| format!("{}={v}", k.trim_start_matches("reset_pipeline_")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Pipeline {
@@ -184,6 +316,7 @@ impl Pipeline {
             .append(true)
             .open(log)
             .unwrap();
+        let (config, addr) = with_known_listener(config);
         let child = Command::new(BIN)
             .args(["run", "--config", config.to_str().unwrap()])
             .env("RESET_CLIENT_SECRET", "demo")
@@ -195,13 +328,32 @@ impl Pipeline {
             .stderr(log)
             .spawn()
             .expect("run starts");
+        RUNNING.lock().unwrap().insert(child.id(), addr);
         Pipeline { child }
+    }
+
+    /// The address of its operations listener (`/metrics`, `/readyz`).
+    pub fn http(&self) -> String {
+        RUNNING.lock().unwrap()[&self.child.id()].clone()
+    }
+
+    /// Its figures now (see `figures`).
+    pub fn figures(&self) -> String {
+        figures(&self.http())
+    }
+
+    /// A counter or gauge of its `/metrics` (`name{labels}` as `scrape` keys it);
+    /// `None` while it does not answer.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (_, text) = http_get(&self.http(), "/metrics").ok()?;
+        scrape(&text).get(series).copied()
     }
 
     /// SIGKILL: no drain, no goodbye.
     pub fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+        RUNNING.lock().unwrap().remove(&self.child.id());
     }
 
     /// SIGTERM, then waits for the drain.
@@ -209,7 +361,9 @@ impl Pipeline {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        self.child.wait().unwrap()
+        let status = self.child.wait().unwrap();
+        RUNNING.lock().unwrap().remove(&self.child.id());
+        status
     }
 }
 
@@ -217,7 +371,19 @@ impl Drop for Pipeline {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Ok(mut running) = RUNNING.lock() {
+            running.remove(&self.child.id());
+        }
     }
+}
+
+/// Sends a signal (`STOP`, `CONT`, ...) to a process.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} {pid}");
 }
 
 /// Writes a registry file for `registry`.
@@ -247,7 +413,8 @@ pub fn write_config_with(
 ) -> PathBuf {
     let path = dir.join("config.yaml");
     let yaml = format!(
-        "kafka:\n  bootstrap_servers: \"{bootstrap}\"\n  group_id: reset-pipeline\n  topics: [sensor-events]\n  properties: {{session.timeout.ms: \"6000\", heartbeat.interval.ms: \"500\"{properties}}}\ninput:\n  format: avro\nwindowing:\n  idle_timeout: 2s\nreset:\n  url: http://{reset}\n  client_id: demo\n  ack_timeout: 3s\nmonitors:\n  file: monitors.yaml\ndead_letter:\n  topic: sensor-events.dlq\nhttp:\n  listen: 127.0.0.1:0\n{extra}"
+        "kafka:\n  bootstrap_servers: \"{bootstrap}\"\n  group_id: reset-pipeline\n  topics: [sensor-events]\n  properties: {{session.timeout.ms: \"{session}\", heartbeat.interval.ms: \"500\"{properties}}}\ninput:\n  format: avro\nwindowing:\n  idle_timeout: 2s\nreset:\n  url: http://{reset}\n  client_id: demo\n  ack_timeout: 3s\nmonitors:\n  file: monitors.yaml\ndead_letter:\n  topic: sensor-events.dlq\nhttp:\n  listen: 127.0.0.1:0\n{extra}",
+        session = session_timeout_ms(bootstrap)
     );
     std::fs::write(&path, yaml).unwrap();
     path
@@ -284,7 +451,9 @@ pub fn emulator_rows(
     ])
 }
 
-/// Polls `done` until it holds or `timeout` passes.
+/// Polls `done` until it holds or `timeout` passes. When it does not hold,
+/// prints what every running pipeline says of itself, so that a stall is
+/// told apart from a wrong result at a glance.
 pub async fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
@@ -293,7 +462,37 @@ pub async fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bo
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    done()
+    if done() {
+        return true;
+    }
+    let running: Vec<(u32, String)> = RUNNING
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(pid, addr)| (*pid, addr.clone()))
+        .collect();
+    eprintln!("waited {timeout:?} in vain; the running pipelines say:");
+    for (pid, addr) in running {
+        eprintln!("  pid {pid}: {}", figures(&addr));
+    }
+    false
+}
+
+/// The high watermark of each of a topic's first `partitions` partitions.
+pub fn partition_ends(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    (0..partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap()
+                .1
+        })
+        .collect()
 }
 
 /// Reads every record of a topic (for dead letters), as JSON values.
