@@ -2,6 +2,7 @@
 //! re-send the same bytes, order per monitor, bounded memory while RESET is down.
 
 mod common;
+use common::proxy::Proxy;
 use common::sample_emissions;
 use reset_pipeline::config::Secret;
 use reset_pipeline::emulator::{serve, EmulatorHandle, EmulatorOptions};
@@ -35,6 +36,18 @@ fn outgoing((event, payload): &(String, String)) -> Outgoing {
         payload: payload.clone(),
         key: v["data"]["connection_id"].as_str().unwrap().to_string(),
     }
+}
+
+/// Polls `done` until it holds or `timeout` passes.
+async fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
 }
 
 async fn collect(rx: &mut UnboundedReceiver<Delivery>, n: usize) -> Vec<Delivery> {
@@ -188,15 +201,11 @@ async fn nothing_is_given_up_while_reset_accepts_nothing() {
     // refuses, nothing is given up.
     publisher.publish_all(poisoned.clone()).await;
     let refused = || handle.state.lock().unwrap().stats.errors_10500;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while refused() < 6 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "refused {}",
-            refused()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        wait_for(Duration::from_secs(30), || refused() >= 6).await,
+        "refused {}",
+        refused()
+    );
     assert!(
         rx.try_recv().is_err(),
         "given up while RESET accepted nothing"
@@ -337,5 +346,42 @@ async fn while_reset_is_down_memory_is_bounded_and_all_is_sent_when_it_is_back()
     feeder.await.unwrap();
     assert!(deliveries.iter().all(|d| d.fate == Fate::Acknowledged));
     assert_eq!(handle.state.lock().unwrap().stats.conflicting_resends, 0);
+    handle.stop();
+}
+
+#[tokio::test]
+async fn after_a_transport_cut_the_client_authenticates_again_before_sending() {
+    let handle = emulator_at("127.0.0.1:0".parse().unwrap(), EmulatorOptions::default()).await;
+    let proxy = Proxy::start(handle.addr).await;
+    let (publisher, mut rx) = Publisher::start(settings(proxy.addr, "demo"));
+    let messages: Vec<Outgoing> = sample_emissions().iter().map(outgoing).collect();
+    let (first, rest) = messages.split_at(messages.len() / 2);
+    publisher.publish_all(first.to_vec()).await;
+    collect(&mut rx, first.len()).await;
+    // The TCP connection goes; no Socket.IO disconnect is ever sent. With
+    // nothing to send, the Socket.IO client reconnects by itself (about a
+    // second later); the publisher must authenticate that connection, or a
+    // fresh one, before anything is sent on it.
+    let before = proxy.accepted();
+    proxy.cut();
+    let authenticated_again = wait_for(Duration::from_secs(20), || {
+        proxy.accepted() > before && handle.state.lock().unwrap().stats.auth_ok >= 2
+    })
+    .await;
+    let stats = handle.state.lock().unwrap().stats.clone();
+    assert!(
+        authenticated_again,
+        "no auth after the reconnect ({} connections): {stats:?}",
+        proxy.accepted()
+    );
+    publisher.publish_all(rest.to_vec()).await;
+    let deliveries = collect(&mut rx, rest.len()).await;
+    assert!(deliveries.iter().all(|d| d.fate == Fate::Acknowledged));
+    let stats = handle.state.lock().unwrap().stats.clone();
+    assert_eq!(
+        stats.errors_10401, 0,
+        "nothing sent unauthenticated: {stats:?}"
+    );
+    assert_eq!(stats.conflicting_resends, 0, "{stats:?}");
     handle.stop();
 }

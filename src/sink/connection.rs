@@ -4,15 +4,18 @@
 //! emitted then is lost, so `auth` waits for RESET to confirm the namespace
 //! (at most one retry interval) and is a request with a timeout, repeated
 //! until RESET answers. (With rust_socketio 0.6's `reconnect(false)` the
-//! namespace was never joined here, so the client keeps its default; a
-//! connection that drops is replaced by a fresh `Connection::open`, which
-//! authenticates again.)
+//! namespace was never joined here, so the client keeps its default. When
+//! the library reconnects by itself, after a transport drop, it joins the
+//! namespace again without `auth`: that second join is reported as the
+//! connection's end, and the publisher replaces it with a fresh
+//! `Connection::open`, which authenticates before anything is sent.)
 
 use crate::config::Secret;
 use futures_util::FutureExt;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Event, Payload};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
@@ -104,6 +107,8 @@ impl Connection {
             }
         };
         let closed = tx.clone();
+        let rejoined = tx.clone();
+        let joined_before = Arc::new(AtomicBool::new(false));
         // Told when RESET confirms the namespace: an `auth` emitted before
         // that is lost and only sent again after the retry interval.
         let joined = Arc::new(Notify::new());
@@ -118,7 +123,13 @@ impl Connection {
             .on("ack", forward(Reply::Ack, tx.clone()))
             .on("errors", forward(Reply::Errors, tx))
             .on(Event::Connect, move |_: Payload, _: Client| {
-                on_joined.notify_one();
+                // The first join is this connection's; a later one is the
+                // library's own reconnect, unauthenticated.
+                if joined_before.swap(true, Ordering::Relaxed) {
+                    let _ = rejoined.send(Reply::Closed);
+                } else {
+                    on_joined.notify_one();
+                }
                 async {}.boxed()
             })
             .on("close", move |_: Payload, _: Client| {

@@ -187,3 +187,4 @@ pub fn sample_emissions() -> Vec<(String, String)> {
 }
 
 pub mod kafka;
+pub mod proxy;
