@@ -370,6 +370,7 @@ impl Live {
                 for key in revoked {
                     tracing::info!(topic = %key.0, partition = key.1, "partition revoked");
                     self.parts.remove(&key);
+                    self.metrics.forget_partition(&key.0, key.1);
                 }
             }
             Assignment::Assigned(assigned) => {
@@ -664,10 +665,7 @@ impl Live {
             return;
         };
         let lag = part.lag(watermarks);
-        self.metrics
-            .consumer_lag
-            .with_label_values(&[&key.1.to_string()])
-            .set(lag);
+        self.metrics.set_lag(&key.0, key.1, lag);
         // Caught up (everything up to the high watermark is read, or there
         // is nothing); a record read while the broker was asked ends the idleness.
         if lag > 0 || part.last_record.elapsed() < idle_timeout {
@@ -756,10 +754,7 @@ impl Live {
                 continue;
             };
             let lag = part.lag(watermarks);
-            self.metrics
-                .consumer_lag
-                .with_label_values(&[&partition.to_string()])
-                .set(lag);
+            self.metrics.set_lag(topic, *partition, lag);
             let quiet_for = part.last_record.elapsed();
             match part.stall.checked(quiet_for, stall_after, lag) {
                 StallChange::Began => tracing::warn!(
@@ -781,16 +776,18 @@ impl Live {
         self.watch_input();
         let now = now_ms();
         let mut open = 0;
-        for ((_, partition), part) in &self.parts {
+        for ((topic, partition), part) in &self.parts {
             open += part.pipeline.engine().open_windows();
             let watermark = part.pipeline.engine().watermark();
             if watermark > i64::MIN {
                 self.metrics
-                    .watermark_delay
-                    .with_label_values(&[&partition.to_string()])
-                    .set((now - watermark) / 1000);
+                    .set_watermark_delay(topic, *partition, (now - watermark) / 1000);
             }
         }
+        let unmatched = self.publisher.unmatched_answers();
+        self.metrics
+            .unmatched_answers
+            .inc_by(unmatched.saturating_sub(self.metrics.unmatched_answers.get()));
         self.metrics.open_windows.set(open as i64);
         let stalled = self.parts.values().filter(|p| p.stall.is_stalled()).count();
         self.metrics.stalled_partitions.set(stalled as i64);

@@ -1,6 +1,7 @@
 //! Prometheus metrics, held in a `Metrics` handle that owns its registry
 //! (nothing is registered globally). Labels stay bounded: reasons, codes,
-//! events and partitions, never a connection_id.
+//! events, topics and partitions (a revoked partition's series are
+//! removed), never a connection_id.
 
 use crate::reject::RejectReason;
 use prometheus::{
@@ -24,6 +25,7 @@ pub struct Metrics {
     pub watermark_delay: IntGaugeVec,
     pub consumer_lag: IntGaugeVec,
     pub stalled_partitions: IntGauge,
+    pub unmatched_answers: IntCounter,
     pub open_windows: IntGauge,
     pub in_flight: IntGauge,
     pub commits: IntCounter,
@@ -125,16 +127,20 @@ impl Metrics {
             watermark_delay: gauge_vec(
                 "watermark_delay_seconds",
                 "Wall clock minus the partition watermark",
-                &["partition"],
+                &["topic", "partition"],
             ),
             consumer_lag: gauge_vec(
                 "consumer_lag_records",
                 "High watermark minus the next offset to read",
-                &["partition"],
+                &["topic", "partition"],
             ),
             stalled_partitions: gauge(
                 "stalled_partitions",
                 "Partitions from which nothing was read for kafka.stall_after while the broker says records wait, or does not answer",
+            ),
+            unmatched_answers: counter(
+                "unmatched_answers_total",
+                "Answers of RESET that named no message in flight (no usable id, or one already settled)",
             ),
             open_windows: gauge("open_windows", "Windows open in the engines"),
             in_flight: gauge(
@@ -169,6 +175,25 @@ impl Metrics {
             m.messages_sent.with_label_values(&[event]);
         }
         m
+    }
+
+    pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.consumer_lag
+            .with_label_values(&[topic, &partition.to_string()])
+            .set(lag);
+    }
+
+    pub fn set_watermark_delay(&self, topic: &str, partition: i32, seconds: i64) {
+        self.watermark_delay
+            .with_label_values(&[topic, &partition.to_string()])
+            .set(seconds);
+    }
+
+    /// Removes a partition's series once it is no longer this replica's.
+    pub fn forget_partition(&self, topic: &str, partition: i32) {
+        let labels = [topic, &partition.to_string()];
+        let _ = self.consumer_lag.remove_label_values(&labels);
+        let _ = self.watermark_delay.remove_label_values(&labels);
     }
 
     /// The Prometheus text exposition.
@@ -215,8 +240,8 @@ mod tests {
     fn exported() -> BTreeSet<String> {
         let metrics = Metrics::new();
         metrics.publish_latency.observe(0.1);
-        metrics.watermark_delay.with_label_values(&["0"]).set(1);
-        metrics.consumer_lag.with_label_values(&["0"]).set(1);
+        metrics.set_watermark_delay("t", 0, 1);
+        metrics.set_lag("t", 0, 1);
         metrics
             .registry
             .gather()
@@ -258,5 +283,26 @@ mod tests {
                 "{name} names no unit"
             );
         }
+    }
+
+    #[test]
+    fn two_topics_keep_their_own_series_and_a_forgotten_partition_leaves_none() {
+        let m = Metrics::new();
+        m.set_lag("a", 0, 5);
+        m.set_lag("b", 0, 7);
+        m.set_watermark_delay("a", 0, 60);
+        let text = m.render();
+        assert!(
+            text.contains(r#"reset_pipeline_consumer_lag_records{partition="0",topic="a"} 5"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"reset_pipeline_consumer_lag_records{partition="0",topic="b"} 7"#),
+            "{text}"
+        );
+        m.forget_partition("a", 0);
+        let text = m.render();
+        assert!(!text.contains(r#"topic="a""#), "{text}");
+        assert!(text.contains(r#"topic="b""#), "{text}");
     }
 }
