@@ -45,6 +45,10 @@ pub struct KafkaConfig {
     /// Where restart progress is kept (default: `<group_id>.progress`).
     #[serde(default)]
     pub progress_topic: Option<String>,
+    /// Replicas of the pipeline's own topics when it creates them (the
+    /// compacted progress topic, the dead-letter topic), at most the brokers there are.
+    #[serde(default = "three")]
+    pub progress_replication_factor: i32,
     /// A partition from which nothing was read this long, while the broker
     /// says records wait (or does not answer), is reported as stalled.
     #[serde(default = "two_minutes", deserialize_with = "humane")]
@@ -67,6 +71,7 @@ impl Default for KafkaConfig {
             topics: default_topics(),
             properties: BTreeMap::new(),
             progress_topic: None,
+            progress_replication_factor: three(),
             stall_after: two_minutes(),
         }
     }
@@ -127,6 +132,9 @@ impl Default for WindowingConfig {
 
 fn ten_minutes() -> Duration {
     Duration::from_secs(600)
+}
+fn three() -> i32 {
+    3
 }
 fn two_minutes() -> Duration {
     Duration::from_secs(120)
@@ -384,6 +392,12 @@ impl Config {
         }
         if w.idle_timeout.is_zero() {
             problem("windowing.idle_timeout", "must be more than zero".into());
+        }
+        if self.kafka.progress_replication_factor < 1 {
+            problem(
+                "kafka.progress_replication_factor",
+                "must be at least 1".into(),
+            );
         }
         if self.kafka.stall_after.is_zero() {
             problem("kafka.stall_after", "must be more than zero".into());

@@ -17,7 +17,7 @@ use crate::kafka::record_queue::cached_watermarks;
 use crate::kafka::stall::{StallChange, StallWatch};
 use crate::kafka::{
     client_config, ensure_topics, input_consumer_config, Assignment, DeadLetters, GroupReader,
-    Input, MonitorTopic, Origin, ProgressReader, ProgressWriter, RecordBatch,
+    Input, MonitorTopic, Origin, OwnTopic, ProgressReader, ProgressWriter, RecordBatch,
 };
 use crate::metrics::Metrics;
 use crate::offsets::Progress;
@@ -185,9 +185,17 @@ pub async fn run(
     let kafka = &config.kafka;
     let client = client_config(kafka);
     let progress_topic = kafka.progress_topic();
-    let mut topics = vec![(progress_topic.as_str(), 1)];
+    let mut topics = vec![OwnTopic {
+        name: &progress_topic,
+        partitions: 1,
+        compacted: true,
+    }];
     if let Some(dlq) = config.dead_letter.topic.as_deref() {
-        topics.push((dlq, 1));
+        topics.push(OwnTopic {
+            name: dlq,
+            partitions: 1,
+            compacted: false,
+        });
     }
     ensure_topics(kafka, &topics).await;
     let (registry, monitor_topic) = with_monitor_topic(&config, registry, &metrics)?;

@@ -33,16 +33,35 @@ pub fn input_consumer_config(kafka: &KafkaConfig) -> ClientConfig {
     c
 }
 
-/// The `topics` the broker does not know (or that have no partition), found
-/// with one client. If the broker cannot be asked, all of them.
+/// A topic the pipeline writes for itself.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnTopic<'a> {
+    pub name: &'a str,
+    pub partitions: i32,
+    /// Keyed records of which only the latest per key matters (progress).
+    pub compacted: bool,
+}
+
+/// The replication factor to create a topic with: the one asked for, but no
+/// more than the brokers there are (a one-broker test cluster included).
+pub fn replication_factor(asked: i32, brokers: usize) -> i32 {
+    asked.clamp(1, (brokers as i32).max(1))
+}
+
+/// The `topics` the broker does not know (or that have no partition), and
+/// the number of brokers, found with one client. If the broker cannot be
+/// asked, all of them and one broker.
 fn missing_topics<'a>(
     kafka: &KafkaConfig,
-    topics: &'a [(&'a str, i32)],
-) -> Vec<&'a (&'a str, i32)> {
+    topics: &'a [OwnTopic<'a>],
+) -> (Vec<&'a OwnTopic<'a>>, usize) {
     use rdkafka::consumer::Consumer;
     let Ok(consumer) = client_config(kafka).create::<rdkafka::consumer::BaseConsumer>() else {
-        return topics.iter().collect();
+        return (topics.iter().collect(), 1);
     };
+    let brokers = consumer
+        .fetch_metadata(None, Duration::from_secs(5))
+        .map_or(1, |m| m.brokers().len());
     let exists = |topic: &str| {
         consumer
             .fetch_metadata(Some(topic), Duration::from_secs(5))
@@ -52,13 +71,16 @@ fn missing_topics<'a>(
                     .any(|t| t.error().is_none() && !t.partitions().is_empty())
             })
     };
-    topics.iter().filter(|(name, _)| !exists(name)).collect()
+    let missing = topics.iter().filter(|t| !exists(t.name)).collect();
+    (missing, brokers)
 }
 
 /// Creates topics that do not exist yet (best effort: a broker may refuse the
-/// admin API, and the topics may have been made by the operator).
-pub async fn ensure_topics(kafka: &KafkaConfig, topics: &[(&str, i32)]) {
-    let missing = missing_topics(kafka, topics);
+/// admin API, and the topics may have been made by the operator), each with
+/// `kafka.progress_replication_factor` replicas or as many as there are
+/// brokers, and compacted where asked.
+pub async fn ensure_topics(kafka: &KafkaConfig, topics: &[OwnTopic<'_>]) {
+    let (missing, brokers) = missing_topics(kafka, topics);
     if missing.is_empty() {
         return;
     }
@@ -69,9 +91,25 @@ pub async fn ensure_topics(kafka: &KafkaConfig, topics: &[(&str, i32)]) {
             return;
         }
     };
+    let replicas = replication_factor(kafka.progress_replication_factor, brokers);
+    if replicas < kafka.progress_replication_factor {
+        tracing::warn!(
+            replicas,
+            asked = kafka.progress_replication_factor,
+            brokers,
+            "fewer brokers than kafka.progress_replication_factor: the pipeline's own topics get fewer replicas"
+        );
+    }
     let new: Vec<NewTopic> = missing
         .iter()
-        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .map(|t| {
+            let topic = NewTopic::new(t.name, t.partitions, TopicReplication::Fixed(replicas));
+            if t.compacted {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
+        })
         .collect();
     let options = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(5)))
@@ -86,11 +124,25 @@ pub async fn ensure_topics(kafka: &KafkaConfig, topics: &[(&str, i32)]) {
         Ok(results) => {
             for r in results {
                 match r {
-                    Ok(topic) => tracing::info!(%topic, "created topic"),
+                    Ok(topic) => tracing::info!(%topic, replicas, "created topic"),
                     Err((topic, code)) => tracing::debug!(%topic, %code, "topic not created"),
                 }
             }
         }
         Err(e) => tracing::debug!(error = %e, "the broker did not create topics"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replication_factor;
+
+    #[test]
+    fn the_replication_factor_is_clamped_to_the_brokers_there_are() {
+        assert_eq!(replication_factor(3, 1), 1);
+        assert_eq!(replication_factor(3, 5), 3);
+        assert_eq!(replication_factor(3, 0), 1);
+        assert_eq!(replication_factor(0, 3), 1);
+        assert_eq!(replication_factor(2, 2), 2);
     }
 }

@@ -10,7 +10,7 @@ pub mod read;
 pub mod record_queue;
 pub mod stall;
 
-pub use client::{client_config, ensure_topics, input_consumer_config};
+pub use client::{client_config, ensure_topics, input_consumer_config, OwnTopic};
 pub use dead_letter::{DeadLetters, Origin};
 pub use group_reader::{Assignment, GroupReader, Input, RecordBatch};
 pub use monitor_topic::MonitorTopic;
