@@ -10,6 +10,7 @@
 use crate::codec::Decoder;
 use crate::config::{Config, InputFormat};
 use crate::http::Readiness;
+use crate::kafka::dead_letter::Letter;
 use crate::kafka::group_reader::GroupContext;
 use crate::kafka::monitor_topic::apply_records;
 use crate::kafka::progress::ProgressRecord;
@@ -61,8 +62,9 @@ impl Partition {
     }
 }
 
-/// A progress write's outcome, with its records.
-type CommitDone = (Result<(), String>, Vec<ProgressRecord>);
+/// A progress write's outcome, with its records, and the dead letters the
+/// broker did not take (the progress then waits for them).
+type CommitDone = (Result<(), String>, Vec<ProgressRecord>, Vec<Letter>);
 
 /// A progress write under way beside the loop.
 type Committing = std::pin::Pin<Box<dyn Future<Output = CommitDone> + Send>>;
@@ -263,8 +265,7 @@ pub async fn run(
             }
             done = async { committing.as_mut().expect("guarded").await }, if committing.is_some() => {
                 committing = None;
-                live.committed(done);
-                Ok(())
+                live.committed(done).await
             }
             _ = tick.tick() => {
                 live.tick(&mut committing);
@@ -303,15 +304,15 @@ pub async fn run(
     const LAST_WRITE: Duration = Duration::from_secs(15);
     if let Some(c) = committing.take() {
         if let Ok(done) = tokio::time::timeout(LAST_WRITE, c).await {
-            live.committed(done);
+            live.committed(done).await?;
         }
     }
     if let Some(c) = live.start_commit() {
-        let (written, records) = tokio::time::timeout(LAST_WRITE, c)
+        let (written, records, _) = tokio::time::timeout(LAST_WRITE, c)
             .await
             .map_err(|_| anyhow!("the broker did not take the last progress in {LAST_WRITE:?}"))?;
         written.map_err(|e| anyhow!("cannot write the last progress: {e}"))?;
-        live.committed((Ok(()), records));
+        live.committed((Ok(()), records, Vec::new())).await?;
     }
     let report = live.report.clone();
     live.publisher.drain(Duration::from_secs(1)).await;
@@ -690,7 +691,7 @@ impl Live {
     /// when the broker has it (or not), and `committed` then commits the
     /// same offsets. The write runs beside the loop, which goes on serving
     /// records, answers and ticks while the broker is slow or gone.
-    fn start_commit(&self) -> Option<Committing> {
+    fn start_commit(&mut self) -> Option<Committing> {
         let mut records = Vec::new();
         for ((topic, partition), part) in &self.parts {
             if !part.started {
@@ -718,20 +719,32 @@ impl Live {
             return None;
         }
         let writer = self.progress_writer.clone();
+        // The dead letters of the records this progress covers are on the
+        // broker before it is written.
+        let letters = self.dead_letters.take_sent();
         Some(Box::pin(async move {
+            let refused = letters.confirmed().await;
+            if !refused.is_empty() {
+                let why = format!("{} dead letters not written yet", refused.len());
+                return (Err(why), records, refused);
+            }
             let written = writer.write(&records).await;
-            (written, records)
+            (written, records, Vec::new())
         }))
     }
 
     /// The broker has the progress records of a commit (or refused them:
     /// they are written again at the next tick); the same offsets are
     /// committed to the group.
-    fn committed(&mut self, (written, records): CommitDone) {
+    async fn committed(&mut self, (written, records, refused_letters): CommitDone) -> Result<()> {
         if let Err(e) = written {
             self.metrics.progress_write_failures.inc();
             tracing::warn!(error = %e, "cannot write progress yet: trying again at the next tick");
-            return;
+            self.dead_letters
+                .resend(refused_letters)
+                .await
+                .map_err(|e| anyhow!("cannot write a dead letter: {e}"))?;
+            return Ok(());
         }
         let mut offsets = TopicPartitionList::new();
         for r in &records {
@@ -751,6 +764,7 @@ impl Live {
         tracing::debug!(partitions = records.len(), "progress committed");
         self.metrics.commits.inc();
         self.report.commits += 1;
+        Ok(())
     }
 
     /// Each partition's lag as the consumer last heard the high watermark (no

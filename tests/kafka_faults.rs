@@ -2,7 +2,8 @@
 //! a broker that stops answering (stopped with SIGSTOP) shows as a stalled
 //! input, and reading resumes, exact, when it answers again; a monitor whose
 //! every message RESET answers 10500 is dead-lettered while everything else
-//! arrives and the partitions' progress reaches their ends.
+//! arrives and the partitions' progress reaches their ends; a flood of
+//! undecodable records between good ones is dead-lettered whole.
 
 #[macro_use]
 mod common;
@@ -17,6 +18,7 @@ use std::time::Duration;
 on_both_brokers!(
     a_broker_that_stops_answering_is_reported_as_a_stall_and_reading_resumes,
     a_poison_monitor_is_dead_lettered_and_everything_else_arrives,
+    a_flood_of_undecodable_records_is_dead_lettered_and_the_good_windows_are_exact,
 );
 
 const TOPICS: &[(&str, i32)] = &[
@@ -208,4 +210,92 @@ async fn a_poison_monitor_is_dead_lettered_and_everything_else_arrives(kind: Bro
             .unwrap_or_else(|| panic!("no progress for partition {partition}"));
         assert_eq!(last["offset"], *end, "partition {partition}: {last}");
     }
+}
+
+async fn a_flood_of_undecodable_records_is_dead_lettered_and_the_good_windows_are_exact(
+    kind: BrokerKind,
+) {
+    const FLOOD: usize = 10_000;
+    let broker = Broker::start(kind, TOPICS);
+    let emulator = serve("127.0.0.1:0".parse().unwrap(), EmulatorOptions::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(fleet(20));
+    write_monitors(&registry, &dir.path().join("monitors.yaml"));
+    let events: Vec<_> = SampleStream::new(Arc::clone(&registry), START, 30_000, 6)
+        .take(20 * 120 * 4)
+        .collect();
+    let expected = expected_rows(&registry, &events);
+    let (before, after) = events.split_at(events.len() / 2);
+    let producer = config_for(&broker.bootstrap);
+    reset_pipeline::produce::produce_events(&producer, "sensor-events", before.to_vec())
+        .await
+        .unwrap();
+    produce_raw(&broker.bootstrap, "sensor-events", FLOOD);
+    reset_pipeline::produce::produce_events(&producer, "sensor-events", after.to_vec())
+        .await
+        .unwrap();
+    let total = (events.len() + FLOOD) as f64;
+    let config = write_config(dir.path(), &broker.bootstrap, emulator.addr, "");
+    let pipeline = Pipeline::start(&config, &dir.path().join("pipeline.log"));
+    let consumed = || {
+        pipeline
+            .metric("reset_pipeline_records_consumed_total{}")
+            .unwrap_or(0.0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(120), || consumed() > 0.0).await,
+        "nothing consumed"
+    );
+    let first = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(180), || consumed() >= total).await,
+        "consumed {} of {total}",
+        consumed()
+    );
+    let took = first.elapsed();
+    let state = Arc::clone(&emulator.state);
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            state.lock().unwrap().readings.len() >= expected.len()
+        })
+        .await,
+        "RESET holds {} of {} readings",
+        state.lock().unwrap().readings.len(),
+        expected.len()
+    );
+    assert!(pipeline.terminate().success());
+    assert_eq!(emulator_rows(&emulator.state.lock().unwrap()), expected);
+    let decode = read_topic(&broker.bootstrap, "sensor-events.dlq")
+        .iter()
+        .filter(|l| l["reason"] == "decode")
+        .count();
+    assert_eq!(decode, FLOOD);
+    eprintln!(
+        "{kind:?}: {total} records ({FLOOD} undecodable) consumed in {took:.1?} after the first, {:.0} records/s",
+        total / took.as_secs_f64()
+    );
+}
+
+/// Produces `count` records that are no event in any format, one key.
+fn produce_raw(bootstrap: &str, topic: &str, count: usize) {
+    use rdkafka::producer::{BaseRecord, Producer};
+    let producer: rdkafka::producer::BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    for i in 0..count {
+        let payload = format!("\u{0}\u{1}garbage {i}");
+        loop {
+            match producer.send(BaseRecord::to(topic).key("flood").payload(&payload)) {
+                Ok(()) => break,
+                Err(_) => {
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
 }

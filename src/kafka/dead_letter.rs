@@ -1,9 +1,17 @@
 //! Dead letters: rejected samples, undecodable records and messages RESET
 //! refused, as JSON with where they came from and why. Without a configured
 //! topic they are logged and counted only.
+//!
+//! Letters are produced without waiting for each one: a burst of bad
+//! records costs no broker round trip per record. What was produced is
+//! taken with `take_sent` and awaited before the progress that covers those
+//! records is written; a letter the broker did not take is produced again
+//! (`resend`), and that progress waits for it, so no reject is lost.
 
 use crate::reject::Reject;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use serde::Serialize;
 use std::time::Duration;
@@ -24,8 +32,42 @@ struct DeadLetter<'a> {
     reject: &'a Reject,
 }
 
+/// A letter as produced: its key and JSON, kept until the broker has it.
+#[derive(Debug, Clone)]
+pub struct Letter {
+    key: String,
+    json: String,
+}
+
+/// Letters produced and not yet confirmed by the broker, and letters it
+/// already refused.
+#[derive(Default)]
+pub struct SentLetters {
+    pending: Vec<(Letter, DeliveryFuture)>,
+    failed: Vec<Letter>,
+}
+
+impl SentLetters {
+    /// Waits for the broker's answer to each; the letters it did not take.
+    pub async fn confirmed(self) -> Vec<Letter> {
+        let mut failed = self.failed;
+        for (letter, delivery) in self.pending {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    tracing::warn!(error = %e, "a dead letter was not written: writing it again");
+                    failed.push(letter);
+                }
+                Err(_) => failed.push(letter),
+            }
+        }
+        failed
+    }
+}
+
 pub struct DeadLetters {
     target: Option<(FutureProducer, String)>,
+    sent: SentLetters,
 }
 
 impl DeadLetters {
@@ -37,25 +79,66 @@ impl DeadLetters {
             Some(t) => Some((config.clone().set("acks", "all").create()?, t.to_string())),
             None => None,
         };
-        Ok(DeadLetters { target })
+        Ok(DeadLetters {
+            target,
+            sent: SentLetters::default(),
+        })
     }
 
-    /// Sends one dead letter and waits until the broker has it.
-    pub async fn send(&self, origin: &Origin, reject: &Reject) -> Result<(), String> {
-        let letter =
-            serde_json::to_string(&DeadLetter { origin, reject }).expect("dead letter serializes");
-        let Some((producer, topic)) = &self.target else {
+    /// Produces one dead letter without waiting for the broker (or logs it,
+    /// without a topic).
+    pub async fn send(&mut self, origin: &Origin, reject: &Reject) -> Result<(), KafkaError> {
+        if self.target.is_none() {
             tracing::warn!(reason = %reject.reason, detail = %reject.detail, topic = %origin.topic, partition = origin.partition, offset = origin.offset, "rejected");
             return Ok(());
+        }
+        let letter = Letter {
+            key: reject.connection_id.clone().unwrap_or_default(),
+            json: serde_json::to_string(&DeadLetter { origin, reject })
+                .expect("dead letter serializes"),
         };
-        let key = reject.connection_id.clone().unwrap_or_default();
-        producer
-            .send(
-                FutureRecord::to(topic).key(&key).payload(&letter),
-                Duration::from_secs(30),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| e.to_string())
+        self.produce(letter).await
+    }
+
+    /// Produces again letters the broker did not take.
+    pub async fn resend(&mut self, letters: Vec<Letter>) -> Result<(), KafkaError> {
+        for letter in letters {
+            self.produce(letter).await?;
+        }
+        Ok(())
+    }
+
+    /// What was produced since the last call, for the next commit to await.
+    pub fn take_sent(&mut self) -> SentLetters {
+        std::mem::take(&mut self.sent)
+    }
+
+    async fn produce(&mut self, letter: Letter) -> Result<(), KafkaError> {
+        let Some((producer, topic)) = &self.target else {
+            return Ok(());
+        };
+        loop {
+            let record = FutureRecord::to(topic)
+                .key(&letter.key)
+                .payload(&letter.json);
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    self.sent.pending.push((letter, delivery));
+                    return Ok(());
+                }
+                // The producer's queue is full: wait for the oldest letter.
+                Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    if self.sent.pending.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                    let (oldest, delivery) = self.sent.pending.remove(0);
+                    if !matches!(delivery.await, Ok(Ok(_))) {
+                        self.sent.failed.push(oldest);
+                    }
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
     }
 }
