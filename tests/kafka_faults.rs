@@ -8,11 +8,10 @@
 #[macro_use]
 mod common;
 use common::kafka::*;
-use reset_pipeline::emulator::{serve, EmulatorOptions};
-use reset_pipeline::synthetic::{fleet, SampleStream};
+use reset_pipeline::emulator::EmulatorOptions;
+use reset_pipeline::synthetic::fleet;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 on_both_brokers!(
@@ -21,34 +20,18 @@ on_both_brokers!(
     a_flood_of_undecodable_records_is_dead_lettered_and_the_good_windows_are_exact,
 );
 
-const TOPICS: &[(&str, i32)] = &[
-    ("sensor-events", 3),
-    ("reset-pipeline.progress", 1),
-    ("sensor-events.dlq", 1),
-];
-const START: i64 = 1_790_000_000_000 - 1_790_000_000_000 % 1_800_000;
-
 async fn a_broker_that_stops_answering_is_reported_as_a_stall_and_reading_resumes(
     kind: BrokerKind,
 ) {
-    let broker = Broker::start(kind, TOPICS);
-    let emulator = serve("127.0.0.1:0".parse().unwrap(), EmulatorOptions::default())
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let registry = Arc::new(fleet(20));
-    write_monitors(&registry, &dir.path().join("monitors.yaml"));
-    let events: Vec<_> = SampleStream::new(Arc::clone(&registry), START, 30_000, 3)
-        .take(20 * 120 * 6)
-        .collect();
+    let Setup {
+        broker,
+        emulator,
+        dir,
+        registry,
+    } = setup_with(kind, fleet(20), EmulatorOptions::default()).await;
+    let events = samples(&registry, 3, 120 * 6);
     let expected = expected_rows(&registry, &events);
-    reset_pipeline::produce::produce_events(
-        &config_for(&broker.bootstrap),
-        "sensor-events",
-        events,
-    )
-    .await
-    .unwrap();
+    produce_to(&broker.bootstrap, events).await;
     let config = write_config(dir.path(), &broker.bootstrap, emulator.addr, "");
     // A session longer than the stop, so that the group keeps the
     // partitions assigned while the broker is silent.
@@ -89,16 +72,7 @@ async fn a_broker_that_stops_answering_is_reported_as_a_stall_and_reading_resume
     assert!(stall_log.contains("input stalled"), "{stall_log}");
 
     // It answers again: everything arrives, and the stall is over.
-    let state = Arc::clone(&emulator.state);
-    assert!(
-        wait_until(Duration::from_secs(180), || {
-            state.lock().unwrap().readings.len() >= expected.len()
-        })
-        .await,
-        "RESET holds {} of {} readings",
-        state.lock().unwrap().readings.len(),
-        expected.len()
-    );
+    assert_reset_receives(&emulator, expected.len(), Duration::from_secs(180)).await;
     assert!(
         wait_until(Duration::from_secs(60), || stalled() == Some(0.0)).await,
         "the stall gauge never went back to 0"
@@ -114,10 +88,7 @@ async fn a_broker_that_stops_answering_is_reported_as_a_stall_and_reading_resume
 }
 
 async fn a_poison_monitor_is_dead_lettered_and_everything_else_arrives(kind: BrokerKind) {
-    let broker = Broker::start(kind, TOPICS);
-    let dir = tempfile::tempdir().unwrap();
-    let registry = Arc::new(fleet(20));
-    let poison = registry
+    let poison = fleet(20)
         .iter()
         .next()
         .unwrap()
@@ -125,30 +96,26 @@ async fn a_poison_monitor_is_dead_lettered_and_everything_else_arrives(kind: Bro
         .record
         .connection_id
         .clone();
-    let emulator = serve(
-        "127.0.0.1:0".parse().unwrap(),
+    let Setup {
+        broker,
+        emulator,
+        dir,
+        registry,
+    } = setup_with(
+        kind,
+        fleet(20),
         EmulatorOptions {
             poison_connection_id: Some(poison.clone()),
             ..Default::default()
         },
     )
-    .await
-    .unwrap();
-    write_monitors(&registry, &dir.path().join("monitors.yaml"));
-    let events: Vec<_> = SampleStream::new(Arc::clone(&registry), START, 30_000, 5)
-        .take(20 * 120 * 6)
-        .collect();
+    .await;
+    let events = samples(&registry, 5, 120 * 6);
     let (poisoned, expected): (BTreeMap<_, _>, BTreeMap<_, _>) = expected_rows(&registry, &events)
         .into_iter()
         .partition(|((id, _), _)| *id == poison);
     assert!(!poisoned.is_empty());
-    reset_pipeline::produce::produce_events(
-        &config_for(&broker.bootstrap),
-        "sensor-events",
-        events,
-    )
-    .await
-    .unwrap();
+    produce_to(&broker.bootstrap, events).await;
     let config = write_config(dir.path(), &broker.bootstrap, emulator.addr, "");
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "  ack_timeout: 3s\n",
@@ -157,16 +124,7 @@ async fn a_poison_monitor_is_dead_lettered_and_everything_else_arrives(kind: Bro
     std::fs::write(&config, text).unwrap();
     let log = dir.path().join("pipeline.log");
     let pipeline = Pipeline::start(&config, &log);
-    let state = Arc::clone(&emulator.state);
-    assert!(
-        wait_until(Duration::from_secs(180), || {
-            state.lock().unwrap().readings.len() >= expected.len()
-        })
-        .await,
-        "RESET holds {} of {} readings",
-        state.lock().unwrap().readings.len(),
-        expected.len()
-    );
+    assert_reset_receives(&emulator, expected.len(), Duration::from_secs(180)).await;
     // Every message is settled, the poison monitor's given up.
     assert!(
         wait_until(Duration::from_secs(120), || {
@@ -216,26 +174,18 @@ async fn a_flood_of_undecodable_records_is_dead_lettered_and_the_good_windows_ar
     kind: BrokerKind,
 ) {
     const FLOOD: usize = 10_000;
-    let broker = Broker::start(kind, TOPICS);
-    let emulator = serve("127.0.0.1:0".parse().unwrap(), EmulatorOptions::default())
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let registry = Arc::new(fleet(20));
-    write_monitors(&registry, &dir.path().join("monitors.yaml"));
-    let events: Vec<_> = SampleStream::new(Arc::clone(&registry), START, 30_000, 6)
-        .take(20 * 120 * 4)
-        .collect();
+    let Setup {
+        broker,
+        emulator,
+        dir,
+        registry,
+    } = setup_with(kind, fleet(20), EmulatorOptions::default()).await;
+    let events = samples(&registry, 6, 120 * 4);
     let expected = expected_rows(&registry, &events);
     let (before, after) = events.split_at(events.len() / 2);
-    let producer = config_for(&broker.bootstrap);
-    reset_pipeline::produce::produce_events(&producer, "sensor-events", before.to_vec())
-        .await
-        .unwrap();
+    produce_to(&broker.bootstrap, before.to_vec()).await;
     produce_raw(&broker.bootstrap, "sensor-events", FLOOD);
-    reset_pipeline::produce::produce_events(&producer, "sensor-events", after.to_vec())
-        .await
-        .unwrap();
+    produce_to(&broker.bootstrap, after.to_vec()).await;
     let total = (events.len() + FLOOD) as f64;
     let config = write_config(dir.path(), &broker.bootstrap, emulator.addr, "");
     let pipeline = Pipeline::start(&config, &dir.path().join("pipeline.log"));
@@ -255,16 +205,7 @@ async fn a_flood_of_undecodable_records_is_dead_lettered_and_the_good_windows_ar
         consumed()
     );
     let took = first.elapsed();
-    let state = Arc::clone(&emulator.state);
-    assert!(
-        wait_until(Duration::from_secs(120), || {
-            state.lock().unwrap().readings.len() >= expected.len()
-        })
-        .await,
-        "RESET holds {} of {} readings",
-        state.lock().unwrap().readings.len(),
-        expected.len()
-    );
+    assert_reset_receives(&emulator, expected.len(), Duration::from_secs(120)).await;
     assert!(pipeline.terminate().success());
     assert_eq!(emulator_rows(&emulator.state.lock().unwrap()), expected);
     let decode = read_topic(&broker.bootstrap, "sensor-events.dlq")

@@ -8,7 +8,7 @@ mod common;
 use common::kafka::*;
 use common::{event, monitor_yaml, ms};
 use reset_pipeline::codec::encode_avro;
-use reset_pipeline::emulator::{serve, EmulatorHandle, EmulatorOptions};
+use reset_pipeline::emulator::{serve, EmulatorOptions};
 use reset_pipeline::event::SensorEvent;
 use reset_pipeline::registry::Registry;
 use reset_pipeline::synthetic::{fleet, SampleStream};
@@ -26,33 +26,9 @@ on_both_brokers!(
     a_description_changed_while_stopped_reaches_reset_as_modify,
 );
 
-const TOPICS: &[(&str, i32)] = &[
-    ("sensor-events", 3),
-    ("reset-pipeline.progress", 1),
-    ("sensor-events.dlq", 1),
-];
-const START: i64 = 1_790_000_000_000 - 1_790_000_000_000 % 1_800_000;
-
-struct Setup {
-    broker: Broker,
-    emulator: EmulatorHandle,
-    dir: tempfile::TempDir,
-    registry: Arc<Registry>,
-}
 
 async fn setup(kind: BrokerKind, registry: Registry) -> Setup {
-    let broker = Broker::start(kind, TOPICS);
-    let emulator = serve("127.0.0.1:0".parse().unwrap(), EmulatorOptions::default())
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    write_monitors(&registry, &dir.path().join("monitors.yaml"));
-    Setup {
-        broker,
-        emulator,
-        dir,
-        registry: Arc::new(registry),
-    }
+    setup_with(kind, registry, EmulatorOptions::default()).await
 }
 
 impl Setup {

@@ -6,7 +6,7 @@
 mod common;
 use common::kafka::*;
 use reset_pipeline::emulator::{serve, EmulatorOptions};
-use reset_pipeline::synthetic::{fleet, SampleStream};
+use reset_pipeline::synthetic::fleet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,19 +28,10 @@ async fn readiness_follows_authentication_and_counters_match_the_run(kind: Broke
     let dir = tempfile::tempdir().unwrap();
     let registry = Arc::new(fleet(20));
     write_monitors(&registry, &dir.path().join("monitors.yaml"));
-    let start = 1_790_000_000_000 - 1_790_000_000_000 % 1_800_000;
-    let events: Vec<_> = SampleStream::new(Arc::clone(&registry), start, 30_000, 4)
-        .take(20 * 120 * 3)
-        .collect();
+    let events = samples(&registry, 4, 120 * 3);
     let count = events.len();
     let expected = expected_rows(&registry, &events);
-    reset_pipeline::produce::produce_events(
-        &config_for(&broker.bootstrap),
-        "sensor-events",
-        events,
-    )
-    .await
-    .unwrap();
+    produce_to(&broker.bootstrap, events).await;
 
     // RESET is not there yet: the pipeline is alive but not ready.
     let reset_port = free_port();

@@ -420,6 +420,63 @@ pub fn write_config_with(
     path
 }
 
+/// The topics of most Kafka tests: the input, the progress, the dead letters.
+pub const TOPICS: &[(&str, i32)] = &[
+    ("sensor-events", 3),
+    ("reset-pipeline.progress", 1),
+    ("sensor-events.dlq", 1),
+];
+
+/// A broker with `TOPICS`, an emulator, and a registry written to
+/// `monitors.yaml` in a folder of its own.
+pub struct Setup {
+    pub broker: Broker,
+    pub emulator: reset_pipeline::emulator::EmulatorHandle,
+    pub dir: tempfile::TempDir,
+    pub registry: Arc<Registry>,
+}
+
+pub async fn setup_with(
+    kind: BrokerKind,
+    registry: Registry,
+    options: reset_pipeline::emulator::EmulatorOptions,
+) -> Setup {
+    let broker = Broker::start(kind, TOPICS);
+    let emulator = reset_pipeline::emulator::serve("127.0.0.1:0".parse().unwrap(), options)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_monitors(&registry, &dir.path().join("monitors.yaml"));
+    Setup {
+        broker,
+        emulator,
+        dir,
+        registry: Arc::new(registry),
+    }
+}
+
+/// A half-hour boundary in September 2026: sample times well before now.
+pub const START: i64 = 1_790_000_000_000 - 1_790_000_000_000 % 1_800_000;
+
+/// `samples_per_monitor` samples of every monitor of `registry`, one every
+/// 30 s from `START`, their values drawn with `seed`.
+pub fn samples(
+    registry: &Arc<Registry>,
+    seed: u64,
+    samples_per_monitor: usize,
+) -> Vec<SensorEvent> {
+    reset_pipeline::synthetic::SampleStream::new(Arc::clone(registry), START, 30_000, seed)
+        .take(registry.len() * samples_per_monitor)
+        .collect()
+}
+
+/// Produces events to `sensor-events` in Avro, keyed by connection_id, as `produce` does.
+pub async fn produce_to(bootstrap: &str, events: Vec<SensorEvent>) {
+    reset_pipeline::produce::produce_events(&config_for(bootstrap), "sensor-events", events)
+        .await
+        .unwrap();
+}
+
 /// A config value for in-process Kafka calls.
 pub fn config_for(bootstrap: &str) -> Config {
     let mut c = Config::default();
@@ -493,6 +550,18 @@ pub fn partition_ends(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64>
                 .1
         })
         .collect()
+}
+
+/// Waits until the emulator holds `n` readings; fails saying how many it holds.
+pub async fn assert_reset_receives(
+    emulator: &reset_pipeline::emulator::EmulatorHandle,
+    n: usize,
+    timeout: Duration,
+) {
+    let state = Arc::clone(&emulator.state);
+    let received = wait_until(timeout, || state.lock().unwrap().readings.len() >= n).await;
+    let holds = state.lock().unwrap().readings.len();
+    assert!(received, "RESET holds {holds} of {n} readings");
 }
 
 /// Reads every record of a topic (for dead letters), as JSON values.
