@@ -26,7 +26,6 @@ on_both_brokers!(
     a_description_changed_while_stopped_reaches_reset_as_modify,
 );
 
-
 async fn setup(kind: BrokerKind, registry: Registry) -> Setup {
     setup_with(kind, registry, EmulatorOptions::default()).await
 }
