@@ -11,6 +11,7 @@ use crate::codec::Decoder;
 use crate::config::{Config, InputFormat};
 use crate::http::Readiness;
 use crate::kafka::dead_letter::Letter;
+use crate::kafka::flow::{Flow, FlowChange};
 use crate::kafka::group_reader::GroupContext;
 use crate::kafka::monitor_topic::apply_records;
 use crate::kafka::progress::ProgressRecord;
@@ -104,6 +105,12 @@ struct Live {
     /// the loop: the answers come back through `watermarks`.
     asking_watermarks: HashSet<PartitionKey>,
     watermarks: tokio::sync::mpsc::UnboundedSender<Watermarks>,
+    /// Whether the input is paused because too many messages wait for RESET.
+    flow: Flow,
+    /// When the input last began to flow (a stall is only counted from then).
+    flowing_since: Instant,
+    /// Since when messages wait and RESET acknowledged none (`None`: none waits).
+    waiting_for_reset_since: Option<SystemTime>,
 }
 
 /// The registry `base` with `monitors.topic`, when configured, read to its
@@ -133,16 +140,6 @@ pub fn with_monitor_topic(
     Ok((Arc::new(registry), Some(follower)))
 }
 
-/// Messages the loop may hand to the publisher before they are answered, at
-/// least. Windows close in bursts: when the watermark passes a half hour,
-/// every monitor of the partition has a message due at once. A queue that
-/// takes a whole burst (of up to 4,096 monitors) lets the loop go on
-/// decoding while the publisher sends it, `max_in_flight` at a time. The
-/// bound keeps what is held while RESET is slow to about 40 MB at worst (a
-/// message of 48 readings is about 10 KB; one of a single reading, about
-/// 400 bytes).
-const MIN_QUEUED_MESSAGES: usize = 4096;
-
 /// Publisher settings from the config.
 pub fn publisher_settings(config: &Config) -> PublisherSettings {
     let r = &config.reset;
@@ -150,7 +147,7 @@ pub fn publisher_settings(config: &Config) -> PublisherSettings {
     s.namespace = r.namespace.clone();
     s.ack_timeout = r.ack_timeout;
     s.max_in_flight = r.max_in_flight;
-    s.max_queued = (r.max_in_flight * 8).max(MIN_QUEUED_MESSAGES);
+    s.max_queued = r.max_queued.max(r.max_in_flight);
     s.max_attempts = r.max_attempts;
     s
 }
@@ -211,6 +208,7 @@ pub async fn run(
     )
     .context("cannot read the input topics")?;
     let (publisher, mut deliveries) = Publisher::start(publisher_settings(&config));
+    let publisher_limit = publisher.max_queued();
     let (watermarks, mut watermark_answers) = tokio::sync::mpsc::unbounded_channel();
     watch_readiness(&publisher, Arc::clone(&readiness));
     let schema_registry = match (
@@ -240,6 +238,9 @@ pub async fn run(
         report: LiveReport::default(),
         asking_watermarks: HashSet::new(),
         watermarks,
+        flow: Flow::new(publisher_limit),
+        flowing_since: Instant::now(),
+        waiting_for_reset_since: None,
         config,
         registry,
         metrics,
@@ -258,14 +259,14 @@ pub async fn run(
         let turn = tokio::select! {
             biased;
             _ = &mut shutdown => break Ok(()),
-            Some(d) = deliveries.recv() => live.answered(d).await,
+            Some(d) = deliveries.recv() => live.answered(d),
             Some((key, w)) = watermark_answers.recv() => {
-                live.idle_watermarks(key, w).await;
+                live.idle_watermarks(key, w);
                 Ok(())
             }
             done = async { committing.as_mut().expect("guarded").await }, if committing.is_some() => {
                 committing = None;
-                live.committed(done).await
+                live.committed(done)
             }
             _ = tick.tick() => {
                 live.tick(&mut committing);
@@ -280,13 +281,19 @@ pub async fn run(
         if let Err(e) = turn {
             break Err(e);
         }
+        live.follow_flow();
     };
     // Records still queued are left unread: progress does not count them.
     inputs.close();
     let reader_stopped = tokio::task::spawn_blocking(move || reader.stop());
     outcome?;
-    tracing::info!("draining: waiting for RESET to answer what was sent");
-    let deadline = Instant::now() + live.config.reset.ack_timeout * 2 + Duration::from_secs(5);
+    let unanswered = live.publisher.held();
+    tracing::info!(
+        unanswered,
+        drain_timeout = ?live.config.reset.drain_timeout,
+        "draining: waiting for RESET to answer what was sent"
+    );
+    let deadline = Instant::now() + live.config.reset.drain_timeout;
     while live
         .parts
         .values()
@@ -294,9 +301,20 @@ pub async fn run(
         && Instant::now() < deadline
     {
         tokio::select! {
-            Some(d) = deliveries.recv() => live.answered(d).await?,
+            Some(d) = deliveries.recv() => live.answered(d)?,
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
+    }
+    let unanswered: usize = live
+        .parts
+        .values()
+        .map(|p| p.pipeline.unanswered_messages())
+        .sum();
+    if unanswered > 0 {
+        tracing::warn!(
+            unanswered,
+            "drain timeout: the records of unanswered messages are read again at the next start"
+        );
     }
     // The last progress: after the write under way, if any, what moved
     // since. A broker that takes none of it in time leaves the progress
@@ -304,7 +322,7 @@ pub async fn run(
     const LAST_WRITE: Duration = Duration::from_secs(15);
     if let Some(c) = committing.take() {
         if let Ok(done) = tokio::time::timeout(LAST_WRITE, c).await {
-            live.committed(done).await?;
+            live.committed(done)?;
         }
     }
     if let Some(c) = live.start_commit() {
@@ -312,12 +330,31 @@ pub async fn run(
             .await
             .map_err(|_| anyhow!("the broker did not take the last progress in {LAST_WRITE:?}"))?;
         written.map_err(|e| anyhow!("cannot write the last progress: {e}"))?;
-        live.committed((Ok(()), records, Vec::new())).await?;
+        live.committed((Ok(()), records, Vec::new()))?;
     }
     let report = live.report.clone();
     live.publisher.drain(Duration::from_secs(1)).await;
     let _ = reader_stopped.await;
     Ok(report)
+}
+
+/// Pauses or resumes the partitions in librdkafka: the consumer goes on
+/// polling, so it keeps its place in the group.
+fn set_flow(consumer: &BaseConsumer<GroupContext>, keys: &[&PartitionKey], change: FlowChange) {
+    if keys.is_empty() {
+        return;
+    }
+    let mut partitions = TopicPartitionList::new();
+    for (topic, partition) in keys {
+        partitions.add_partition(topic, *partition);
+    }
+    let done = match change {
+        FlowChange::Pause => consumer.pause(&partitions),
+        FlowChange::Resume => consumer.resume(&partitions),
+    };
+    if let Err(e) = done {
+        tracing::warn!(error = %e, ?change, "cannot change the input's flow");
+    }
 }
 
 fn watch_readiness(publisher: &Publisher, readiness: Arc<Readiness>) {
@@ -383,6 +420,8 @@ impl Live {
                 }
             }
             Assignment::Assigned(assigned) => {
+                let new_keys: Vec<PartitionKey> =
+                    assigned.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
                 for (topic, partition, progress) in assigned {
                     tracing::info!(%topic, partition, ?progress, "partition assigned");
                     let pipeline = PartitionPipeline::resume(
@@ -404,6 +443,15 @@ impl Live {
                         },
                     );
                 }
+                // Newly assigned partitions follow the input's flow (a
+                // partition assigned before may still be paused in librdkafka).
+                let change = if self.flow.is_paused() {
+                    FlowChange::Pause
+                } else {
+                    FlowChange::Resume
+                };
+                let keys: Vec<&PartitionKey> = new_keys.iter().collect();
+                set_flow(&self.consumer, &keys, change);
                 readiness.kafka_assigned.store(true, Ordering::Relaxed);
             }
         }
@@ -424,6 +472,10 @@ impl Live {
         let before = part.pipeline.engine().stats().windows_closed;
         let mut decoded = 0;
         for (offset, payload) in batch.records() {
+            // Read again after a pause or a seek: already taken.
+            if part.next_offset.is_some_and(|next| offset < next) {
+                continue;
+            }
             self.learn_schema(payload).await?;
             let batches = part.pipeline.record_bytes(
                 &self.decoder,
@@ -445,10 +497,10 @@ impl Live {
                     partition: key.1,
                     offset,
                 };
-                self.dead_letter(&origin).await?;
+                self.dead_letter(&origin)?;
             }
             if !batches.is_empty() {
-                self.publish(&key, batches).await;
+                self.publish(&key, batches);
             }
         }
         part.started = true;
@@ -489,7 +541,7 @@ impl Live {
         Ok(())
     }
 
-    async fn dead_letter(&mut self, origin: &Origin) -> Result<()> {
+    fn dead_letter(&mut self, origin: &Origin) -> Result<()> {
         for reject in self.rejects.drain(..) {
             self.metrics
                 .rejects
@@ -497,13 +549,14 @@ impl Live {
                 .inc();
             self.dead_letters
                 .send(origin, &reject)
-                .await
                 .map_err(|e| anyhow!("cannot write a dead letter: {e}"))?;
         }
         Ok(())
     }
 
-    async fn publish(&mut self, key: &PartitionKey, batches: Vec<crate::batch::Batch>) {
+    /// Hands the messages of closed windows to the publisher, without
+    /// waiting: `follow_flow` pauses the input when too many wait.
+    fn publish(&mut self, key: &PartitionKey, batches: Vec<crate::batch::Batch>) {
         let mut messages = Vec::with_capacity(batches.len());
         for emission in with_announcements(&self.registry, &mut self.announcements, batches) {
             let (event, connection_id) = match &emission {
@@ -534,12 +587,39 @@ impl Live {
             self.sending(key, &message);
             messages.push(message);
         }
-        self.publisher.publish_all(messages).await;
+        self.offer(messages);
     }
 
-    async fn send(&mut self, key: &PartitionKey, message: Outgoing) {
+    fn send(&mut self, key: &PartitionKey, message: Outgoing) {
         self.sending(key, &message);
-        self.publisher.publish(message).await;
+        self.offer(vec![message]);
+    }
+
+    fn offer(&mut self, messages: Vec<Outgoing>) {
+        if !messages.is_empty() && self.waiting_for_reset_since.is_none() {
+            self.waiting_for_reset_since = Some(SystemTime::now());
+        }
+        self.publisher.offer_all(messages);
+    }
+
+    /// Pauses the input when the publisher holds its limit of unanswered
+    /// messages, and resumes it when half of them are answered.
+    fn follow_flow(&mut self) {
+        let change = match self.flow.held(self.publisher.held()) {
+            Some(change) => change,
+            None => return,
+        };
+        let keys: Vec<&PartitionKey> = self.parts.keys().collect();
+        set_flow(&self.consumer, &keys, change);
+        if change == FlowChange::Pause {
+            tracing::info!(
+                unanswered = self.publisher.held(),
+                "input paused: waiting for RESET to answer"
+            );
+        } else {
+            tracing::info!(unanswered = self.publisher.held(), "input resumed");
+            self.flowing_since = Instant::now();
+        }
     }
 
     /// Counts a message and remembers its partition, for its answer.
@@ -559,7 +639,7 @@ impl Live {
     /// message id, and RESET refuses it (the monitor exists). Its current
     /// description is then sent as `modify`. A refused `modify` is not
     /// followed by anything.
-    async fn modify_after_refused_create(&mut self, key: &PartitionKey, connection_id: &str) {
+    fn modify_after_refused_create(&mut self, key: &PartitionKey, connection_id: &str) {
         let Some(id) = self.registry.lookup(connection_id) else {
             return;
         };
@@ -574,10 +654,10 @@ impl Live {
             payload,
             key: connection_id.to_string(),
         };
-        self.send(key, message).await;
+        self.send(key, message);
     }
 
-    async fn answered(&mut self, d: Delivery) -> Result<()> {
+    fn answered(&mut self, d: Delivery) -> Result<()> {
         self.report.messages_answered += 1;
         self.metrics.in_flight.dec();
         let code = match &d.fate {
@@ -585,6 +665,9 @@ impl Live {
             Fate::Rejected { code, .. } | Fate::GaveUp { code, .. } => code,
         };
         self.metrics.answers.with_label_values(&[code]).inc();
+        if d.fate == Fate::Acknowledged {
+            self.waiting_for_reset_since = Some(SystemTime::now());
+        }
         self.metrics.resends.inc_by(u64::from(d.resends));
         // A message sent twice (its partition re-assigned while it was in
         // flight) has one owner: the second answer is counted, and that is all.
@@ -613,14 +696,14 @@ impl Live {
                 partition: key.1,
                 offset: -1,
             };
-            self.dead_letter(&origin).await?;
+            self.dead_letter(&origin)?;
         }
         let refused_create = self
             .creates
             .remove(&d.message_id)
             .filter(|_| matches!(d.fate, Fate::Rejected { .. }));
         if let Some(connection_id) = refused_create {
-            self.modify_after_refused_create(&key, &connection_id).await;
+            self.modify_after_refused_create(&key, &connection_id);
         }
         if let Some(part) = self.parts.get_mut(&key) {
             part.pipeline.message_answered(&d.message_id);
@@ -660,7 +743,7 @@ impl Live {
     /// `allowed_lateness`, once its consumer has read everything up to the
     /// broker's high watermark: idle means nothing left to read, not a
     /// consumer that fell behind.
-    async fn idle_watermarks(&mut self, key: PartitionKey, watermarks: Option<(i64, i64)>) {
+    fn idle_watermarks(&mut self, key: PartitionKey, watermarks: Option<(i64, i64)>) {
         self.asking_watermarks.remove(&key);
         let idle_timeout = self.config.windowing.idle_timeout;
         let lateness = self.config.windowing.allowed_lateness.as_millis() as i64;
@@ -684,7 +767,7 @@ impl Live {
         let batches = part.pipeline.advance_to(now_ms() - lateness);
         let closed = part.pipeline.engine().stats().windows_closed - before;
         self.metrics.windows_closed.inc_by(closed);
-        self.publish(&key, batches).await;
+        self.publish(&key, batches);
     }
 
     /// Starts writing the progress that moved; the returned future ends
@@ -736,13 +819,12 @@ impl Live {
     /// The broker has the progress records of a commit (or refused them:
     /// they are written again at the next tick); the same offsets are
     /// committed to the group.
-    async fn committed(&mut self, (written, records, refused_letters): CommitDone) -> Result<()> {
+    fn committed(&mut self, (written, records, refused_letters): CommitDone) -> Result<()> {
         if let Err(e) = written {
             self.metrics.progress_write_failures.inc();
             tracing::warn!(error = %e, "cannot write progress yet: trying again at the next tick");
             self.dead_letters
                 .resend(refused_letters)
-                .await
                 .map_err(|e| anyhow!("cannot write a dead letter: {e}"))?;
             return Ok(());
         }
@@ -777,7 +859,12 @@ impl Live {
             };
             let lag = part.lag(watermarks);
             self.metrics.set_lag(topic, *partition, lag);
-            let quiet_for = part.last_record.elapsed();
+            // A paused input is held back on purpose, not stalled.
+            let quiet_for = if self.flow.is_paused() {
+                Duration::ZERO
+            } else {
+                part.last_record.elapsed().min(self.flowing_since.elapsed())
+            };
             match part.stall.checked(quiet_for, stall_after, lag) {
                 StallChange::Began => tracing::warn!(
                     %topic,
@@ -813,5 +900,19 @@ impl Live {
         self.metrics.open_windows.set(open as i64);
         let stalled = self.parts.values().filter(|p| p.stall.is_stalled()).count();
         self.metrics.stalled_partitions.set(stalled as i64);
+        let paused = if self.flow.is_paused() {
+            self.parts.len()
+        } else {
+            0
+        };
+        self.metrics.paused_partitions.set(paused as i64);
+        if self.publisher.held() == 0 {
+            self.waiting_for_reset_since = None;
+        }
+        let since = self
+            .waiting_for_reset_since
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        self.metrics.waiting_for_reset_since.set(since);
     }
 }

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub watermark_delay: IntGaugeVec,
     pub consumer_lag: IntGaugeVec,
     pub stalled_partitions: IntGauge,
+    pub paused_partitions: IntGauge,
+    pub waiting_for_reset_since: IntGauge,
     pub unmatched_answers: IntCounter,
     pub open_windows: IntGauge,
     pub in_flight: IntGauge,
@@ -137,6 +139,14 @@ impl Metrics {
             stalled_partitions: gauge(
                 "stalled_partitions",
                 "Partitions from which nothing was read for kafka.stall_after while the broker says records wait, or does not answer",
+            ),
+            paused_partitions: gauge(
+                "paused_partitions",
+                "Input partitions paused because the messages waiting for RESET reached reset.max_queued",
+            ),
+            waiting_for_reset_since: gauge(
+                "waiting_for_reset_since_seconds",
+                "Unix time of RESET's last acknowledgement (or of the first message sent after none waited) while messages wait for answers; 0 when none waits",
             ),
             unmatched_answers: counter(
                 "unmatched_answers_total",

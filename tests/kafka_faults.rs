@@ -3,11 +3,15 @@
 //! input, and reading resumes, exact, when it answers again; a monitor whose
 //! every message RESET answers 10500 is dead-lettered while everything else
 //! arrives and the partitions' progress reaches their ends; a flood of
-//! undecodable records between good ones is dead-lettered whole.
+//! undecodable records between good ones is dead-lettered whole; RESET
+//! down while a backlog is read pauses the input without losing the group,
+//! and SIGTERM in the outage drains in time and commits only what RESET
+//! acknowledged.
 
 #[macro_use]
 mod common;
 use common::kafka::*;
+use common::proxy::Proxy;
 use reset_pipeline::emulator::EmulatorOptions;
 use reset_pipeline::synthetic::fleet;
 use serde_json::Value;
@@ -18,7 +22,137 @@ on_both_brokers!(
     a_broker_that_stops_answering_is_reported_as_a_stall_and_reading_resumes,
     a_poison_monitor_is_dead_lettered_and_everything_else_arrives,
     a_flood_of_undecodable_records_is_dead_lettered_and_the_good_windows_are_exact,
+    a_reset_outage_pauses_the_input_and_sigterm_drains_in_time,
 );
+
+async fn a_reset_outage_pauses_the_input_and_sigterm_drains_in_time(kind: BrokerKind) {
+    const DRAIN: Duration = Duration::from_secs(5);
+    const OUTAGE: Duration = Duration::from_secs(15);
+    let Setup {
+        broker,
+        emulator,
+        dir,
+        registry,
+    } = setup_with(kind, fleet(20), EmulatorOptions::default()).await;
+    // Two days: far more records than the loop holds while paused.
+    let events = samples(&registry, 7, 120 * 48);
+    let total = events.len() as f64;
+    let expected = expected_rows(&registry, &events);
+    produce_to(&broker.bootstrap, events).await;
+    let proxy = Proxy::start(emulator.addr).await;
+    // The group would expel a member that stops polling for longer than
+    // `max.poll.interval.ms`; the outage lasts longer than that.
+    let max_poll_ms = session_timeout_ms(&broker.bootstrap) + 2_000;
+    let config = write_config_with(
+        dir.path(),
+        &broker.bootstrap,
+        proxy.addr,
+        &format!(", max.poll.interval.ms: \"{max_poll_ms}\""),
+        "",
+    );
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "  ack_timeout: 3s\n",
+        &format!(
+            "  ack_timeout: 3s\n  max_queued: 40\n  drain_timeout: {}s\n",
+            DRAIN.as_secs()
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    let log = dir.path().join("pipeline.log");
+    let pipeline = Pipeline::start(&config, &log);
+    let acknowledged = || {
+        pipeline
+            .metric("reset_pipeline_answers_total{code=10200}")
+            .unwrap_or(0.0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(120), || acknowledged() > 0.0).await,
+        "nothing acknowledged"
+    );
+
+    // RESET goes away with most of the backlog unread: the input pauses at
+    // the limit, the pod is not ready, the gauge says since when.
+    proxy.down();
+    let outage = std::time::Instant::now();
+    let metric = |name: &str| pipeline.metric(name).unwrap_or(-1.0);
+    assert!(
+        wait_until(Duration::from_secs(60), || metric(
+            "reset_pipeline_paused_partitions{}"
+        ) > 0.0)
+        .await,
+        "the input never paused"
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || http_get(
+            &pipeline.http(),
+            "/readyz"
+        )
+        .is_ok_and(|(status, _)| status == 503))
+        .await,
+        "still ready with RESET gone"
+    );
+    let since = || metric("reset_pipeline_waiting_for_reset_since_seconds{}");
+    assert!(
+        wait_until(Duration::from_secs(10), || since() > 0.0).await,
+        "no gauge says since when RESET acknowledged nothing"
+    );
+    let since = since();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        since > 0.0 && since <= now,
+        "waiting since {since}, now {now}"
+    );
+    // Paused: nothing more is read, records wait, and what is held stays
+    // far below the backlog's messages, for longer than the poll interval.
+    let consumed = || metric("reset_pipeline_records_consumed_total{}");
+    // Records read before the pause took effect are taken first.
+    let mut at_pause = -1.0;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let (before, now) = (at_pause, consumed());
+            at_pause = now;
+            before == now
+        })
+        .await
+    );
+    tokio::time::sleep(OUTAGE.saturating_sub(outage.elapsed())).await;
+    assert_eq!(consumed(), at_pause, "records read while paused");
+    assert!(at_pause < total, "the whole backlog was read: {at_pause}");
+    let held = metric("reset_pipeline_in_flight_messages{}");
+    assert!(
+        held >= 40.0 && held < expected.len() as f64 / 2.0,
+        "{held} messages held while paused, of {}",
+        expected.len()
+    );
+
+    // SIGTERM in the outage: out in time, with exit 0.
+    let status = pipeline
+        .terminate_within(DRAIN + Duration::from_secs(5))
+        .expect("the drain outlasted its deadline");
+    assert!(status.success(), "{status:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains("maximum poll interval"),
+        "the consumer left its group during the outage:\n{text}"
+    );
+    assert!(
+        !text.contains("partition revoked"),
+        "partitions moved during the outage:\n{text}"
+    );
+    assert!(text.contains("input paused"), "{text}");
+
+    // RESET back: a new start finishes the job, exactly.
+    proxy.up();
+    let pipeline = Pipeline::start(&config, &log);
+    assert_reset_receives(&emulator, expected.len(), Duration::from_secs(180)).await;
+    assert!(pipeline.terminate().success());
+    assert_eq!(emulator_rows(&emulator.state.lock().unwrap()), expected);
+    let stats = emulator.state.lock().unwrap().stats.clone();
+    assert_eq!(stats.conflicting_resends, 0, "{stats:?}");
+}
 
 async fn a_broker_that_stops_answering_is_reported_as_a_stall_and_reading_resumes(
     kind: BrokerKind,

@@ -7,6 +7,8 @@
 //! taken with `take_sent` and awaited before the progress that covers those
 //! records is written; a letter the broker did not take is produced again
 //! (`resend`), and that progress waits for it, so no reject is lost.
+//! Nothing here waits: a letter the producer's queue has no room for is
+//! kept as not taken, and the commit produces it again.
 
 use crate::reject::Reject;
 use rdkafka::error::KafkaError;
@@ -14,7 +16,6 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use serde::Serialize;
-use std::time::Duration;
 
 /// Where a rejected record was read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -87,7 +88,7 @@ impl DeadLetters {
 
     /// Produces one dead letter without waiting for the broker (or logs it,
     /// without a topic).
-    pub async fn send(&mut self, origin: &Origin, reject: &Reject) -> Result<(), KafkaError> {
+    pub fn send(&mut self, origin: &Origin, reject: &Reject) -> Result<(), KafkaError> {
         if self.target.is_none() {
             tracing::warn!(reason = %reject.reason, detail = %reject.detail, topic = %origin.topic, partition = origin.partition, offset = origin.offset, "rejected");
             return Ok(());
@@ -97,13 +98,13 @@ impl DeadLetters {
             json: serde_json::to_string(&DeadLetter { origin, reject })
                 .expect("dead letter serializes"),
         };
-        self.produce(letter).await
+        self.produce(letter)
     }
 
     /// Produces again letters the broker did not take.
-    pub async fn resend(&mut self, letters: Vec<Letter>) -> Result<(), KafkaError> {
+    pub fn resend(&mut self, letters: Vec<Letter>) -> Result<(), KafkaError> {
         for letter in letters {
-            self.produce(letter).await?;
+            self.produce(letter)?;
         }
         Ok(())
     }
@@ -113,32 +114,22 @@ impl DeadLetters {
         std::mem::take(&mut self.sent)
     }
 
-    async fn produce(&mut self, letter: Letter) -> Result<(), KafkaError> {
+    fn produce(&mut self, letter: Letter) -> Result<(), KafkaError> {
         let Some((producer, topic)) = &self.target else {
             return Ok(());
         };
-        loop {
-            let record = FutureRecord::to(topic)
-                .key(&letter.key)
-                .payload(&letter.json);
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    self.sent.pending.push((letter, delivery));
-                    return Ok(());
-                }
-                // The producer's queue is full: wait for the oldest letter.
-                Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                    if self.sent.pending.is_empty() {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                    let (oldest, delivery) = self.sent.pending.remove(0);
-                    if !matches!(delivery.await, Ok(Ok(_))) {
-                        self.sent.failed.push(oldest);
-                    }
-                }
-                Err((e, _)) => return Err(e),
+        let record = FutureRecord::to(topic)
+            .key(&letter.key)
+            .payload(&letter.json);
+        match producer.send_result(record) {
+            Ok(delivery) => self.sent.pending.push((letter, delivery)),
+            // The producer's queue is full (the broker is slow or gone):
+            // the letter is produced again before the commit that covers it.
+            Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                self.sent.failed.push(letter)
             }
+            Err((e, _)) => return Err(e),
         }
+        Ok(())
     }
 }

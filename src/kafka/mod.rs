@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod dead_letter;
+pub mod flow;
 pub mod group_reader;
 pub mod monitor_topic;
 pub mod progress;

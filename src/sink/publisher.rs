@@ -1,8 +1,9 @@
 //! The publisher: sends messages to RESET and reports each one's fate.
 //!
-//! - At most `max_in_flight` messages await an answer; `publish` waits for a
-//!   permit when `max_queued` are already held, so memory stays bounded while
-//!   RESET is slow or down.
+//! - At most `max_in_flight` messages await an answer. `publish` waits
+//!   while `max_queued` are held (unanswered), so memory stays bounded while
+//!   RESET is slow or down; `offer` never waits, and a caller that must not
+//!   block (the live loop) watches `is_full` and stops reading instead.
 //! - One message per monitor is in flight at a time, so a monitor's messages
 //!   are acknowledged in the order they were published, retries included;
 //!   monitors never wait for each other.
@@ -31,10 +32,11 @@ use crate::config::Secret;
 use rand::Rng;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 
 /// Where and how to publish.
@@ -121,9 +123,38 @@ pub enum Status {
     Unauthorized,
 }
 
+/// Counts the messages held, from `publish` until their answer; wakes a
+/// waiting `publish` when one is answered.
+#[derive(Clone, Default)]
+struct HeldCount {
+    count: Arc<AtomicUsize>,
+    room: Arc<Notify>,
+}
+
+/// One held message's share of the count, given back on drop.
+struct Held(HeldCount);
+
+impl HeldCount {
+    fn get(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    fn take(&self) -> Held {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        Held(self.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+        self.0.room.notify_waiters();
+    }
+}
+
 struct Pending {
     message: Outgoing,
-    _permit: OwnedSemaphorePermit,
+    _held: Held,
     /// Error answers that may pass (10500) so far.
     refusals: u32,
     resends: u32,
@@ -144,7 +175,8 @@ enum Command {
 /// The caller's handle.
 pub struct Publisher {
     commands: mpsc::UnboundedSender<Command>,
-    permits: Arc<Semaphore>,
+    held: HeldCount,
+    max_queued: usize,
     status: watch::Receiver<Status>,
     task: tokio::task::JoinHandle<()>,
     unmatched: Arc<AtomicU64>,
@@ -156,7 +188,7 @@ impl Publisher {
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (deliveries, deliveries_rx) = mpsc::unbounded_channel();
         let (status_tx, status) = watch::channel(Status::Connecting);
-        let permits = Arc::new(Semaphore::new(settings.max_queued.max(1)));
+        let max_queued = settings.max_queued.max(1);
         let unmatched = Arc::new(AtomicU64::new(0));
         let worker = Worker {
             settings,
@@ -179,7 +211,8 @@ impl Publisher {
         let task = tokio::spawn(worker.run());
         let publisher = Publisher {
             commands,
-            permits,
+            held: HeldCount::default(),
+            max_queued,
             status,
             task,
             unmatched,
@@ -199,24 +232,55 @@ impl Publisher {
     pub async fn publish_all(&self, messages: impl IntoIterator<Item = Outgoing>) {
         let mut held = Vec::new();
         for message in messages {
-            let permit = match Arc::clone(&self.permits).try_acquire_owned() {
-                Ok(permit) => permit,
-                Err(_) => {
-                    self.hand_over(&mut held);
-                    Arc::clone(&self.permits)
-                        .acquire_owned()
-                        .await
-                        .expect("the semaphore is never closed")
-                }
-            };
-            held.push(Pending {
-                message,
-                _permit: permit,
-                refusals: 0,
-                resends: 0,
-            });
+            if self.is_full() {
+                self.hand_over(&mut held);
+                self.room().await;
+            }
+            held.push(self.pending(message));
         }
         self.hand_over(&mut held);
+    }
+
+    /// Queues messages in order without waiting, even past `max_queued`:
+    /// for a caller that watches `is_full` and holds back its input instead.
+    pub fn offer_all(&self, messages: impl IntoIterator<Item = Outgoing>) {
+        let mut held: Vec<Pending> = messages.into_iter().map(|m| self.pending(m)).collect();
+        self.hand_over(&mut held);
+    }
+
+    /// Messages queued and not answered yet.
+    pub fn held(&self) -> usize {
+        self.held.get()
+    }
+
+    /// Whether `max_queued` messages or more are unanswered.
+    pub fn is_full(&self) -> bool {
+        self.held() >= self.max_queued
+    }
+
+    /// The most messages held before `is_full`.
+    pub fn max_queued(&self) -> usize {
+        self.max_queued
+    }
+
+    /// Resolves when fewer than `max_queued` messages are held.
+    async fn room(&self) {
+        loop {
+            let answered = self.held.room.notified();
+            if !self.is_full() {
+                return;
+            }
+            answered.await;
+        }
+    }
+
+    fn pending(&self, message: Outgoing) -> Pending {
+        Pending {
+            message,
+            _held: self.held.take(),
+            refusals: 0,
+            resends: 0,
+        }
     }
 
     fn hand_over(&self, held: &mut Vec<Pending>) {

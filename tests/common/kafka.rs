@@ -53,7 +53,7 @@ static KINDS: std::sync::Mutex<BTreeMap<String, BrokerKind>> =
 /// machine), and tansu 0.6.0 panics in a heartbeat whose storage request
 /// fails, which a connection dropped after a timed-out heartbeat can cause;
 /// its later requests for the group then hang.
-fn session_timeout_ms(bootstrap: &str) -> u32 {
+pub fn session_timeout_ms(bootstrap: &str) -> u32 {
     match KINDS.lock().unwrap().get(bootstrap) {
         Some(BrokerKind::Mock) | None => 6_000,
         Some(_) => 45_000,
@@ -354,6 +354,24 @@ impl Pipeline {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
         RUNNING.lock().unwrap().remove(&self.child.id());
+    }
+
+    /// SIGTERM, then waits up to `deadline` for the drain; `None` (and a
+    /// SIGKILL) when it did not end in time.
+    pub fn terminate_within(mut self, deadline: Duration) -> Option<ExitStatus> {
+        signal(self.child.id(), "TERM");
+        let until = Instant::now() + deadline;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() >= until {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        RUNNING.lock().unwrap().remove(&self.child.id());
+        status
     }
 
     /// SIGTERM, then waits for the drain.

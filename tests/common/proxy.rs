@@ -1,9 +1,10 @@
 //! A TCP proxy on loopback that can cut every connection through it at
-//! once, without a goodbye at any protocol level above TCP: a network fault
-//! a real server cannot be asked to make.
+//! once, without a goodbye at any protocol level above TCP, and be down (every
+//! connection closed as soon as it is made): network faults a real server
+//! cannot be asked to make.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -11,6 +12,7 @@ use tokio::sync::watch;
 pub struct Proxy {
     pub addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
+    down: Arc<AtomicBool>,
     cuts: watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -24,9 +26,14 @@ impl Proxy {
         let watch = Arc::new(watch);
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&accepted);
+        let down = Arc::new(AtomicBool::new(false));
+        let is_down = Arc::clone(&down);
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 counter.fetch_add(1, Ordering::Relaxed);
+                if is_down.load(Ordering::SeqCst) {
+                    continue;
+                }
                 let mut cut = (*watch).clone();
                 cut.mark_unchanged();
                 tokio::spawn(async move {
@@ -45,6 +52,7 @@ impl Proxy {
         Proxy {
             addr,
             accepted,
+            down,
             cuts,
             task,
         }
@@ -59,6 +67,17 @@ impl Proxy {
     /// forwarded as before.
     pub fn cut(&self) {
         self.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// Down: every open connection is cut, and new ones are closed at once,
+    /// until `up`.
+    pub fn down(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        self.cut();
+    }
+
+    pub fn up(&self) {
+        self.down.store(false, Ordering::SeqCst);
     }
 }
 
