@@ -501,8 +501,19 @@ fn mock_kafka(topics: &[String]) -> Result<()> {
         cluster.create_topic(name, partitions, 1)?;
     }
     println!("bootstrap {}", cluster.bootstrap_servers());
-    // Runs until standard input closes (the test that started it ends or kills it).
-    let mut sink = Vec::new();
-    let _ = std::io::Read::read_to_end(&mut io::stdin(), &mut sink);
+    // Runs until standard input closes (the test that started it ends or
+    // kills it); the lines `down` and `up` take its broker down (every
+    // connection closed, new ones refused) and back up.
+    for line in io::stdin().lines() {
+        let done = match line?.trim() {
+            "down" => cluster.broker_down(1),
+            "up" => cluster.broker_up(1),
+            other => {
+                eprintln!("mock-kafka: unknown command {other:?}");
+                Ok(())
+            }
+        };
+        done.context("mock-kafka")?;
+    }
     Ok(())
 }

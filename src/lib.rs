@@ -49,4 +49,5 @@ pub mod replay;
 pub mod schema_registry;
 pub mod sink;
 pub mod synthetic;
+pub mod throttle;
 pub mod window;

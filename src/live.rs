@@ -15,6 +15,7 @@ use crate::kafka::flow::{Flow, FlowChange};
 use crate::kafka::group_reader::GroupContext;
 use crate::kafka::monitor_topic::apply_records;
 use crate::kafka::progress::ProgressRecord;
+use crate::kafka::quiet::Quiet;
 use crate::kafka::record_queue::cached_watermarks;
 use crate::kafka::stall::{StallChange, StallWatch};
 use crate::kafka::{
@@ -29,6 +30,7 @@ use crate::registry::Registry;
 use crate::reject::{Reject, RejectReason};
 use crate::schema_registry::SchemaRegistry;
 use crate::sink::{Delivery, Fate, Outgoing, Publisher, PublisherSettings, Status};
+use crate::throttle::Throttle;
 use crate::window::EngineSettings;
 use anyhow::{anyhow, Context as _, Result};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -52,6 +54,8 @@ struct Partition {
     next_offset: Option<i64>,
     written: Option<Progress>,
     written_at: Instant,
+    /// This owner's epoch, written in its progress records.
+    epoch: u64,
     stall: StallWatch,
 }
 
@@ -84,7 +88,7 @@ struct Live {
     registry: Arc<Registry>,
     metrics: Metrics,
     consumer: Arc<BaseConsumer<GroupContext>>,
-    watermark_client: Arc<BaseConsumer>,
+    watermark_client: Arc<BaseConsumer<Quiet>>,
     decoder: Decoder,
     schema_registry: Option<SchemaRegistry>,
     /// Schema ids the registry does not have or that cannot be read: asked once.
@@ -111,6 +115,10 @@ struct Live {
     flowing_since: Instant,
     /// Since when messages wait and RESET acknowledged none (`None`: none waits).
     waiting_for_reset_since: Option<SystemTime>,
+    /// Progress writes and offset commits that fail while the broker is
+    /// down: logged now and then, not at every tick.
+    write_faults: Throttle,
+    commit_faults: Throttle,
 }
 
 /// The registry `base` with `monitors.topic`, when configured, read to its
@@ -163,8 +171,13 @@ const WATERMARK_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// (`socket.max.fails` 0; a late answer is then ignored), because a broker
 /// may still be serving the request: tansu 0.6.0 broke its storage for
 /// every later request when a connection closed under one.
-fn watermark_client(client: &rdkafka::ClientConfig) -> rdkafka::error::KafkaResult<BaseConsumer> {
-    client.clone().set("socket.max.fails", "0").create()
+fn watermark_client(
+    client: &rdkafka::ClientConfig,
+) -> rdkafka::error::KafkaResult<BaseConsumer<Quiet>> {
+    client
+        .clone()
+        .set("socket.max.fails", "0")
+        .create_with_context(Quiet)
 }
 
 fn now_ms() -> i64 {
@@ -241,6 +254,8 @@ pub async fn run(
         flow: Flow::new(publisher_limit),
         flowing_since: Instant::now(),
         waiting_for_reset_since: None,
+        write_faults: Throttle::default(),
+        commit_faults: Throttle::default(),
         config,
         registry,
         metrics,
@@ -422,8 +437,11 @@ impl Live {
             Assignment::Assigned(assigned) => {
                 let new_keys: Vec<PartitionKey> =
                     assigned.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
-                for (topic, partition, progress) in assigned {
-                    tracing::info!(%topic, partition, ?progress, "partition assigned");
+                for (topic, partition, stored) in assigned {
+                    let progress = stored.map(|s| s.progress);
+                    // This owner's epoch, above every earlier owner's.
+                    let epoch = stored.map_or(1, |s| s.epoch + 1);
+                    tracing::info!(%topic, partition, ?progress, epoch, "partition assigned");
                     let pipeline = PartitionPipeline::resume(
                         Arc::clone(&self.registry),
                         self.settings(),
@@ -437,7 +455,10 @@ impl Live {
                             started: progress.is_some(),
                             last_record: Instant::now(),
                             next_offset: progress.map(|p| p.offset as i64),
-                            written: progress,
+                            // Written at the next tick with the new epoch,
+                            // which fences the earlier owner's late writes.
+                            written: None,
+                            epoch,
                             written_at: Instant::now(),
                             stall: StallWatch::default(),
                         },
@@ -792,6 +813,8 @@ impl Live {
             };
             if moved {
                 records.push(ProgressRecord {
+                    v: crate::kafka::progress::FORMAT,
+                    epoch: part.epoch,
                     topic: topic.clone(),
                     partition: *partition,
                     progress,
@@ -822,7 +845,9 @@ impl Live {
     fn committed(&mut self, (written, records, refused_letters): CommitDone) -> Result<()> {
         if let Err(e) = written {
             self.metrics.progress_write_failures.inc();
-            tracing::warn!(error = %e, "cannot write progress yet: trying again at the next tick");
+            if let Some(held_back) = self.write_faults.allow(Instant::now()) {
+                tracing::warn!(error = %e, held_back, "cannot write progress yet: trying again at every tick");
+            }
             self.dead_letters
                 .resend(refused_letters)
                 .map_err(|e| anyhow!("cannot write a dead letter: {e}"))?;
@@ -841,7 +866,9 @@ impl Live {
         }
         if let Err(e) = self.consumer.commit(&offsets, CommitMode::Async) {
             // The progress topic is what a restart reads; the commit is for lag tools.
-            tracing::warn!(error = %e, "offset commit failed");
+            if let Some(held_back) = self.commit_faults.allow(Instant::now()) {
+                tracing::warn!(error = %e, held_back, "offset commit failed");
+            }
         }
         tracing::debug!(partitions = records.len(), "progress committed");
         self.metrics.commits.inc();

@@ -6,7 +6,9 @@
 //! undecodable records between good ones is dead-lettered whole; RESET
 //! down while a backlog is read pauses the input without losing the group,
 //! and SIGTERM in the outage drains in time and commits only what RESET
-//! acknowledged.
+//! acknowledged; the broker down for 10 s mid-run (the mock's broker set
+//! down, tansu killed and started again on its storage) is waited out,
+//! logged now and then, and the end is exact.
 
 #[macro_use]
 mod common;
@@ -23,7 +25,75 @@ on_both_brokers!(
     a_poison_monitor_is_dead_lettered_and_everything_else_arrives,
     a_flood_of_undecodable_records_is_dead_lettered_and_the_good_windows_are_exact,
     a_reset_outage_pauses_the_input_and_sigterm_drains_in_time,
+    the_broker_down_mid_run_is_waited_out_and_the_end_is_exact,
 );
+
+async fn the_broker_down_mid_run_is_waited_out_and_the_end_is_exact(kind: BrokerKind) {
+    const OUTAGE: Duration = Duration::from_secs(10);
+    let Setup {
+        mut broker,
+        emulator,
+        dir,
+        registry,
+    } = setup_with(kind, fleet(20), EmulatorOptions::default()).await;
+    let events = samples(&registry, 8, 120 * 24);
+    let expected = expected_rows(&registry, &events);
+    produce_to(&broker.bootstrap, events).await;
+    let config = write_config(dir.path(), &broker.bootstrap, emulator.addr, "");
+    let log = dir.path().join("pipeline.log");
+    let mut pipeline = Pipeline::start(&config, &log);
+    let consumed = || {
+        pipeline
+            .metric("reset_pipeline_records_consumed_total{}")
+            .unwrap_or(0.0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(120), || consumed() > 0.0).await,
+        "nothing consumed"
+    );
+    let before = std::fs::read_to_string(&log).unwrap().lines().count();
+    broker.down();
+    let down = std::time::Instant::now();
+    while down.elapsed() < OUTAGE {
+        assert!(pipeline.is_running(), "run ended with the broker down");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    broker.up();
+    let outage_log: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .skip(before)
+        .map(str::to_string)
+        .collect();
+
+    assert_reset_receives(&emulator, expected.len(), Duration::from_secs(240)).await;
+    assert!(pipeline.is_running());
+    assert!(pipeline.terminate().success());
+    assert_eq!(emulator_rows(&emulator.state.lock().unwrap()), expected);
+    let stats = emulator.state.lock().unwrap().stats.clone();
+    assert_eq!(stats.conflicting_resends, 0, "{stats:?}");
+    // The outage is told now and then, not at every poll: no line of the
+    // pipeline's own repeats more than once per 10 s of outage (and one).
+    let mut repeats: BTreeMap<String, usize> = BTreeMap::new();
+    for line in &outage_log {
+        if line.contains("WARN") || line.contains("ERROR") {
+            *repeats.entry(without_numbers(line)).or_default() += 1;
+        }
+    }
+    let allowed = (OUTAGE.as_secs() / 10 + 1) as usize;
+    let noisy: Vec<_> = repeats.iter().filter(|(_, n)| **n > allowed).collect();
+    assert!(
+        noisy.is_empty(),
+        "lines repeated during the outage: {noisy:#?}"
+    );
+    eprintln!("{kind:?}: {} log lines during the outage", outage_log.len());
+}
+
+/// A log line without its time stamp and figures, to count its kind.
+fn without_numbers(line: &str) -> String {
+    let text = line.split_once(' ').map_or(line, |(_, rest)| rest);
+    text.chars().filter(|c| !c.is_ascii_digit()).collect()
+}
 
 async fn a_reset_outage_pauses_the_input_and_sigterm_drains_in_time(kind: BrokerKind) {
     const DRAIN: Duration = Duration::from_secs(5);

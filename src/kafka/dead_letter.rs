@@ -10,6 +10,7 @@
 //! Nothing here waits: a letter the producer's queue has no room for is
 //! kept as not taken, and the commit produces it again.
 
+use super::quiet::Quiet;
 use crate::reject::Reject;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
@@ -67,7 +68,7 @@ impl SentLetters {
 }
 
 pub struct DeadLetters {
-    target: Option<(FutureProducer, String)>,
+    target: Option<(FutureProducer<Quiet>, String)>,
     sent: SentLetters,
 }
 
@@ -77,7 +78,13 @@ impl DeadLetters {
         topic: Option<&str>,
     ) -> rdkafka::error::KafkaResult<DeadLetters> {
         let target = match topic {
-            Some(t) => Some((config.clone().set("acks", "all").create()?, t.to_string())),
+            Some(t) => Some((
+                config
+                    .clone()
+                    .set("acks", "all")
+                    .create_with_context(Quiet)?,
+                t.to_string(),
+            )),
             None => None,
         };
         Ok(DeadLetters {

@@ -5,13 +5,15 @@
 //! and the thread takes them many at a time from a queue of its own
 //! (`record_queue`), while the consumer's queue brings the rebalances.
 
+use crate::kafka::progress::Stored;
 use crate::kafka::record_queue::{RecordQueue, Taken};
 use crate::kafka::ProgressReader;
-use crate::offsets::Progress;
+use crate::throttle::Throttle;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
@@ -22,7 +24,7 @@ use tokio::sync::mpsc;
 #[derive(Debug)]
 pub enum Assignment {
     /// Partitions now read, each from its stored progress (`None`: none stored).
-    Assigned(Vec<(String, i32, Option<Progress>)>),
+    Assigned(Vec<(String, i32, Option<Stored>)>),
     Revoked(Vec<(String, i32)>),
     Failed(String),
 }
@@ -101,6 +103,8 @@ pub struct GroupContext {
     /// Where assigned partitions' records are forwarded (gone once the
     /// reading thread has stopped).
     records: OnceLock<Weak<RecordQueue>>,
+    /// Set when the reader is told to stop: a progress read being retried gives up.
+    stop: Arc<AtomicBool>,
 }
 
 impl GroupContext {
@@ -117,21 +121,23 @@ impl GroupContext {
     }
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        super::quiet::log(level, fac, message);
+    }
+
+    fn error(&self, e: rdkafka::error::KafkaError, reason: &str) {
+        super::quiet::error(&e, reason);
+    }
+}
 
 impl GroupContext {
     /// Assigns the partitions, each from its stored progress, its records
     /// forwarded to the record queue first, so that none reach the consumer's
     /// own queue.
     fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) -> Assignment {
-        let latest = self
-            .progress
-            .lock()
-            .expect("progress lock")
-            .latest(Duration::from_secs(30));
-        let latest = match latest {
-            Err(e) => return Assignment::Failed(format!("cannot read progress: {e}")),
-            Ok(latest) => latest,
+        let Some(latest) = self.latest_progress() else {
+            return Assignment::Failed("stopped before the progress could be read".into());
         };
         // Start each partition where its progress says, not at the committed offset.
         let mut start = TopicPartitionList::new();
@@ -150,7 +156,9 @@ impl GroupContext {
             }
             let key = (e.topic().to_string(), e.partition());
             let progress = latest.get(&key).copied();
-            let offset = progress.map_or(Offset::Invalid, |p| Offset::Offset(p.offset as i64));
+            let offset = progress.map_or(Offset::Invalid, |p| {
+                Offset::Offset(p.progress.offset as i64)
+            });
             let _ = start.add_partition_offset(e.topic(), e.partition(), offset);
             assigned.push((key.0, key.1, progress));
         }
@@ -161,6 +169,34 @@ impl GroupContext {
         match done {
             Ok(()) => Assignment::Assigned(assigned),
             Err(e) => Assignment::Failed(format!("cannot assign: {e}")),
+        }
+    }
+
+    /// The progress topic read to its end. A broker that is down or slow
+    /// is waited for, with backoff, until it answers or the reader stops
+    /// (`None`): a partition cannot start without its progress, and
+    /// starting it without would send again what RESET has.
+    fn latest_progress(&self) -> Option<HashMap<(String, i32), Stored>> {
+        let mut progress = self.progress.lock().expect("progress lock");
+        let mut throttle = Throttle::default();
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match progress.latest(Duration::from_secs(30)) {
+                Ok(latest) => return Some(latest.clone()),
+                Err(e) => {
+                    if let Some(held_back) = throttle.allow(std::time::Instant::now()) {
+                        tracing::warn!(error = %e, held_back, "cannot read progress for the assigned partitions yet: trying again");
+                    }
+                }
+            }
+            let until = std::time::Instant::now() + backoff;
+            while std::time::Instant::now() < until {
+                if self.stop.load(Ordering::Relaxed) {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 
@@ -230,18 +266,19 @@ impl GroupReader {
         progress: ProgressReader,
         topics: &[&str],
     ) -> Result<(GroupReader, mpsc::Receiver<Input>), rdkafka::error::KafkaError> {
+        let stop = Arc::new(AtomicBool::new(false));
         let context = GroupContext {
             progress: Mutex::new(progress),
             changes: Mutex::new(Vec::new()),
             changed: AtomicBool::new(false),
             records: OnceLock::new(),
+            stop: Arc::clone(&stop),
         };
         let consumer: BaseConsumer<GroupContext> = config.create_with_context(context)?;
         let consumer = Arc::new(consumer);
         let records = Arc::new(RecordQueue::new(Arc::clone(&consumer)));
         let _ = consumer.context().records.set(Arc::downgrade(&records));
         consumer.subscribe(topics)?;
-        let stop = Arc::new(AtomicBool::new(false));
         let (inputs, received) = mpsc::channel(BATCHES_QUEUED);
         let thread = {
             let consumer = Arc::clone(&consumer);
@@ -354,7 +391,7 @@ fn read(
             }
             match polled {
                 None => break,
-                Some(Err(e)) => tracing::warn!(error = %e, "Kafka"),
+                Some(Err(e)) => super::quiet::error(&e, "while reading"),
                 Some(Ok(m)) => {
                     let payload = m.payload().unwrap_or(&[]);
                     if !out.add(m.topic(), m.partition(), m.offset(), payload) {
@@ -373,7 +410,7 @@ fn read(
         }
         for record in taken.drain(..) {
             match record.record() {
-                Err(e) => tracing::warn!(error = %e, "Kafka"),
+                Err(e) => super::quiet::error(&e, "while reading"),
                 Ok((topic, partition, offset, payload)) => {
                     if !out.add(topic, partition, offset, payload) {
                         return;
@@ -417,6 +454,7 @@ mod tests {
             changes: Mutex::new(Vec::new()),
             changed: AtomicBool::new(false),
             records: OnceLock::new(),
+            stop: Arc::new(AtomicBool::new(false)),
         };
         let consumer: BaseConsumer<GroupContext> = config.create_with_context(context).unwrap();
         let mut owned = TopicPartitionList::new();

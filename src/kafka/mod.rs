@@ -7,6 +7,7 @@ pub mod flow;
 pub mod group_reader;
 pub mod monitor_topic;
 pub mod progress;
+pub mod quiet;
 pub mod read;
 pub mod record_queue;
 pub mod stall;

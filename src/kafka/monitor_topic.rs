@@ -3,6 +3,7 @@
 //! one `monitors.yaml` entry as JSON (or YAML); a tombstone removes the
 //! monitor. `Registry::apply` decides what a record does.
 
+use super::quiet::Quiet;
 use super::read::{partitions_of, read_to_end};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryChange};
@@ -32,7 +33,7 @@ impl MonitorTopicRecord {
 
 /// A consumer positioned after the monitor topic's records read so far.
 pub struct MonitorTopic {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<Quiet>,
 }
 
 impl MonitorTopic {
@@ -42,12 +43,12 @@ impl MonitorTopic {
         topic: &str,
         timeout: Duration,
     ) -> Result<(MonitorTopic, Vec<MonitorTopicRecord>), String> {
-        let consumer: BaseConsumer = config
+        let consumer: BaseConsumer<Quiet> = config
             .clone()
             .set("group.id", "reset-pipeline-monitor-reader")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
-            .create()
+            .create_with_context(Quiet)
             .map_err(|e| e.to_string())?;
         let partitions = partitions_of(&consumer, topic, timeout).map_err(|e| e.to_string())?;
         let mut records = Vec::new();

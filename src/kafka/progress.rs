@@ -4,7 +4,8 @@
 //! Kept in a topic rather than in commit metadata because some
 //! Kafka-compatible brokers drop commit metadata.
 
-use super::read::{read_to_end, ReadError};
+use super::quiet::Quiet;
+use super::read::{read_from, ReadError};
 use crate::offsets::Progress;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -14,13 +15,62 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// The progress record format written today. Version 1 (no `v`, no
+/// `epoch`) still loads, with epoch 0.
+pub const FORMAT: u32 = 2;
+
 /// One partition's progress, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProgressRecord {
+    #[serde(default = "format_1")]
+    pub v: u32,
     pub topic: String,
     pub partition: i32,
+    /// The writer's ownership of the partition: each new owner writes one
+    /// more than the highest it read, so that a record of an earlier owner
+    /// (revoked, its write late) is ignored when read after a later one's.
+    #[serde(default)]
+    pub epoch: u64,
     #[serde(flatten)]
     pub progress: Progress,
+}
+
+fn format_1() -> u32 {
+    1
+}
+
+/// A partition's latest progress as read, and its owner's epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub progress: Progress,
+    pub epoch: u64,
+}
+
+/// What reading one more progress record did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Folded {
+    Applied,
+    /// Written by an owner older than one already read: ignored.
+    Fenced,
+    /// A format this version cannot read (a newer pipeline's): ignored.
+    TooNew,
+}
+
+/// Takes a record read after those in `known`, in topic order.
+pub fn fold(known: &mut HashMap<(String, i32), Stored>, record: ProgressRecord) -> Folded {
+    if record.v > FORMAT {
+        return Folded::TooNew;
+    }
+    let key = (record.topic, record.partition);
+    if known.get(&key).is_some_and(|s| record.epoch < s.epoch) {
+        return Folded::Fenced;
+    }
+    let stored = Stored {
+        progress: record.progress,
+        epoch: record.epoch,
+    };
+    known.insert(key, stored);
+    Folded::Applied
 }
 
 fn key(topic: &str, partition: i32) -> String {
@@ -30,7 +80,7 @@ fn key(topic: &str, partition: i32) -> String {
 /// Writes progress records and waits until the broker has them.
 #[derive(Clone)]
 pub struct ProgressWriter {
-    producer: FutureProducer,
+    producer: FutureProducer<Quiet>,
     topic: String,
 }
 
@@ -40,7 +90,7 @@ impl ProgressWriter {
             .clone()
             .set("acks", "all")
             .set("linger.ms", "0")
-            .create()?;
+            .create_with_context(Quiet)?;
         Ok(ProgressWriter {
             producer,
             topic: topic.to_string(),
@@ -69,10 +119,15 @@ impl ProgressWriter {
     }
 }
 
-/// Reads the progress topic to its end.
+/// Follows the progress topic: the first read takes it whole, each later
+/// one only what was written since, so that an assignment costs what was
+/// written since the last one, not the topic's length.
 pub struct ProgressReader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<Quiet>,
     topic: String,
+    known: HashMap<(String, i32), Stored>,
+    /// Where the next read starts.
+    next: i64,
 }
 
 impl ProgressReader {
@@ -82,30 +137,118 @@ impl ProgressReader {
             .set("group.id", "reset-pipeline-progress-reader")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
-            .create()?;
+            .create_with_context(Quiet)?;
         Ok(ProgressReader {
             consumer,
             topic: topic.to_string(),
+            known: HashMap::new(),
+            next: 0,
         })
     }
 
-    /// The latest progress of every partition, by (topic, partition).
-    pub fn latest(&self, timeout: Duration) -> Result<HashMap<(String, i32), Progress>, String> {
-        let mut latest = HashMap::new();
-        let read = read_to_end(&self.consumer, &self.topic, &[0], timeout, |m| {
-            if let Some(Ok(r)) = m.payload().map(serde_json::from_slice::<ProgressRecord>) {
-                latest.insert((r.topic, r.partition), r.progress);
-            }
-        });
-        match read {
-            Ok(()) => {}
+    /// The latest progress of every partition, by (topic, partition), read
+    /// up to the topic's current end.
+    pub fn latest(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<&HashMap<(String, i32), Stored>, ReadError> {
+        let mut read = Vec::new();
+        let ends = read_from(
+            &self.consumer,
+            &self.topic,
+            &[(0, self.next)],
+            timeout,
+            |m| match m.payload().map(serde_json::from_slice::<ProgressRecord>) {
+                Some(Ok(r)) => read.push(r),
+                _ => tracing::warn!(
+                    offset = m.offset(),
+                    "an unreadable progress record: ignored"
+                ),
+            },
+        );
+        let ends = match ends {
+            Ok(ends) => ends,
             // No progress topic yet: nothing was ever committed through it.
             Err(ReadError::Missing(e)) => {
                 tracing::debug!(error = %e, topic = %self.topic, "no progress to read");
+                return Ok(&self.known);
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e),
+        };
+        for record in read {
+            let (topic, partition, epoch) = (record.topic.clone(), record.partition, record.epoch);
+            match fold(&mut self.known, record) {
+                Folded::Applied => {}
+                Folded::Fenced => {
+                    tracing::info!(%topic, partition, epoch, "progress of an earlier owner, written late: ignored")
+                }
+                Folded::TooNew => {
+                    tracing::warn!(%topic, partition, "progress in a newer format than this version reads: ignored")
+                }
+            }
         }
-        self.consumer.unassign().map_err(|e| e.to_string())?;
-        Ok(latest)
+        self.next = ends.get(&0).copied().unwrap_or(self.next);
+        self.consumer
+            .unassign()
+            .map_err(|e| ReadError::Failed(e.to_string()))?;
+        Ok(&self.known)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(json: &str) -> ProgressRecord {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_version_1_record_loads_with_epoch_0() {
+        let r = record(
+            r#"{"topic":"t","partition":2,"offset":7,"watermark":5,"acknowledged_through":4}"#,
+        );
+        assert_eq!((r.v, r.epoch, r.progress.offset), (1, 0, 7));
+        let written = serde_json::to_value(ProgressRecord {
+            v: FORMAT,
+            epoch: 3,
+            ..r
+        })
+        .unwrap();
+        assert_eq!(written["v"], 2);
+        assert_eq!(written["epoch"], 3);
+        assert_eq!(written["offset"], 7);
+    }
+
+    #[test]
+    fn a_later_owner_fences_an_earlier_ones_late_write() {
+        let at = |epoch: u64, offset: u64| {
+            record(&format!(
+                r#"{{"v":2,"topic":"t","partition":0,"epoch":{epoch},"offset":{offset},"watermark":0,"acknowledged_through":0}}"#
+            ))
+        };
+        let mut known = HashMap::new();
+        assert_eq!(fold(&mut known, at(1, 10)), Folded::Applied);
+        // The next owner resumes from offset 10 and writes epoch 2 at once.
+        assert_eq!(fold(&mut known, at(2, 10)), Folded::Applied);
+        // The first owner's write, late: ignored.
+        assert_eq!(fold(&mut known, at(1, 30)), Folded::Fenced);
+        assert_eq!(fold(&mut known, at(2, 20)), Folded::Applied);
+        let key = ("t".to_string(), 0);
+        assert_eq!((known[&key].epoch, known[&key].progress.offset), (2, 20));
+        // Another partition has epochs of its own.
+        let mut other = at(1, 5);
+        other.partition = 1;
+        assert_eq!(fold(&mut known, other), Folded::Applied);
+    }
+
+    #[test]
+    fn a_newer_format_is_not_taken_for_one_this_version_reads() {
+        let mut known = HashMap::new();
+        let r = record(
+            r#"{"v":3,"topic":"t","partition":0,"epoch":9,"offset":1,"watermark":0,"acknowledged_through":0,"more":1}"#,
+        );
+        assert_eq!(fold(&mut known, r), Folded::TooNew);
+        assert!(known.is_empty());
     }
 }

@@ -2,8 +2,10 @@
 //! topics the pipeline keeps its own state in (progress, monitor registry).
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -53,45 +55,90 @@ pub fn read_to_end<C: ConsumerContext>(
     topic: &str,
     partitions: &[i32],
     timeout: Duration,
-    mut take: impl FnMut(&BorrowedMessage<'_>),
+    take: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<(), ReadError> {
+    let from: Vec<(i32, i64)> = partitions.iter().map(|&p| (p, 0)).collect();
+    read_from(consumer, topic, &from, timeout, take).map(|_| ())
+}
+
+/// Like `read_to_end`, each partition from the given offset (or its low
+/// watermark, if that is later: compaction or retention removed the rest).
+/// Returns each partition's end, where the next read may start.
+pub fn read_from<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    from: &[(i32, i64)],
+    timeout: Duration,
+    mut take: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<HashMap<i32, i64>, ReadError> {
     let mut assignment = TopicPartitionList::new();
     let mut ends = HashMap::new();
-    for &partition in partitions {
+    let mut unread = HashMap::new();
+    for &(partition, offset) in from {
         let (low, high) = consumer
             .fetch_watermarks(topic, partition, timeout)
-            .map_err(|e| ReadError::Missing(format!("{topic}/{partition}: {e}")))?;
-        assignment
-            .add_partition_offset(topic, partition, Offset::Offset(low))
-            .map_err(|e| ReadError::Failed(e.to_string()))?;
-        if high > low {
-            ends.insert(partition, high);
+            .map_err(|e| classify(format!("{topic}/{partition}"), e))?;
+        let start = offset.max(low);
+        ends.insert(partition, high.max(start));
+        if high > start {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Offset(start))
+                .map_err(|e| ReadError::Failed(e.to_string()))?;
+            unread.insert(partition, high);
         }
+    }
+    if unread.is_empty() {
+        return Ok(ends);
     }
     consumer
         .assign(&assignment)
         .map_err(|e| ReadError::Failed(e.to_string()))?;
     let deadline = Instant::now() + timeout;
-    while !ends.is_empty() {
+    let mut last_error = None;
+    while !unread.is_empty() {
         if Instant::now() > deadline {
             return Err(ReadError::Failed(format!(
-                "reading {topic} to its end timed out ({} partitions unfinished)",
-                ends.len()
+                "reading {topic} to its end timed out ({} partitions unfinished; last error: {})",
+                unread.len(),
+                last_error.as_deref().unwrap_or("none")
             )));
         }
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
                 take(&m);
-                if ends
+                if unread
                     .get(&m.partition())
                     .is_some_and(|&end| m.offset() + 1 >= end)
                 {
-                    ends.remove(&m.partition());
+                    unread.remove(&m.partition());
                 }
             }
-            Some(Err(e)) => return Err(ReadError::Failed(e.to_string())),
+            // A broker down or a connection lost, reported on the way (or
+            // left from before: a client's errors wait until it is polled).
+            // librdkafka reconnects by itself; the deadline bounds the wait.
+            Some(Err(e)) => {
+                last_error = Some(e.to_string());
+            }
             None => {}
         }
     }
-    Ok(())
+    Ok(ends)
+}
+
+/// Only a broker that says it has no such topic or partition makes it
+/// missing; a timeout or a broker that is down is a failure, to retry.
+fn classify(what: String, e: KafkaError) -> ReadError {
+    let missing = matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownPartition
+                | RDKafkaErrorCode::UnknownTopic
+        )
+    );
+    if missing {
+        ReadError::Missing(format!("{what}: {e}"))
+    } else {
+        ReadError::Failed(format!("{what}: {e}"))
+    }
 }

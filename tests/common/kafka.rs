@@ -29,6 +29,7 @@ pub enum BrokerKind {
 
 pub struct Broker {
     pub bootstrap: String,
+    kind: BrokerKind,
     child: Child,
     /// tansu's data, removed after the broker stops.
     _data: Option<tempfile::TempDir>,
@@ -100,6 +101,46 @@ impl Broker {
         self.child.id()
     }
 
+    /// The broker goes away: the mock's broker is set down (its connections
+    /// closed, new ones refused); tansu is killed.
+    pub fn down(&mut self) {
+        match self.kind {
+            BrokerKind::Mock => self.tell_mock("down"),
+            _ => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
+
+    /// Back after `down`: tansu started again on the same port and storage.
+    pub fn up(&mut self) {
+        match self.kind {
+            BrokerKind::Mock => {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    panic!("mock-kafka ended while its broker was down: {status}");
+                }
+                self.tell_mock("up")
+            }
+            kind => {
+                let port: u16 = self.bootstrap.rsplit_once(':').unwrap().1.parse().unwrap();
+                let data = self._data.as_ref().expect("tansu keeps its data").path();
+                self.child = start_tansu(kind, port, data);
+            }
+        }
+    }
+
+    fn tell_mock(&mut self, command: &str) {
+        use std::io::Write;
+        let stdin = self
+            .child
+            .stdin
+            .as_mut()
+            .expect("mock-kafka reads commands");
+        writeln!(stdin, "{command}").unwrap();
+        stdin.flush().unwrap();
+    }
+
     pub fn start(kind: BrokerKind, topics: &[(&str, i32)]) -> Broker {
         let broker = Broker::start_process(kind, topics);
         KINDS.lock().unwrap().insert(broker.bootstrap.clone(), kind);
@@ -118,7 +159,16 @@ impl Broker {
                     .args(&args)
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
-                    .stderr(Stdio::null())
+                    .stderr(
+                        tempfile::Builder::new()
+                            .prefix("mock-kafka-")
+                            .suffix(".log")
+                            .tempfile()
+                            .map_or_else(
+                                |_| Stdio::null(),
+                                |f| f.keep().map_or_else(|_| Stdio::null(), |(f, _)| f.into()),
+                            ),
+                    )
                     .spawn()
                     .expect("mock-kafka starts");
                 let mut line = String::new();
@@ -132,6 +182,7 @@ impl Broker {
                     .to_string();
                 Broker {
                     bootstrap,
+                    kind,
                     child,
                     _data: None,
                 }
@@ -160,6 +211,7 @@ impl Broker {
                 }
                 Broker {
                     bootstrap: format!("127.0.0.1:{port}"),
+                    kind,
                     child,
                     _data: Some(data),
                 }
@@ -347,6 +399,11 @@ impl Pipeline {
     pub fn metric(&self, series: &str) -> Option<f64> {
         let (_, text) = http_get(&self.http(), "/metrics").ok()?;
         scrape(&text).get(series).copied()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// SIGKILL: no drain, no goodbye.
