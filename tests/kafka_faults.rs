@@ -26,7 +26,74 @@ on_both_brokers!(
     a_flood_of_undecodable_records_is_dead_lettered_and_the_good_windows_are_exact,
     a_reset_outage_pauses_the_input_and_sigterm_drains_in_time,
     the_broker_down_mid_run_is_waited_out_and_the_end_is_exact,
+    random_10500s_end_exact_with_few_resends,
+    random_10500s_and_dropped_connections_end_exact_with_few_resends,
 );
+
+async fn random_10500s_end_exact_with_few_resends(kind: BrokerKind) {
+    let per_message = resends_under_refusals(kind, 0).await;
+    assert!(per_message <= 0.15, "{per_message:.3} re-sends per message");
+}
+
+async fn random_10500s_and_dropped_connections_end_exact_with_few_resends(kind: BrokerKind) {
+    let per_message = resends_under_refusals(kind, 97).await;
+    assert!(per_message <= 0.35, "{per_message:.3} re-sends per message");
+}
+
+/// Two days of 22 monitors (over 2,000 messages) against an emulator that
+/// answers 10% of messages 10500 and, with `disconnect_every`, drops the
+/// connection at every such message: the end is exact, nothing is sent
+/// again with other bytes, and without dropped connections no accepted
+/// message is sent again. Returns the re-sends per distinct message.
+async fn resends_under_refusals(kind: BrokerKind, disconnect_every: u64) -> f64 {
+    let Setup {
+        broker,
+        emulator,
+        dir,
+        registry,
+    } = setup_with(
+        kind,
+        fleet(22),
+        EmulatorOptions {
+            fail_rate: 0.1,
+            disconnect_every,
+            seed: Some(97),
+            ..Default::default()
+        },
+    )
+    .await;
+    // A sample every 5 minutes: the mock cluster keeps at most 5 MB of a
+    // partition and drops the oldest records beyond.
+    let events: Vec<_> = reset_pipeline::synthetic::SampleStream::new(
+        std::sync::Arc::clone(&registry),
+        START,
+        300_000,
+        9,
+    )
+    .take(registry.len() * 12 * 48)
+    .collect();
+    let expected = expected_rows(&registry, &events);
+    produce_to(&broker.bootstrap, events).await;
+    let config = write_config(dir.path(), &broker.bootstrap, emulator.addr, "");
+    let pipeline = Pipeline::start(&config, &dir.path().join("pipeline.log"));
+    assert_reset_receives(&emulator, expected.len(), Duration::from_secs(240)).await;
+    assert!(pipeline.terminate().success());
+    let state = emulator.state.lock().unwrap();
+    assert_eq!(emulator_rows(&state), expected);
+    let stats = state.stats.clone();
+    assert_eq!(stats.conflicting_resends, 0, "{stats:?}");
+    if disconnect_every == 0 {
+        assert_eq!(stats.identical_resends, 0, "{stats:?}");
+    }
+    let distinct = state.payloads.len() as f64;
+    assert!(distinct >= 2000.0, "{distinct} messages");
+    let per_message = (stats.messages as f64 - distinct) / distinct;
+    eprintln!(
+        "{kind:?}, 10% 10500s, a dropped connection every {disconnect_every} messages: {distinct} messages, {} received, {per_message:.3} re-sends per message ({stats:?})",
+        stats.messages
+    );
+    per_message
+}
 
 async fn the_broker_down_mid_run_is_waited_out_and_the_end_is_exact(kind: BrokerKind) {
     const OUTAGE: Duration = Duration::from_secs(10);

@@ -140,6 +140,14 @@ class Wiring(unittest.TestCase):
         self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
         self.assertIn("ok: 1 monitors", checked.stdout)
 
+    def test_the_grace_period_outlasts_the_drain_by_default(self):
+        objects = render({"monitors": FULL_VALUES["monitors"][:1]})
+        pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+        config = yaml.safe_load(one(objects, "ConfigMap", "-pipeline")["data"]["config.yaml"])
+        drain = config["reset"]["drain_timeout"]
+        self.assertTrue(drain.endswith("s") and drain[:-1].isdigit(), drain)
+        self.assertGreaterEqual(pod["terminationGracePeriodSeconds"], int(drain[:-1]) + 20)
+
     def test_the_deployment_mounts_the_configmap_the_binary_reads(self):
         objects = render(FULL_VALUES)
         deployment = one(objects, "Deployment")

@@ -1,0 +1,88 @@
+//! Assignment time against a long progress topic: `PROGRESS_RECORDS`
+//! (default 1,000,000) stale progress records of 64 partitions in the
+//! progress topic of an in-process mock cluster, then the reads a `run`
+//! makes: the first (at the first assignment, the whole topic) and a later
+//! one (at a rebalance, only what was written since: here 64 records).
+//! Run with `cargo bench --bench progress_read`; prints each read's time
+//! and what it found.
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::ClientConfig;
+use reset_pipeline::kafka::progress::{ProgressRecord, FORMAT};
+use reset_pipeline::kafka::ProgressReader;
+use reset_pipeline::offsets::Progress;
+use std::time::{Duration, Instant};
+
+const TOPIC: &str = "reset-pipeline.progress";
+const PARTITIONS: u64 = 64;
+
+fn produce(config: &ClientConfig, from: u64, count: u64) {
+    let producer: ThreadedProducer<DefaultProducerContext> = config
+        .clone()
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    for i in from..from + count {
+        let partition = (i % PARTITIONS) as i32;
+        let record = ProgressRecord {
+            v: FORMAT,
+            topic: "sensor-events".into(),
+            partition,
+            epoch: 1,
+            progress: Progress {
+                offset: i,
+                watermark: i as i64 * 1000,
+                acknowledged_through: i as i64 * 1000,
+            },
+        };
+        let payload = serde_json::to_string(&record).unwrap();
+        let key = format!("sensor-events/{partition}");
+        let mut next = BaseRecord::to(TOPIC)
+            .key(&key)
+            .payload(&payload)
+            .partition(0);
+        while let Err((_, back)) = producer.send(next) {
+            next = back;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    producer.flush(Duration::from_secs(120)).expect("flushed");
+}
+
+fn main() {
+    let records: u64 = std::env::var("PROGRESS_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic(TOPIC, 1, 1).expect("topic");
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", cluster.bootstrap_servers());
+    let started = Instant::now();
+    produce(&config, 0, records);
+    eprintln!(
+        "{records} progress records written in {:.1?}",
+        started.elapsed()
+    );
+
+    let mut reader = ProgressReader::new(&config, TOPIC).expect("reader");
+    let first = Instant::now();
+    let found = reader.latest(Duration::from_secs(600)).expect("read").len();
+    let first = first.elapsed();
+    println!("first read (whole topic, {records} records): {first:.2?}, {found} partitions");
+
+    produce(&config, records, PARTITIONS);
+    let later = Instant::now();
+    let latest = reader.latest(Duration::from_secs(60)).expect("read");
+    let later = later.elapsed();
+    let newest = latest
+        .values()
+        .map(|s| s.progress.offset)
+        .max()
+        .unwrap_or(0);
+    println!(
+        "later read ({PARTITIONS} records written since): {later:.2?}, newest offset {newest}"
+    );
+}
