@@ -1,11 +1,11 @@
 //! Assignment time against a long progress topic: `PROGRESS_RECORDS`
 //! (default 1,000,000) stale progress records of 64 partitions in the
-//! progress topic of an in-process mock cluster, then the reads a `run`
-//! makes: the first (at the first assignment, the whole topic) and a later
-//! one (at a rebalance, only what was written since: here 64 records).
-//! Run with `cargo bench --bench progress_read`; prints each read's time
-//! and what it found.
-use rdkafka::mocking::MockCluster;
+//! progress topic, then the reads a `run` makes: the first (at the first
+//! assignment, the whole topic) and a later one (at a rebalance, only what
+//! was written since: here 64 records). The broker is tansu with its
+//! in-memory storage (as in `end_to_end`; librdkafka's mock cluster keeps
+//! only 5 MB of a partition). Run with `cargo bench --bench progress_read`;
+//! prints each read's time, the records it read, and what it found.
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
@@ -15,6 +15,11 @@ use reset_pipeline::offsets::Progress;
 use std::time::{Duration, Instant};
 
 const TOPIC: &str = "reset-pipeline.progress";
+
+/// The test harness's brokers: tansu started and its topics created the same way.
+#[allow(dead_code)]
+#[path = "../tests/common/kafka.rs"]
+mod kafka;
 const PARTITIONS: u64 = 64;
 
 fn produce(config: &ClientConfig, from: u64, count: u64) {
@@ -56,10 +61,9 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic(TOPIC, 1, 1).expect("topic");
+    let broker = kafka::Broker::start(kafka::BrokerKind::TansuInMemory, &[(TOPIC, 1)]);
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", cluster.bootstrap_servers());
+    config.set("bootstrap.servers", &broker.bootstrap);
     let started = Instant::now();
     produce(&config, 0, records);
     eprintln!(
@@ -71,7 +75,8 @@ fn main() {
     let first = Instant::now();
     let found = reader.latest(Duration::from_secs(600)).expect("read").len();
     let first = first.elapsed();
-    println!("first read (whole topic, {records} records): {first:.2?}, {found} partitions");
+    let read = reader.records_read();
+    println!("first read (whole topic, {records} records): {first:.2?}, {read} records read, {found} partitions");
 
     produce(&config, records, PARTITIONS);
     let later = Instant::now();
@@ -82,7 +87,8 @@ fn main() {
         .map(|s| s.progress.offset)
         .max()
         .unwrap_or(0);
+    let read = reader.records_read() - read;
     println!(
-        "later read ({PARTITIONS} records written since): {later:.2?}, newest offset {newest}"
+        "later read ({PARTITIONS} records written since): {later:.2?}, {read} records read, newest offset {newest}"
     );
 }

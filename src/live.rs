@@ -353,6 +353,33 @@ pub async fn run(
     Ok(report)
 }
 
+/// The partition's progress record, when its progress moved since it was
+/// last written (a watermark raised by idleness alone: now and then, not
+/// every tick).
+fn progress_to_write(
+    (topic, partition): &PartitionKey,
+    part: &Partition,
+) -> Option<ProgressRecord> {
+    if !part.started {
+        return None;
+    }
+    let progress = part.pipeline.progress();
+    let moved = match part.written {
+        None => true,
+        Some(w) => {
+            (w.offset, w.acknowledged_through) != (progress.offset, progress.acknowledged_through)
+                || (w != progress && part.written_at.elapsed() >= Duration::from_secs(10))
+        }
+    };
+    moved.then(|| ProgressRecord {
+        v: crate::kafka::progress::FORMAT,
+        epoch: part.epoch,
+        topic: topic.clone(),
+        partition: *partition,
+        progress,
+    })
+}
+
 /// Pauses or resumes the partitions in librdkafka: the consumer goes on
 /// polling, so it keeps its place in the group.
 fn set_flow(consumer: &BaseConsumer<GroupContext>, keys: &[&PartitionKey], change: FlowChange) {
@@ -428,11 +455,25 @@ impl Live {
         match change {
             Assignment::Failed(why) => return Err(anyhow!("partition assignment failed: {why}")),
             Assignment::Revoked(revoked) => {
+                let mut last = Vec::new();
                 for key in revoked {
                     tracing::info!(topic = %key.0, partition = key.1, "partition revoked");
-                    self.parts.remove(&key);
+                    if let Some(part) = self.parts.remove(&key) {
+                        last.extend(progress_to_write(&key, &part));
+                    }
                     self.metrics.forget_partition(&key.0, key.1);
                 }
+                self.write_revoked(last);
+                // Messages of revoked partitions not sent yet are left to
+                // their new owners.
+                let revoked_ids: HashSet<String> = self
+                    .owners
+                    .iter()
+                    .filter(|(_, (key, _))| !self.parts.contains_key(key))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                self.owners.retain(|id, _| !revoked_ids.contains(id));
+                self.publisher.cancel(revoked_ids);
             }
             Assignment::Assigned(assigned) => {
                 let new_keys: Vec<PartitionKey> =
@@ -649,7 +690,6 @@ impl Live {
             .messages_sent
             .with_label_values(&[message.event])
             .inc();
-        self.metrics.in_flight.inc();
         self.owners
             .insert(message.message_id.clone(), (key.clone(), Instant::now()));
     }
@@ -680,7 +720,6 @@ impl Live {
 
     fn answered(&mut self, d: Delivery) -> Result<()> {
         self.report.messages_answered += 1;
-        self.metrics.in_flight.dec();
         let code = match &d.fate {
             Fate::Acknowledged => "10200",
             Fate::Rejected { code, .. } | Fate::GaveUp { code, .. } => code,
@@ -796,31 +835,11 @@ impl Live {
     /// same offsets. The write runs beside the loop, which goes on serving
     /// records, answers and ticks while the broker is slow or gone.
     fn start_commit(&mut self) -> Option<Committing> {
-        let mut records = Vec::new();
-        for ((topic, partition), part) in &self.parts {
-            if !part.started {
-                continue;
-            }
-            let progress = part.pipeline.progress();
-            let moved = match part.written {
-                None => true,
-                // A watermark raised by idleness alone is written now and then, not every tick.
-                Some(w) => {
-                    (w.offset, w.acknowledged_through)
-                        != (progress.offset, progress.acknowledged_through)
-                        || (w != progress && part.written_at.elapsed() >= Duration::from_secs(10))
-                }
-            };
-            if moved {
-                records.push(ProgressRecord {
-                    v: crate::kafka::progress::FORMAT,
-                    epoch: part.epoch,
-                    topic: topic.clone(),
-                    partition: *partition,
-                    progress,
-                });
-            }
-        }
+        let records: Vec<ProgressRecord> = self
+            .parts
+            .iter()
+            .filter_map(|(key, part)| progress_to_write(key, part))
+            .collect();
         if records.is_empty() {
             return None;
         }
@@ -837,6 +856,25 @@ impl Live {
             let written = writer.write(&records).await;
             (written, records, Vec::new())
         }))
+    }
+
+    /// Writes at once what the revoked partitions had acknowledged since
+    /// their last progress, so that their new owner, which reads it when
+    /// the rebalance ends, sends again only what was unanswered. Left to
+    /// the new owner when dead letters are still unconfirmed (the progress
+    /// must not pass a record whose dead letter is not written). Written
+    /// after the new owner read it, the record carries the old epoch and is
+    /// ignored: nothing is lost either way.
+    fn write_revoked(&mut self, records: Vec<ProgressRecord>) {
+        if records.is_empty() || self.dead_letters.has_unconfirmed() {
+            return;
+        }
+        let writer = self.progress_writer.clone();
+        tokio::spawn(async move {
+            if let Err(e) = writer.write(&records).await {
+                tracing::debug!(error = %e, "the progress of revoked partitions was not written");
+            }
+        });
     }
 
     /// The broker has the progress records of a commit (or refused them:
@@ -925,6 +963,7 @@ impl Live {
             .unmatched_answers
             .inc_by(unmatched.saturating_sub(self.metrics.unmatched_answers.get()));
         self.metrics.open_windows.set(open as i64);
+        self.metrics.in_flight.set(self.publisher.held() as i64);
         let stalled = self.parts.values().filter(|p| p.stall.is_stalled()).count();
         self.metrics.stalled_partitions.set(stalled as i64);
         let paused = if self.flow.is_paused() {

@@ -28,7 +28,103 @@ on_both_brokers!(
     the_broker_down_mid_run_is_waited_out_and_the_end_is_exact,
     random_10500s_end_exact_with_few_resends,
     random_10500s_and_dropped_connections_end_exact_with_few_resends,
+    replicas_join_and_leave_while_messages_are_in_flight,
 );
+
+/// One `run` reads a backlog; two more join, and leave again by SIGTERM,
+/// while RESET answers slowly and refuses 5% of messages, so partitions
+/// move with messages unanswered. The end is exact, nothing is sent again
+/// with other bytes, and the progress each partition ends with (its
+/// highest owner's) is at its end.
+async fn replicas_join_and_leave_while_messages_are_in_flight(kind: BrokerKind) {
+    let Setup {
+        broker,
+        emulator,
+        dir,
+        registry,
+    } = setup_with(
+        kind,
+        fleet(20),
+        EmulatorOptions {
+            fail_rate: 0.05,
+            ack_delay: Duration::from_millis(20),
+            seed: Some(5),
+            ..Default::default()
+        },
+    )
+    .await;
+    let events = samples(&registry, 10, 120 * 24);
+    let expected = expected_rows(&registry, &events);
+    produce_to(&broker.bootstrap, events).await;
+    let config = write_config(dir.path(), &broker.bootstrap, emulator.addr, "");
+    let log = dir.path().join("pipeline.log");
+    let first = Pipeline::start(&config, &log);
+    let readings = || emulator.state.lock().unwrap().readings.len();
+    assert!(
+        wait_until(Duration::from_secs(120), || readings() > 0).await,
+        "nothing reached RESET"
+    );
+    let joined = [
+        Pipeline::start(&config, &log),
+        Pipeline::start(&config, &log),
+    ];
+    // Each newcomer is given partitions, and works with them for a while.
+    let owns = |p: &Pipeline| {
+        p.metric("reset_pipeline_records_consumed_total{}")
+            .is_some_and(|n| n > 0.0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(120), || joined.iter().all(owns)).await,
+        "the newcomers read nothing"
+    );
+    let before_leaving = readings();
+    for p in joined {
+        let status = p.terminate();
+        assert!(status.success(), "{status:?}");
+    }
+    assert!(
+        before_leaving < expected.len(),
+        "everything arrived before the newcomers left"
+    );
+    assert_reset_receives(&emulator, expected.len(), Duration::from_secs(240)).await;
+    assert!(first.terminate().success());
+    let state = emulator.state.lock().unwrap();
+    assert_eq!(emulator_rows(&state), expected);
+    let stats = state.stats.clone();
+    assert_eq!(stats.conflicting_resends, 0, "{stats:?}");
+    let distinct = state.payloads.len() as f64;
+    eprintln!(
+        "{kind:?}: replicas joined and left; {distinct} messages, {} received, {:.3} re-sends per message ({stats:?})",
+        stats.messages,
+        (stats.messages as f64 - distinct) / distinct
+    );
+    drop(state);
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.matches("partition assigned").count() >= 6,
+        "partitions did not move:\n{log}"
+    );
+    // What a restart would read: every partition at its end.
+    let mut reader = reset_pipeline::kafka::ProgressReader::new(
+        &client_for(&broker.bootstrap),
+        "reset-pipeline.progress",
+    )
+    .unwrap();
+    let latest = reader.latest(Duration::from_secs(60)).unwrap().clone();
+    let ends = partition_ends(&broker.bootstrap, "sensor-events", 3);
+    for (partition, end) in ends.iter().enumerate() {
+        let stored = latest[&("sensor-events".to_string(), partition as i32)];
+        assert_eq!(stored.progress.offset as i64, *end, "partition {partition}");
+        assert!(stored.epoch >= 2, "partition {partition}: {stored:?}");
+    }
+}
+
+/// librdkafka settings for a client of `bootstrap`.
+fn client_for(bootstrap: &str) -> rdkafka::ClientConfig {
+    let mut c = rdkafka::ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    c
+}
 
 async fn random_10500s_end_exact_with_few_resends(kind: BrokerKind) {
     let per_message = resends_under_refusals(kind, 0).await;

@@ -385,3 +385,42 @@ async fn after_a_transport_cut_the_client_authenticates_again_before_sending() {
     assert_eq!(stats.conflicting_resends, 0, "{stats:?}");
     handle.stop();
 }
+
+#[tokio::test]
+async fn cancelled_messages_that_wait_are_never_sent_and_the_rest_are() {
+    let handle = emulator_at(
+        "127.0.0.1:0".parse().unwrap(),
+        EmulatorOptions {
+            ack_delay: Duration::from_millis(300),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut s = settings(handle.addr, "demo");
+    s.max_in_flight = 1;
+    s.ack_timeout = Duration::from_secs(5);
+    let (publisher, mut rx) = Publisher::start(s);
+    let messages: Vec<Outgoing> = sample_emissions().iter().map(outgoing).collect();
+    assert!(messages.len() > 3);
+    // One goes out at once (one in flight); the others wait behind it.
+    publisher.publish_all(messages.clone()).await;
+    let cancelled: std::collections::HashSet<String> =
+        messages[2..].iter().map(|m| m.message_id.clone()).collect();
+    publisher.cancel(cancelled.clone());
+    let deliveries = collect(&mut rx, 2).await;
+    assert!(deliveries.iter().all(|d| d.fate == Fate::Acknowledged));
+    assert!(deliveries
+        .iter()
+        .all(|d| !cancelled.contains(&d.message_id)));
+    assert!(
+        publisher.drain(Duration::from_secs(5)).await,
+        "something still held"
+    );
+    assert!(
+        rx.recv().await.is_none(),
+        "a cancelled message was delivered"
+    );
+    let stats = handle.state.lock().unwrap().stats.clone();
+    assert_eq!(stats.messages, 2, "{stats:?}");
+    handle.stop();
+}

@@ -116,6 +116,12 @@ impl DeadLetters {
         Ok(())
     }
 
+    /// Whether letters were produced that the broker has not confirmed yet
+    /// (or that it refused, to be produced again).
+    pub fn has_unconfirmed(&self) -> bool {
+        !self.sent.pending.is_empty() || !self.sent.failed.is_empty()
+    }
+
     /// What was produced since the last call, for the next commit to await.
     pub fn take_sent(&mut self) -> SentLetters {
         std::mem::take(&mut self.sent)

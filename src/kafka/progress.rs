@@ -128,6 +128,8 @@ pub struct ProgressReader {
     known: HashMap<(String, i32), Stored>,
     /// Where the next read starts.
     next: i64,
+    /// Records read so far, all reads together.
+    read: u64,
 }
 
 impl ProgressReader {
@@ -143,7 +145,13 @@ impl ProgressReader {
             topic: topic.to_string(),
             known: HashMap::new(),
             next: 0,
+            read: 0,
         })
+    }
+
+    /// Records read so far, all reads together.
+    pub fn records_read(&self) -> u64 {
+        self.read
     }
 
     /// The latest progress of every partition, by (topic, partition), read
@@ -175,6 +183,7 @@ impl ProgressReader {
             }
             Err(e) => return Err(e),
         };
+        self.read += read.len() as u64;
         for record in read {
             let (topic, partition, epoch) = (record.topic.clone(), record.partition, record.epoch);
             match fold(&mut self.known, record) {

@@ -168,6 +168,8 @@ struct Retry {
 
 enum Command {
     Publish(Vec<Pending>),
+    /// Drop these messages if they still wait (their partition moved away).
+    Cancel(HashSet<String>),
     /// Finish what is queued, then stop; answers when done.
     Drain(oneshot::Sender<()>),
 }
@@ -246,6 +248,15 @@ impl Publisher {
     pub fn offer_all(&self, messages: impl IntoIterator<Item = Outgoing>) {
         let mut held: Vec<Pending> = messages.into_iter().map(|m| self.pending(m)).collect();
         self.hand_over(&mut held);
+    }
+
+    /// Drops the messages with these ids that are not sent yet (queued, or
+    /// waiting for a retry): their partition moved to another owner, which
+    /// sends them itself. Nothing is delivered for them.
+    pub fn cancel(&self, ids: HashSet<String>) {
+        if !ids.is_empty() {
+            let _ = self.commands.send(Command::Cancel(ids));
+        }
     }
 
     /// Messages queued and not answered yet.
@@ -427,6 +438,7 @@ impl Worker {
             tokio::select! {
                 command = self.commands.recv(), if self.accepting => match command {
                     Some(Command::Publish(held)) => held.into_iter().for_each(|p| self.enqueue(p)),
+                    Some(Command::Cancel(ids)) => self.cancel(&ids),
                     Some(Command::Drain(done)) => self.drained = Some(done),
                     None => self.accepting = false,
                 },
@@ -643,6 +655,28 @@ impl Worker {
             resends,
             refused_payload,
         });
+    }
+
+    /// Drops the messages with these ids that wait, queued or for a retry;
+    /// those in flight are answered as usual. No delivery is reported.
+    fn cancel(&mut self, ids: &HashSet<String>) {
+        for queue in self.queues.values_mut() {
+            queue.retain(|p| !ids.contains(&p.message.message_id));
+        }
+        self.queues.retain(|_, q| !q.is_empty());
+        let (cancelled, waiting): (Vec<Retry>, Vec<Retry>) = std::mem::take(&mut self.retries)
+            .into_iter()
+            .partition(|r| ids.contains(&r.pending.message.message_id));
+        self.retries = waiting;
+        for retry in cancelled {
+            self.busy.remove(&retry.pending.message.key);
+        }
+        self.ready = self
+            .queues
+            .keys()
+            .filter(|k| !self.busy.contains(*k))
+            .cloned()
+            .collect();
     }
 
     /// Unanswered messages go back to the front of their key's queue.
