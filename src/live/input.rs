@@ -1,0 +1,230 @@
+//! The input side of the loop: assignment changes, records decoded into
+//! the partitions' pipelines, dead letters, and backpressure (the input
+//! paused while too many messages wait for RESET).
+
+use super::{progress_to_write, Live, Partition, PartitionKey};
+use crate::http::Readiness;
+use crate::kafka::flow::FlowChange;
+use crate::kafka::group_reader::GroupContext;
+use crate::kafka::stall::{StallChange, StallWatch};
+use crate::kafka::{Assignment, Origin, RecordBatch};
+use crate::offsets::Progress;
+use crate::pipeline::PartitionPipeline;
+use crate::reject::RejectReason;
+use anyhow::{anyhow, Context as _, Result};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::TopicPartitionList;
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Pauses or resumes the partitions in librdkafka: the consumer goes on
+/// polling, so it keeps its place in the group.
+pub(super) fn set_flow(
+    consumer: &BaseConsumer<GroupContext>,
+    keys: &[&PartitionKey],
+    change: FlowChange,
+) {
+    if keys.is_empty() {
+        return;
+    }
+    let mut partitions = TopicPartitionList::new();
+    for (topic, partition) in keys {
+        partitions.add_partition(topic, *partition);
+    }
+    let done = match change {
+        FlowChange::Pause => consumer.pause(&partitions),
+        FlowChange::Resume => consumer.resume(&partitions),
+    };
+    if let Err(e) = done {
+        tracing::warn!(error = %e, ?change, "cannot change the input's flow");
+    }
+}
+
+impl Live {
+    pub(super) fn assignment(&mut self, change: Assignment, readiness: &Readiness) -> Result<()> {
+        match change {
+            Assignment::Failed(why) => return Err(anyhow!("partition assignment failed: {why}")),
+            Assignment::Revoked(revoked) => {
+                let mut last = Vec::new();
+                for key in revoked {
+                    tracing::info!(topic = %key.0, partition = key.1, "partition revoked");
+                    if let Some(part) = self.parts.remove(&key) {
+                        last.extend(progress_to_write(&key, &part));
+                    }
+                    self.metrics.forget_partition(&key.0, key.1);
+                }
+                self.write_revoked(last);
+                // Messages of revoked partitions not sent yet are left to
+                // their new owners.
+                let revoked_ids: HashSet<String> = self
+                    .owners
+                    .iter()
+                    .filter(|(_, (key, _))| !self.parts.contains_key(key))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                self.owners.retain(|id, _| !revoked_ids.contains(id));
+                self.publisher.cancel(revoked_ids);
+            }
+            Assignment::Assigned(assigned) => {
+                let new_keys: Vec<PartitionKey> =
+                    assigned.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+                for (topic, partition, stored) in assigned {
+                    let progress = stored.map(|s| s.progress);
+                    // This owner's epoch, above every earlier owner's.
+                    let epoch = stored.map_or(1, |s| s.epoch + 1);
+                    tracing::info!(%topic, partition, ?progress, epoch, "partition assigned");
+                    let pipeline = PartitionPipeline::resume(
+                        Arc::clone(&self.registry),
+                        self.settings(),
+                        self.config.reset.push,
+                        progress.unwrap_or(Progress::start(0)),
+                    );
+                    self.parts.insert(
+                        (topic, partition),
+                        Partition {
+                            pipeline,
+                            started: progress.is_some(),
+                            last_record: Instant::now(),
+                            next_offset: progress.map(|p| p.offset as i64),
+                            // Written at the next tick with the new epoch,
+                            // which fences the earlier owner's late writes.
+                            written: None,
+                            epoch,
+                            written_at: Instant::now(),
+                            stall: StallWatch::default(),
+                        },
+                    );
+                }
+                // Newly assigned partitions follow the input's flow (a
+                // partition assigned before may still be paused in librdkafka).
+                let change = if self.flow.is_paused() {
+                    FlowChange::Pause
+                } else {
+                    FlowChange::Resume
+                };
+                let keys: Vec<&PartitionKey> = new_keys.iter().collect();
+                set_flow(&self.consumer, &keys, change);
+                readiness.kafka_assigned.store(true, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a batch of one partition's records, in order.
+    pub(super) async fn records(&mut self, batch: &RecordBatch) -> Result<()> {
+        let count = batch.len() as u64;
+        self.metrics.records_consumed.inc_by(count);
+        self.report.records += count;
+        let key = (batch.topic.clone(), batch.partition);
+        // Records of a partition revoked after they were read are dropped.
+        // The partition is out of the map while its records are taken.
+        let Some(mut part) = self.parts.remove(&key) else {
+            return Ok(());
+        };
+        let before = part.pipeline.engine().stats().windows_closed;
+        let mut decoded = 0;
+        for (offset, payload) in batch.records() {
+            // Read again after a pause or a seek: already taken.
+            if part.next_offset.is_some_and(|next| offset < next) {
+                continue;
+            }
+            self.learn_schema(payload).await?;
+            let batches = part.pipeline.record_bytes(
+                &self.decoder,
+                offset as u64,
+                payload,
+                &mut self.rejects,
+            );
+            part.next_offset = Some(offset + 1);
+            if self
+                .rejects
+                .iter()
+                .all(|r| r.reason != RejectReason::Decode)
+            {
+                decoded += 1;
+            }
+            if !self.rejects.is_empty() {
+                let origin = Origin {
+                    topic: key.0.clone(),
+                    partition: key.1,
+                    offset,
+                };
+                self.dead_letter(&origin)?;
+            }
+            if !batches.is_empty() {
+                self.publish(&key, batches);
+            }
+        }
+        part.started = true;
+        part.last_record = Instant::now();
+        if part.stall.record_read() == StallChange::Ended {
+            tracing::info!(topic = %key.0, partition = key.1, "the partition's input flows again");
+        }
+        let closed = part.pipeline.engine().stats().windows_closed - before;
+        self.metrics.windows_closed.inc_by(closed);
+        self.parts.insert(key, part);
+        self.metrics.records_decoded.inc_by(decoded);
+        Ok(())
+    }
+
+    /// Fetches a Confluent writer schema the decoder has not seen yet.
+    pub(super) async fn learn_schema(&mut self, payload: &[u8]) -> Result<()> {
+        let Some(registry) = &self.schema_registry else {
+            return Ok(());
+        };
+        let Ok(id) = crate::codec::confluent_schema_id(payload) else {
+            return Ok(());
+        };
+        if self.decoder.avro_mut().knows(id) || self.unusable_schemas.contains(&id) {
+            return Ok(());
+        }
+        match registry.writer_schema(id).await {
+            Ok(schema) => self.decoder.avro_mut().register(id, schema),
+            // An id the registry does not have: its records are rejected as undecodable.
+            Err(crate::schema_registry::RegistryError::Unknown(_)) => {
+                self.unusable_schemas.insert(id);
+            }
+            Err(e @ crate::schema_registry::RegistryError::Unusable { .. }) => {
+                self.unusable_schemas.insert(id);
+                tracing::warn!(error = %e, "records of this schema will be rejected");
+            }
+            Err(e) => return Err(anyhow!(e)).context("the schema registry is needed to decode"),
+        }
+        Ok(())
+    }
+
+    pub(super) fn dead_letter(&mut self, origin: &Origin) -> Result<()> {
+        for reject in self.rejects.drain(..) {
+            self.metrics
+                .rejects
+                .with_label_values(&[reject.reason.name()])
+                .inc();
+            self.dead_letters
+                .send(origin, &reject)
+                .map_err(|e| anyhow!("cannot write a dead letter: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Pauses the input when the publisher holds its limit of unanswered
+    /// messages, and resumes it when half of them are answered.
+    pub(super) fn follow_flow(&mut self) {
+        let change = match self.flow.held(self.publisher.held()) {
+            Some(change) => change,
+            None => return,
+        };
+        let keys: Vec<&PartitionKey> = self.parts.keys().collect();
+        set_flow(&self.consumer, &keys, change);
+        if change == FlowChange::Pause {
+            tracing::info!(
+                unanswered = self.publisher.held(),
+                "input paused: waiting for RESET to answer"
+            );
+        } else {
+            tracing::info!(unanswered = self.publisher.held(), "input resumed");
+            self.flowing_since = Instant::now();
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! `run`: the live pipeline. A consumer group reads the input topics on a
+//! thread of its own (`kafka::group_reader`), which hands this loop batches
+//! of records with the assignment changes in their place; each assigned
+//! partition gets its own pure pipeline (engine, batcher, offset tracker),
+//! resumed from the progress topic; messages go to the publisher;
+//! RESET's answers flow back to the trackers; progress is written and then
+//! offsets committed. SIGTERM drains: what has closed is published and
+//! answered, progress is committed, and the loop returns.
+
+use crate::codec::Decoder;
+use crate::config::{Config, InputFormat};
+use crate::http::Readiness;
+use crate::kafka::dead_letter::Letter;
+use crate::kafka::flow::Flow;
+use crate::kafka::group_reader::GroupContext;
+use crate::kafka::monitor_topic::apply_records;
+use crate::kafka::progress::ProgressRecord;
+use crate::kafka::quiet::Quiet;
+use crate::kafka::stall::StallWatch;
+use crate::kafka::{
+    client_config, ensure_topics, input_consumer_config, DeadLetters, GroupReader, Input,
+    MonitorTopic, OwnTopic, ProgressReader, ProgressWriter,
+};
+use crate::metrics::Metrics;
+use crate::offsets::Progress;
+use crate::payload::Announcements;
+use crate::pipeline::PartitionPipeline;
+use crate::registry::Registry;
+use crate::reject::Reject;
+use crate::schema_registry::SchemaRegistry;
+use crate::sink::{Publisher, PublisherSettings, Status};
+use crate::throttle::Throttle;
+use crate::window::EngineSettings;
+use anyhow::{anyhow, Context as _, Result};
+use rdkafka::consumer::BaseConsumer;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+mod commit;
+mod input;
+mod output;
+mod watch;
+
+use commit::progress_to_write;
+
+type PartitionKey = (String, i32);
+
+/// A partition's low and high watermarks as the broker told them (`None`: no answer).
+type Watermarks = (PartitionKey, Option<(i64, i64)>);
+
+struct Partition {
+    pipeline: PartitionPipeline,
+    /// Whether its progress means anything yet (resumed, or a record read).
+    started: bool,
+    last_record: Instant,
+    next_offset: Option<i64>,
+    written: Option<Progress>,
+    written_at: Instant,
+    /// This owner's epoch, written in its progress records.
+    epoch: u64,
+    stall: StallWatch,
+}
+
+impl Partition {
+    /// Records between the next offset to read and the high watermark.
+    fn lag(&self, (low, high): (i64, i64)) -> i64 {
+        self.next_offset
+            .map_or(high - low, |next| (high - next).max(0))
+    }
+}
+
+/// A progress write's outcome, with its records, and the dead letters the
+/// broker did not take (the progress then waits for them).
+type CommitDone = (Result<(), String>, Vec<ProgressRecord>, Vec<Letter>);
+
+/// A progress write under way beside the loop.
+type Committing = std::pin::Pin<Box<dyn Future<Output = CommitDone> + Send>>;
+
+/// What the live loop did, for the caller's summary.
+#[derive(Debug, Default, Clone)]
+pub struct LiveReport {
+    pub records: u64,
+    pub messages_answered: u64,
+    pub commits: u64,
+}
+
+/// The running loop's state.
+struct Live {
+    config: Config,
+    registry: Arc<Registry>,
+    metrics: Metrics,
+    consumer: Arc<BaseConsumer<GroupContext>>,
+    watermark_client: Arc<BaseConsumer<Quiet>>,
+    decoder: Decoder,
+    schema_registry: Option<SchemaRegistry>,
+    /// Schema ids the registry does not have or that cannot be read: asked once.
+    unusable_schemas: std::collections::HashSet<u32>,
+    dead_letters: DeadLetters,
+    progress_writer: ProgressWriter,
+    publisher: Publisher,
+    parts: HashMap<PartitionKey, Partition>,
+    owners: HashMap<String, (PartitionKey, Instant)>,
+    /// `create` messages awaiting RESET's answer: message id to connection_id.
+    creates: HashMap<String, String>,
+    announcements: Announcements,
+    /// The monitor registry topic, followed for changes.
+    monitor_topic: Option<MonitorTopic>,
+    rejects: Vec<Reject>,
+    report: LiveReport,
+    /// Idle partitions whose watermarks are being asked of the broker, off
+    /// the loop: the answers come back through `watermarks`.
+    asking_watermarks: HashSet<PartitionKey>,
+    watermarks: tokio::sync::mpsc::UnboundedSender<Watermarks>,
+    /// Whether the input is paused because too many messages wait for RESET.
+    flow: Flow,
+    /// When the input last began to flow (a stall is only counted from then).
+    flowing_since: Instant,
+    /// Since when messages wait and RESET acknowledged none (`None`: none waits).
+    waiting_for_reset_since: Option<SystemTime>,
+    /// Progress writes and offset commits that fail while the broker is
+    /// down: logged now and then, not at every tick.
+    write_faults: Throttle,
+    commit_faults: Throttle,
+}
+
+/// The registry `base` with `monitors.topic`, when configured, read to its
+/// end on top of it; the topic is returned positioned for following.
+pub fn with_monitor_topic(
+    config: &Config,
+    base: Arc<Registry>,
+    metrics: &Metrics,
+) -> Result<(Arc<Registry>, Option<MonitorTopic>)> {
+    let Some(topic) = config.monitors.topic.as_deref() else {
+        return Ok((base, None));
+    };
+    let (follower, records) = MonitorTopic::open(
+        &client_config(&config.kafka),
+        topic,
+        Duration::from_secs(30),
+    )
+    .map_err(|e| anyhow!("cannot read the monitor topic: {e}"))?;
+    let mut registry = Arc::unwrap_or_clone(base);
+    apply_records(&mut registry, &records, metrics);
+    tracing::info!(
+        topic,
+        records = records.len(),
+        monitors = registry.len(),
+        "monitor registry read"
+    );
+    Ok((Arc::new(registry), Some(follower)))
+}
+
+/// Publisher settings from the config.
+pub fn publisher_settings(config: &Config) -> PublisherSettings {
+    let r = &config.reset;
+    let mut s = PublisherSettings::new(&r.url, &r.client_id, r.client_secret.clone());
+    s.namespace = r.namespace.clone();
+    s.ack_timeout = r.ack_timeout;
+    s.max_in_flight = r.max_in_flight;
+    s.max_queued = r.max_queued.max(r.max_in_flight);
+    s.max_attempts = r.max_attempts;
+    s
+}
+
+/// How long a watermark query may take. Generous: it runs off the loop,
+/// and a slow broker's answer is better than none.
+const WATERMARK_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The client that asks idle partitions' watermarks, apart from the group's
+/// consumer: librdkafka drops a connection on which a request timed out, and
+/// the group's fetches must not go down with a watermark query that a busy
+/// broker answered late. It keeps its own connection up after a timeout too
+/// (`socket.max.fails` 0; a late answer is then ignored), because a broker
+/// may still be serving the request: tansu 0.6.0 broke its storage for
+/// every later request when a connection closed under one.
+fn watermark_client(
+    client: &rdkafka::ClientConfig,
+) -> rdkafka::error::KafkaResult<BaseConsumer<Quiet>> {
+    client
+        .clone()
+        .set("socket.max.fails", "0")
+        .create_with_context(Quiet)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Runs until `shutdown` resolves, then drains.
+pub async fn run(
+    config: Config,
+    registry: Arc<Registry>,
+    metrics: Metrics,
+    readiness: Arc<Readiness>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<LiveReport> {
+    let kafka = &config.kafka;
+    let client = client_config(kafka);
+    let progress_topic = kafka.progress_topic();
+    let mut topics = vec![OwnTopic {
+        name: &progress_topic,
+        partitions: 1,
+        compacted: true,
+    }];
+    if let Some(dlq) = config.dead_letter.topic.as_deref() {
+        topics.push(OwnTopic {
+            name: dlq,
+            partitions: 1,
+            compacted: false,
+        });
+    }
+    ensure_topics(kafka, &topics).await;
+    let (registry, monitor_topic) = with_monitor_topic(&config, registry, &metrics)?;
+    let topic_names: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
+    let (reader, mut inputs) = GroupReader::start(
+        input_consumer_config(kafka)
+            .set("group.id", &kafka.group_id)
+            .set("auto.offset.reset", "earliest"),
+        ProgressReader::new(&client, &progress_topic).context("progress reader")?,
+        &topic_names,
+    )
+    .context("cannot read the input topics")?;
+    let (publisher, mut deliveries) = Publisher::start(publisher_settings(&config));
+    let publisher_limit = publisher.max_queued();
+    let (watermarks, mut watermark_answers) = tokio::sync::mpsc::unbounded_channel();
+    watch_readiness(&publisher, Arc::clone(&readiness));
+    let schema_registry = match (
+        config.input.format,
+        config.input.schema_registry_url.as_deref(),
+    ) {
+        (InputFormat::AvroConfluent, Some(url)) => Some(SchemaRegistry::new(url)),
+        _ => None,
+    };
+    let mut live = Live {
+        decoder: Decoder::new(config.input.format),
+        schema_registry,
+        unusable_schemas: Default::default(),
+        dead_letters: DeadLetters::new(&client, config.dead_letter.topic.as_deref())
+            .context("dead-letter producer")?,
+        progress_writer: ProgressWriter::new(&client, &progress_topic)
+            .context("progress producer")?,
+        consumer: Arc::clone(reader.consumer()),
+        watermark_client: Arc::new(watermark_client(&client).context("watermark client")?),
+        publisher,
+        parts: HashMap::new(),
+        owners: HashMap::new(),
+        creates: HashMap::new(),
+        announcements: Announcements::default(),
+        monitor_topic,
+        rejects: Vec::new(),
+        report: LiveReport::default(),
+        asking_watermarks: HashSet::new(),
+        watermarks,
+        flow: Flow::new(publisher_limit),
+        flowing_since: Instant::now(),
+        waiting_for_reset_since: None,
+        write_faults: Throttle::default(),
+        commit_faults: Throttle::default(),
+        config,
+        registry,
+        metrics,
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    let mut committing: Option<Committing> = None;
+    let outcome = loop {
+        // RESET's answers come first: they only ever arrive for messages
+        // sent, so they cannot keep the other arms waiting for long. The tick
+        // comes before the records: during a backlog, records are always
+        // ready, and progress must still be committed every second. Nothing
+        // in an arm waits on the broker for long (watermarks are asked off
+        // the loop), or the arms after it would starve.
+        let turn = tokio::select! {
+            biased;
+            _ = &mut shutdown => break Ok(()),
+            Some(d) = deliveries.recv() => live.answered(d),
+            Some((key, w)) = watermark_answers.recv() => {
+                live.idle_watermarks(key, w);
+                Ok(())
+            }
+            done = async { committing.as_mut().expect("guarded").await }, if committing.is_some() => {
+                committing = None;
+                live.committed(done)
+            }
+            _ = tick.tick() => {
+                live.tick(&mut committing);
+                Ok(())
+            }
+            input = inputs.recv() => match input {
+                Some(Input::Assignment(change)) => live.assignment(change, &readiness),
+                Some(Input::Records(batch)) => live.records(&batch).await,
+                None => Err(anyhow!("the Kafka reading thread stopped")),
+            },
+        };
+        if let Err(e) = turn {
+            break Err(e);
+        }
+        live.follow_flow();
+    };
+    // Records still queued are left unread: progress does not count them.
+    inputs.close();
+    let reader_stopped = tokio::task::spawn_blocking(move || reader.stop());
+    outcome?;
+    let unanswered = live.publisher.held();
+    tracing::info!(
+        unanswered,
+        drain_timeout = ?live.config.reset.drain_timeout,
+        "draining: waiting for RESET to answer what was sent"
+    );
+    let deadline = Instant::now() + live.config.reset.drain_timeout;
+    while live
+        .parts
+        .values()
+        .any(|p| p.pipeline.unanswered_messages() > 0)
+        && Instant::now() < deadline
+    {
+        tokio::select! {
+            Some(d) = deliveries.recv() => live.answered(d)?,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    let unanswered: usize = live
+        .parts
+        .values()
+        .map(|p| p.pipeline.unanswered_messages())
+        .sum();
+    if unanswered > 0 {
+        tracing::warn!(
+            unanswered,
+            "drain timeout: the records of unanswered messages are read again at the next start"
+        );
+    }
+    // The last progress: after the write under way, if any, what moved
+    // since. A broker that takes none of it in time leaves the progress
+    // written before, from which a restart is exact too.
+    const LAST_WRITE: Duration = Duration::from_secs(15);
+    if let Some(c) = committing.take() {
+        if let Ok(done) = tokio::time::timeout(LAST_WRITE, c).await {
+            live.committed(done)?;
+        }
+    }
+    if let Some(c) = live.start_commit() {
+        let (written, records, _) = tokio::time::timeout(LAST_WRITE, c)
+            .await
+            .map_err(|_| anyhow!("the broker did not take the last progress in {LAST_WRITE:?}"))?;
+        written.map_err(|e| anyhow!("cannot write the last progress: {e}"))?;
+        live.committed((Ok(()), records, Vec::new()))?;
+    }
+    let report = live.report.clone();
+    live.publisher.drain(Duration::from_secs(1)).await;
+    let _ = reader_stopped.await;
+    Ok(report)
+}
+
+fn watch_readiness(publisher: &Publisher, readiness: Arc<Readiness>) {
+    let mut status = publisher.status_watch();
+    tokio::spawn(async move {
+        loop {
+            let ready = *status.borrow() == Status::Ready;
+            readiness
+                .reset_authenticated
+                .store(ready, Ordering::Relaxed);
+            if status.changed().await.is_err() {
+                readiness
+                    .reset_authenticated
+                    .store(false, Ordering::Relaxed);
+                return;
+            }
+        }
+    });
+}
+
+impl Live {
+    fn settings(&self) -> EngineSettings {
+        EngineSettings::from(&self.config.windowing)
+    }
+
+    /// Applies new monitor records; every partition takes the new registry.
+    fn follow_monitor_topic(&mut self) {
+        let Some(topic) = &self.monitor_topic else {
+            return;
+        };
+        let records = topic.poll_new();
+        if records.is_empty() {
+            return;
+        }
+        let mut registry = (*self.registry).clone();
+        if apply_records(&mut registry, &records, &self.metrics) {
+            self.registry = Arc::new(registry);
+            for part in self.parts.values_mut() {
+                part.pipeline.set_registry(Arc::clone(&self.registry));
+            }
+        }
+    }
+
+    /// Once a second: monitor changes, idle partitions, gauges; then the
+    /// progress that moved, unless a write is still under way.
+    fn tick(&mut self, committing: &mut Option<Committing>) {
+        self.follow_monitor_topic();
+        self.ask_idle_watermarks();
+        self.update_gauges();
+        if committing.is_none() {
+            *committing = self.start_commit();
+        }
+    }
+}

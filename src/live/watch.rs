@@ -1,0 +1,138 @@
+//! Once a second: idle partitions (their watermarks asked of the broker
+//! off the loop), stalled input, and the gauges.
+
+use super::{now_ms, Live, PartitionKey, WATERMARK_QUERY_TIMEOUT};
+use crate::kafka::record_queue::cached_watermarks;
+use crate::kafka::stall::StallChange;
+use rdkafka::consumer::Consumer;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+impl Live {
+    /// Asks the broker for the watermarks of partitions that have had nothing
+    /// to read for `idle_timeout` or `stall_after`, one query per partition
+    /// at a time. The queries run off the loop (on tansu one takes about half
+    /// a second) and on a client of their own (`watermark_client`);
+    /// `idle_watermarks` takes the answers.
+    pub(super) fn ask_idle_watermarks(&mut self) {
+        let quiet_enough = self
+            .config
+            .windowing
+            .idle_timeout
+            .min(self.config.kafka.stall_after);
+        for (key, part) in &self.parts {
+            if part.last_record.elapsed() < quiet_enough || self.asking_watermarks.contains(key) {
+                continue;
+            }
+            self.asking_watermarks.insert(key.clone());
+            let client = Arc::clone(&self.watermark_client);
+            let answers = self.watermarks.clone();
+            let key = key.clone();
+            tokio::task::spawn_blocking(move || {
+                let watermarks = client
+                    .fetch_watermarks(&key.0, key.1, WATERMARK_QUERY_TIMEOUT)
+                    .ok();
+                let _ = answers.send((key, watermarks));
+            });
+        }
+    }
+
+    /// Raises the watermark of an idle partition to now minus
+    /// `allowed_lateness`, once its consumer has read everything up to the
+    /// broker's high watermark: idle means nothing left to read, not a
+    /// consumer that fell behind.
+    pub(super) fn idle_watermarks(&mut self, key: PartitionKey, watermarks: Option<(i64, i64)>) {
+        self.asking_watermarks.remove(&key);
+        let idle_timeout = self.config.windowing.idle_timeout;
+        let lateness = self.config.windowing.allowed_lateness.as_millis() as i64;
+        // Revoked while the broker was asked.
+        let Some(part) = self.parts.get_mut(&key) else {
+            return;
+        };
+        tracing::debug!(topic = %key.0, partition = key.1, ?watermarks, next = ?part.next_offset, "idle check");
+        part.stall.broker_answered(watermarks.is_some());
+        let Some(watermarks) = watermarks else {
+            return;
+        };
+        let lag = part.lag(watermarks);
+        self.metrics.set_lag(&key.0, key.1, lag);
+        // Caught up (everything up to the high watermark is read, or there
+        // is nothing); a record read while the broker was asked ends the idleness.
+        if lag > 0 || part.last_record.elapsed() < idle_timeout {
+            return;
+        }
+        let before = part.pipeline.engine().stats().windows_closed;
+        let batches = part.pipeline.advance_to(now_ms() - lateness);
+        let closed = part.pipeline.engine().stats().windows_closed - before;
+        self.metrics.windows_closed.inc_by(closed);
+        self.publish(&key, batches);
+    }
+
+    /// Each partition's lag as the consumer last heard the high watermark (no
+    /// request to the broker), and whether its input stalled.
+    pub(super) fn watch_input(&mut self) {
+        let stall_after = self.config.kafka.stall_after;
+        for ((topic, partition), part) in &mut self.parts {
+            let Some(watermarks) = cached_watermarks(&self.consumer, topic, *partition) else {
+                continue;
+            };
+            let lag = part.lag(watermarks);
+            self.metrics.set_lag(topic, *partition, lag);
+            // A paused input is held back on purpose, not stalled.
+            let quiet_for = if self.flow.is_paused() {
+                Duration::ZERO
+            } else {
+                part.last_record.elapsed().min(self.flowing_since.elapsed())
+            };
+            match part.stall.checked(quiet_for, stall_after, lag) {
+                StallChange::Began => tracing::warn!(
+                    %topic,
+                    partition,
+                    ?quiet_for,
+                    lag,
+                    "input stalled: nothing read from the partition while records wait on the broker, or it does not answer"
+                ),
+                StallChange::Ended => {
+                    tracing::info!(%topic, partition, "the partition's input flows again")
+                }
+                StallChange::Unchanged => {}
+            }
+        }
+    }
+
+    pub(super) fn update_gauges(&mut self) {
+        self.watch_input();
+        let now = now_ms();
+        let mut open = 0;
+        for ((topic, partition), part) in &self.parts {
+            open += part.pipeline.engine().open_windows();
+            let watermark = part.pipeline.engine().watermark();
+            if watermark > i64::MIN {
+                self.metrics
+                    .set_watermark_delay(topic, *partition, (now - watermark) / 1000);
+            }
+        }
+        let unmatched = self.publisher.unmatched_answers();
+        self.metrics
+            .unmatched_answers
+            .inc_by(unmatched.saturating_sub(self.metrics.unmatched_answers.get()));
+        self.metrics.open_windows.set(open as i64);
+        self.metrics.in_flight.set(self.publisher.held() as i64);
+        let stalled = self.parts.values().filter(|p| p.stall.is_stalled()).count();
+        self.metrics.stalled_partitions.set(stalled as i64);
+        let paused = if self.flow.is_paused() {
+            self.parts.len()
+        } else {
+            0
+        };
+        self.metrics.paused_partitions.set(paused as i64);
+        if self.publisher.held() == 0 {
+            self.waiting_for_reset_since = None;
+        }
+        let since = self
+            .waiting_for_reset_since
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        self.metrics.waiting_for_reset_since.set(since);
+    }
+}
