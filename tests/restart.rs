@@ -1,6 +1,9 @@
 //! The restart argument of `offsets`, checked on the pure core: crash at a
 //! random point with random acknowledgements outstanding, resume from the
-//! progress a commit would have written, and compare with an uncrashed run.
+//! progress a commit would have written, and compare with an uncrashed run;
+//! also with RESET away for a stretch (nothing answered) and a poison
+//! monitor whose every message is given up (dead-lettered: settled, not
+//! acknowledged).
 
 mod common;
 use common::*;
@@ -59,6 +62,32 @@ fn run(
     crash_at: Option<usize>,
     ack_order: &[usize],
 ) -> (BTreeMap<String, String>, BTreeSet<String>, Progress) {
+    run_with(
+        events,
+        progress,
+        push,
+        crash_at,
+        ack_order,
+        &Faults::default(),
+    )
+}
+
+/// RESET's misbehaviour in a run: no answer at all while the record read
+/// is in `outage`; every message of `poison` answered by giving it up.
+#[derive(Default)]
+struct Faults {
+    outage: std::ops::Range<usize>,
+    poison: Option<&'static str>,
+}
+
+fn run_with(
+    events: &[SensorEvent],
+    progress: Progress,
+    push: PushMode,
+    crash_at: Option<usize>,
+    ack_order: &[usize],
+    faults: &Faults,
+) -> (BTreeMap<String, String>, BTreeSet<String>, Progress) {
     let mut p = PartitionPipeline::resume(fleet(), EngineSettings::default(), push, progress);
     let mut formed = BTreeMap::new();
     let mut unanswered: Vec<String> = Vec::new();
@@ -71,11 +100,18 @@ fn run(
         }
         for b in p.record(offset as u64, e, &mut rejects) {
             formed.insert(b.message_id.clone(), b.payload.clone());
+            if faults.poison == Some(b.connection_id.as_str()) {
+                // Given up after its attempts: settled, never acknowledged.
+                if !faults.outage.contains(&offset) {
+                    p.message_answered(&b.message_id);
+                    continue;
+                }
+            }
             unanswered.push(b.message_id);
         }
         // Sometimes answer one outstanding message, any of them.
         if let Some(&pick) = picks.next() {
-            if pick % 3 != 0 && !unanswered.is_empty() {
+            if pick % 3 != 0 && !unanswered.is_empty() && !faults.outage.contains(&offset) {
                 let id = unanswered.remove(pick % unanswered.len());
                 p.message_answered(&id);
                 acked.insert(id);
@@ -115,5 +151,42 @@ proptest! {
         for id in clean.keys() {
             prop_assert!(acked.contains(id) || after.contains_key(id), "lost {}", id);
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn outages_and_a_poison_monitor_hold_back_nothing_else_and_lose_nothing(
+        jitter in proptest::collection::vec(0i64..500_000, 400..900),
+        crash in 0.0f64..1.0,
+        outage_at in 0.0f64..1.0,
+        outage_len in 0usize..300,
+        ack_order in proptest::collection::vec(1usize..1000, 1..50),
+    ) {
+        let push = PushMode::Every30Minutes;
+        let events = events(&jitter);
+        let start = ((events.len() as f64) * outage_at).floor() as usize;
+        let faults = Faults { outage: start..start + outage_len, poison: Some("B") };
+        let (clean, _, _) = run(&events, Progress::start(0), push, None, &[1]);
+        let crash_at = ((events.len() as f64) * crash).floor() as usize;
+        let (before, acked, progress) =
+            run_with(&events, Progress::start(0), push, Some(crash_at), &ack_order, &faults);
+        prop_assert!(progress.offset as usize <= crash_at);
+        let (after, _, _) = run_with(&events, progress, push, None, &[1], &faults);
+        for (id, payload) in before.iter().chain(&after) {
+            prop_assert_eq!(clean.get(id), Some(payload), "a message differs");
+        }
+        // Nothing lost: acknowledged before the crash, or sent after it,
+        // or the poison monitor's (dead-lettered).
+        for id in clean.keys() {
+            let poisoned = id.starts_with("rp_B_");
+            prop_assert!(acked.contains(id) || after.contains_key(id) || poisoned, "lost {}", id);
+        }
+        // The poison monitor never holds the others back: with everything
+        // else answered, progress moves past its messages.
+        let (_, _, end) = run_with(&events, Progress::start(0), push, None, &[1], &Faults { outage: 0..0, poison: Some("B") });
+        let (_, _, reference) = run(&events, Progress::start(0), push, None, &[1]);
+        prop_assert_eq!(end, reference);
     }
 }
