@@ -4,8 +4,10 @@
 //! partition gets its own pure pipeline (engine, batcher, offset tracker),
 //! resumed from the progress topic; messages go to the publisher;
 //! RESET's answers flow back to the trackers; progress is written and then
-//! offsets committed. SIGTERM drains: what has closed is published and
-//! answered, progress is committed, and the loop returns.
+//! offsets committed. The loop never waits for RESET or the broker: when too
+//! many messages wait for answers the input is paused, not the loop. SIGTERM
+//! drains: RESET's answers are awaited up to `reset.drain_timeout`, what was
+//! acknowledged is committed, and the loop returns.
 
 use crate::codec::Decoder;
 use crate::config::{Config, InputFormat};

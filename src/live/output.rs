@@ -57,6 +57,7 @@ impl Live {
             self.waiting_for_reset_since = Some(SystemTime::now());
         }
         self.publisher.offer_all(messages);
+        self.metrics.in_flight.set(self.publisher.held() as i64);
     }
 
     /// Counts a message and remembers its partition, for its answer.
@@ -95,6 +96,7 @@ impl Live {
 
     pub(super) fn answered(&mut self, d: Delivery) -> Result<()> {
         self.report.messages_answered += 1;
+        self.metrics.in_flight.set(self.publisher.held() as i64);
         let code = match &d.fate {
             Fate::Acknowledged => "10200",
             Fate::Rejected { code, .. } | Fate::GaveUp { code, .. } => code,

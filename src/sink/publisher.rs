@@ -638,8 +638,15 @@ impl Worker {
 
     /// Reports a message's fate; its monitor's next message may go.
     fn deliver(&mut self, pending: Pending, fate: Fate) {
-        let resends = pending.resends;
-        let message = pending.message;
+        // No longer held once its fate is told: `Publisher::held` counts it
+        // out before the delivery reaches the caller.
+        let Pending {
+            message,
+            resends,
+            _held: held,
+            ..
+        } = pending;
+        drop(held);
         if !matches!(fate, Fate::GaveUp { .. }) {
             self.refused_since.remove(&message.key);
         }
