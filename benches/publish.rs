@@ -18,15 +18,6 @@ const MONITORS: usize = 1_000;
 const DAYS: i64 = 3;
 const START_MS: i64 = 1_773_532_800_000; // 2026-03-15T00:00:00Z
 
-fn outgoing(e: &Emission, key: &str) -> Outgoing {
-    Outgoing {
-        event: e.event().as_str(),
-        message_id: e.message_id().to_string(),
-        payload: e.payload().to_string(),
-        key: key.to_string(),
-    }
-}
-
 /// The fleet's messages: creates, then days of 48-reading messages.
 fn messages() -> (Vec<Outgoing>, Vec<Outgoing>, usize) {
     let registry = Arc::new(fleet(MONITORS));
@@ -42,13 +33,10 @@ fn messages() -> (Vec<Outgoing>, Vec<Outgoing>, usize) {
     let (mut creates, mut readings, mut rows) = (Vec::new(), Vec::new(), 0);
     for e in with_announcements(&registry, &mut Announcements::default(), batches) {
         match &e {
-            Emission::Monitor { payload, .. } => {
-                let v: serde_json::Value = serde_json::from_str(payload).unwrap();
-                creates.push(outgoing(&e, v["data"]["connection_id"].as_str().unwrap()));
-            }
+            Emission::Monitor { .. } => creates.push(Outgoing::from(e)),
             Emission::Readings(b) if b.ends.len() == 48 => {
                 rows += 48;
-                readings.push(outgoing(&e, &b.connection_id));
+                readings.push(Outgoing::from(e));
             }
             Emission::Readings(_) => {}
         }

@@ -427,23 +427,8 @@ fn replay(path: &Path, from: i64, to: i64, dry_run: Option<&Path>) -> Result<()>
         let (publisher, mut deliveries) =
             crate::sink::Publisher::start(crate::live::publisher_settings(&config));
         for e in &emissions {
-            let key = match e {
-                crate::pipeline::Emission::Readings(b) => b.connection_id.clone(),
-                crate::pipeline::Emission::Monitor { payload, .. } => {
-                    let v: serde_json::Value = serde_json::from_str(payload)?;
-                    v["data"]["connection_id"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string()
-                }
-            };
             publisher
-                .publish(crate::sink::Outgoing {
-                    event: e.event().as_str(),
-                    message_id: e.message_id().to_string(),
-                    payload: e.payload().to_string(),
-                    key,
-                })
+                .publish(crate::sink::Outgoing::from(e.clone()))
                 .await;
         }
         let mut rejected = 0;

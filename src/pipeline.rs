@@ -8,7 +8,7 @@ use crate::codec::Decoder;
 use crate::config::PushMode;
 use crate::event::SensorEvent;
 use crate::offsets::{OffsetTracker, Progress};
-use crate::payload::{monitors_payload, Announcements, EventName};
+use crate::payload::{monitors_payload, Announcements, EventName, MonitorAction};
 use crate::registry::Registry;
 use crate::reject::Reject;
 use crate::window::{ClosedWindow, Engine, EngineSettings};
@@ -17,7 +17,12 @@ use std::sync::Arc;
 /// One Socket.IO emission, exactly as sent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Emission {
-    Monitor { message_id: String, payload: String },
+    Monitor {
+        message_id: String,
+        payload: String,
+        connection_id: String,
+        action: MonitorAction,
+    },
     Readings(Batch),
 }
 
@@ -26,6 +31,14 @@ impl Emission {
         match self {
             Emission::Monitor { .. } => EventName::Monitors,
             Emission::Readings(_) => EventName::Readings,
+        }
+    }
+
+    /// The monitor the message is about.
+    pub fn connection_id(&self) -> &str {
+        match self {
+            Emission::Monitor { connection_id, .. } => connection_id,
+            Emission::Readings(b) => &b.connection_id,
         }
     }
 
@@ -49,6 +62,7 @@ impl Emission {
             Emission::Monitor {
                 message_id,
                 payload,
+                ..
             } => (message_id, payload),
             Emission::Readings(b) => (b.message_id, b.payload),
         }
@@ -214,6 +228,8 @@ pub fn with_announcements(
             out.push(Emission::Monitor {
                 message_id,
                 payload,
+                connection_id: monitor.record.connection_id.clone(),
+                action,
             });
             announcements.told(batch.monitor, monitor);
         }

@@ -61,9 +61,9 @@ async fn the_reference_socket_io_server_receives_and_acknowledges_everything() {
         publisher
             .publish(Outgoing {
                 event: if event == "monitors" {
-                    "monitors"
+                    reset_pipeline::payload::EventName::Monitors
                 } else {
-                    "readings"
+                    reset_pipeline::payload::EventName::Readings
                 },
                 message_id: v["message_id"].as_str().unwrap().into(),
                 payload: payload.clone(),

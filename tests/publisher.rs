@@ -6,7 +6,10 @@ use common::proxy::Proxy;
 use common::sample_emissions;
 use reset_pipeline::config::Secret;
 use reset_pipeline::emulator::{serve, EmulatorHandle, EmulatorOptions};
-use reset_pipeline::sink::{Delivery, Fate, Outgoing, Publisher, PublisherSettings, Status};
+use reset_pipeline::payload::EventName;
+use reset_pipeline::sink::{
+    Delivery, Fate, Outgoing, Publisher, PublisherSettings, ResetCode, Status,
+};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -28,9 +31,9 @@ fn outgoing((event, payload): &(String, String)) -> Outgoing {
     let v: Value = serde_json::from_str(payload).unwrap();
     Outgoing {
         event: if event == "monitors" {
-            "monitors"
+            EventName::Monitors
         } else {
-            "readings"
+            EventName::Readings
         },
         message_id: v["message_id"].as_str().unwrap().to_string(),
         payload: payload.clone(),
@@ -105,7 +108,7 @@ async fn publish_all_and_check(
     let state = handle.state.lock().unwrap();
     let readings: usize = messages
         .iter()
-        .filter(|m| m.event == "readings")
+        .filter(|m| m.event == EventName::Readings)
         .map(|m| {
             serde_json::from_str::<Value>(&m.payload).unwrap()["data"]["readings"]
                 .as_array()
@@ -174,7 +177,7 @@ async fn a_poison_monitor_is_given_up_while_the_others_are_acknowledged_without_
     for d in &deliveries {
         if d.key == poison {
             assert!(
-                matches!(&d.fate, Fate::GaveUp { code, .. } if code == "10500"),
+                matches!(&d.fate, Fate::GaveUp { code, .. } if *code == ResetCode::ServerError),
                 "{d:?}"
             );
             assert!(d.resends >= 1, "{d:?}");
@@ -249,7 +252,10 @@ async fn a_10400_is_reported_and_does_not_block_the_monitor() {
     let (publisher, mut rx) = Publisher::start(settings(handle.addr, "demo"));
     let messages: Vec<Outgoing> = sample_emissions().iter().map(outgoing).collect();
     // The first readings of a monitor without its create: refused.
-    let orphan = messages.iter().position(|m| m.event == "readings").unwrap();
+    let orphan = messages
+        .iter()
+        .position(|m| m.event == EventName::Readings)
+        .unwrap();
     let mut order = vec![messages[orphan].clone()];
     order.extend(messages.iter().cloned());
     for m in &order {
@@ -258,7 +264,7 @@ async fn a_10400_is_reported_and_does_not_block_the_monitor() {
     let deliveries = collect(&mut rx, order.len()).await;
     match &deliveries[0].fate {
         Fate::Rejected { code, reason } => {
-            assert_eq!(code, "10400");
+            assert_eq!(*code, ResetCode::BadRequest);
             assert!(reason.contains("create it first"), "{reason}");
         }
         other => panic!("{other:?}"),

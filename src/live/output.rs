@@ -3,6 +3,7 @@
 
 use super::{Live, PartitionKey};
 use crate::kafka::Origin;
+use crate::payload::EventName;
 use crate::payload::{monitors_payload, MonitorAction};
 use crate::pipeline::{with_announcements, Emission};
 use crate::reject::{Reject, RejectReason};
@@ -16,31 +17,22 @@ impl Live {
     pub(super) fn publish(&mut self, key: &PartitionKey, batches: Vec<crate::batch::Batch>) {
         let mut messages = Vec::with_capacity(batches.len());
         for emission in with_announcements(&self.registry, &mut self.announcements, batches) {
-            let (event, connection_id) = match &emission {
-                Emission::Monitor { payload, .. } => {
-                    let v: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
-                    let connection_id = v["data"]["connection_id"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                    if v["message_type"] == "create" {
-                        self.creates
-                            .insert(emission.message_id().to_string(), connection_id.clone());
-                    }
-                    ("monitors", connection_id)
+            match &emission {
+                Emission::Monitor {
+                    message_id,
+                    connection_id,
+                    action: MonitorAction::Create,
+                    ..
+                } => {
+                    self.creates
+                        .insert(message_id.clone(), connection_id.clone());
                 }
+                Emission::Monitor { .. } => {}
                 Emission::Readings(b) => {
                     self.metrics.readings_sent.inc_by(b.ends.len() as u64);
-                    ("readings", b.connection_id.clone())
                 }
-            };
-            let (message_id, payload) = emission.into_parts();
-            let message = Outgoing {
-                event,
-                message_id,
-                payload,
-                key: connection_id,
-            };
+            }
+            let message = Outgoing::from(emission);
             self.sending(key, &message);
             messages.push(message);
         }
@@ -64,7 +56,7 @@ impl Live {
     pub(super) fn sending(&mut self, key: &PartitionKey, message: &Outgoing) {
         self.metrics
             .messages_sent
-            .with_label_values(&[message.event])
+            .with_label_values(&[message.event.as_str()])
             .inc();
         self.owners
             .insert(message.message_id.clone(), (key.clone(), Instant::now()));
@@ -86,7 +78,7 @@ impl Live {
             "RESET refused to create the monitor: sending its description as modify"
         );
         let message = Outgoing {
-            event: "monitors",
+            event: EventName::Monitors,
             message_id,
             payload,
             key: connection_id.to_string(),
@@ -99,7 +91,7 @@ impl Live {
         self.metrics.in_flight.set(self.publisher.held() as i64);
         let code = match &d.fate {
             Fate::Acknowledged => "10200",
-            Fate::Rejected { code, .. } | Fate::GaveUp { code, .. } => code,
+            Fate::Rejected { code, .. } | Fate::GaveUp { code, .. } => code.as_str(),
         };
         self.metrics.answers.with_label_values(&[code]).inc();
         if d.fate == Fate::Acknowledged {

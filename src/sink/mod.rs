@@ -1,8 +1,10 @@
 //! The RESET side: an authenticated Socket.IO connection to `/v2`, and the
 //! publisher that sends messages over it and reports each one's fate.
 
+pub mod code;
 pub mod connection;
 pub mod publisher;
 
+pub use code::ResetCode;
 pub use connection::{Connection, ConnectionError, Reply};
 pub use publisher::{Delivery, Fate, Outgoing, Publisher, PublisherSettings, Status};

@@ -27,8 +27,11 @@
 //! - An answer without a usable message id settles nothing; it is logged
 //!   once and counted (`Publisher::unmatched_answers`).
 
+use super::code::ResetCode;
 use super::connection::{Connection, ConnectionError, Reply};
 use crate::config::Secret;
+use crate::payload::EventName;
+use crate::pipeline::Emission;
 use rand::Rng;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -76,13 +79,27 @@ impl PublisherSettings {
 /// One message to send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outgoing {
-    /// `monitors` or `readings`.
-    pub event: &'static str,
+    pub event: EventName,
     pub message_id: String,
     /// The JSON payload, exactly as built by the core.
     pub payload: String,
     /// Messages with the same key (the connection_id) are sent one after another.
     pub key: String,
+}
+
+impl From<Emission> for Outgoing {
+    /// A message of the core, as the publisher sends it: keyed by its monitor.
+    fn from(emission: Emission) -> Outgoing {
+        let event = emission.event();
+        let key = emission.connection_id().to_string();
+        let (message_id, payload) = emission.into_parts();
+        Outgoing {
+            event,
+            message_id,
+            payload,
+            key,
+        }
+    }
 }
 
 /// What became of a message.
@@ -91,13 +108,13 @@ pub enum Fate {
     Acknowledged,
     /// RESET refused it for good (10400), with its reason.
     Rejected {
-        code: String,
+        code: ResetCode,
         reason: String,
     },
     /// RESET kept answering an error (10500) that may pass: given up after
     /// `max_attempts` while it accepted other messages.
     GaveUp {
-        code: String,
+        code: ResetCode,
         reason: String,
     },
 }
@@ -488,8 +505,8 @@ impl Worker {
                 self.queues.remove(&key);
             }
             let m = &pending.message;
-            tracing::debug!(message_id = %m.message_id, event = m.event, "publish");
-            let sent = connection.emit(m.event, &m.payload).await;
+            tracing::debug!(message_id = %m.message_id, event = m.event.as_str(), "publish");
+            let sent = connection.emit(m.event.as_str(), &m.payload).await;
             self.busy.insert(key);
             let id = m.message_id.clone();
             let sent_at = Instant::now();
@@ -513,12 +530,12 @@ impl Worker {
             return Some("connection closed".into());
         }
         self.last_reply = Instant::now();
-        let code = reply.code().unwrap_or_default();
+        let code = ResetCode::parse(reply.code().as_deref());
         let id = reply.message_id().map(str::to_string);
         let body = match reply {
             Reply::Auth(_) | Reply::Closed => return None,
             // An `ack` without a code is an acknowledgement.
-            Reply::Ack(_) if code.is_empty() || code == "10200" => {
+            Reply::Ack(_) if code == ResetCode::Accepted => {
                 self.acks += 1;
                 self.failures = 0;
                 self.settle(id.as_deref(), Fate::Acknowledged);
@@ -531,9 +548,9 @@ impl Worker {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        match code.as_str() {
-            "10401" => Some("RESET answered 10401: authenticating again".into()),
-            "10400" => {
+        match code {
+            ResetCode::Unauthorized => Some("RESET answered 10401: authenticating again".into()),
+            ResetCode::BadRequest => {
                 tracing::warn!(message_id = ?id, %reason, "RESET rejected a message (10400)");
                 self.settle(id.as_deref(), Fate::Rejected { code, reason });
                 None
@@ -547,9 +564,9 @@ impl Worker {
 
     /// RESET answered an error that may pass (10500): the message is sent
     /// again later, alone, or given up.
-    fn refused(&mut self, id: Option<&str>, code: String, reason: String) {
+    fn refused(&mut self, id: Option<&str>, code: ResetCode, reason: String) {
         let Some(flight) = id.and_then(|id| self.in_flight.remove(id)) else {
-            self.unmatched_answer(id, &code);
+            self.unmatched_answer(id, code.as_str());
             return;
         };
         let mut pending = flight.pending;
