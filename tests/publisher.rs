@@ -393,7 +393,7 @@ async fn after_a_transport_cut_the_client_authenticates_again_before_sending() {
 }
 
 #[tokio::test]
-async fn cancelled_messages_that_wait_are_never_sent_and_the_rest_are() {
+async fn cancelled_readings_that_wait_are_never_sent_and_the_rest_are() {
     let handle = emulator_at(
         "127.0.0.1:0".parse().unwrap(),
         EmulatorOptions {
@@ -407,17 +407,26 @@ async fn cancelled_messages_that_wait_are_never_sent_and_the_rest_are() {
     s.ack_timeout = Duration::from_secs(5);
     let (publisher, mut rx) = Publisher::start(s);
     let messages: Vec<Outgoing> = sample_emissions().iter().map(outgoing).collect();
-    assert!(messages.len() > 3);
     // One goes out at once (one in flight); the others wait behind it.
     publisher.publish_all(messages.clone()).await;
-    let cancelled: std::collections::HashSet<String> =
-        messages[2..].iter().map(|m| m.message_id.clone()).collect();
-    publisher.cancel(cancelled.clone());
-    let deliveries = collect(&mut rx, 2).await;
-    assert!(deliveries.iter().all(|d| d.fate == Fate::Acknowledged));
-    assert!(deliveries
+    let asked: std::collections::HashSet<String> =
+        messages[1..].iter().map(|m| m.message_id.clone()).collect();
+    publisher.cancel(asked);
+    // The first, in flight, and every monitors message (a monitor counts as
+    // announced once handed over) are sent; the readings that wait are not.
+    let mut expected: Vec<String> = messages
         .iter()
-        .all(|d| !cancelled.contains(&d.message_id)));
+        .enumerate()
+        .filter(|(i, m)| *i == 0 || m.event == EventName::Monitors)
+        .map(|(_, m)| m.message_id.clone())
+        .collect();
+    assert!(expected.len() < messages.len(), "no readings to cancel");
+    let mut delivered: Vec<String> = collect(&mut rx, expected.len())
+        .await
+        .into_iter()
+        .inspect(|d| assert_eq!(d.fate, Fate::Acknowledged))
+        .map(|d| d.message_id)
+        .collect();
     assert!(
         publisher.drain(Duration::from_secs(5)).await,
         "something still held"
@@ -426,7 +435,10 @@ async fn cancelled_messages_that_wait_are_never_sent_and_the_rest_are() {
         rx.recv().await.is_none(),
         "a cancelled message was delivered"
     );
+    delivered.sort();
+    expected.sort();
+    assert_eq!(delivered, expected);
     let stats = handle.state.lock().unwrap().stats.clone();
-    assert_eq!(stats.messages, 2, "{stats:?}");
+    assert_eq!(stats.messages as usize, expected.len(), "{stats:?}");
     handle.stop();
 }

@@ -267,9 +267,9 @@ impl Publisher {
         self.hand_over(&mut held);
     }
 
-    /// Drops the messages with these ids that are not sent yet (queued, or
-    /// waiting for a retry): their partition moved to another owner, which
-    /// sends them itself. Nothing is delivered for them.
+    /// Drops the `readings` messages with these ids that are not sent yet
+    /// (queued, or waiting for a retry): their partition moved to another
+    /// owner, which sends them itself. Nothing is delivered for them.
     pub fn cancel(&self, ids: HashSet<String>) {
         if !ids.is_empty() {
             let _ = self.commands.send(Command::Cancel(ids));
@@ -681,16 +681,21 @@ impl Worker {
         });
     }
 
-    /// Drops the messages with these ids that wait, queued or for a retry;
-    /// those in flight are answered as usual. No delivery is reported.
+    /// Drops the `readings` messages with these ids that wait, queued or
+    /// for a retry; those in flight are answered as usual. No delivery is
+    /// reported. `monitors` messages are sent all the same: the caller
+    /// counts a monitor as announced once it handed its message over, and
+    /// its later readings must not reach RESET before it.
     fn cancel(&mut self, ids: &HashSet<String>) {
+        let cancelled =
+            |m: &Outgoing| m.event == EventName::Readings && ids.contains(&m.message_id);
         for queue in self.queues.values_mut() {
-            queue.retain(|p| !ids.contains(&p.message.message_id));
+            queue.retain(|p| !cancelled(&p.message));
         }
         self.queues.retain(|_, q| !q.is_empty());
         let (cancelled, waiting): (Vec<Retry>, Vec<Retry>) = std::mem::take(&mut self.retries)
             .into_iter()
-            .partition(|r| ids.contains(&r.pending.message.message_id));
+            .partition(|r| cancelled(&r.pending.message));
         self.retries = waiting;
         for retry in cancelled {
             self.busy.remove(&retry.pending.message.key);
