@@ -8,7 +8,6 @@
 use crate::kafka::progress::Stored;
 use crate::kafka::record_queue::{RecordQueue, Taken};
 use crate::kafka::ProgressReader;
-use crate::throttle::Throttle;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
@@ -178,13 +177,12 @@ impl GroupContext {
     /// starting it without would send again what RESET has.
     fn latest_progress(&self) -> Option<HashMap<(String, i32), Stored>> {
         let mut progress = self.progress.lock().expect("progress lock");
-        let mut throttle = Throttle::default();
         let mut backoff = Duration::from_millis(200);
         loop {
             match progress.latest(Duration::from_secs(30)) {
                 Ok(latest) => return Some(latest.clone()),
                 Err(e) => {
-                    if let Some(held_back) = throttle.allow(std::time::Instant::now()) {
+                    if let Some(held_back) = crate::throttle::due("progress read") {
                         tracing::warn!(error = %e, held_back, "cannot read progress for the assigned partitions yet: trying again");
                     }
                 }

@@ -92,7 +92,7 @@ impl Live {
     ) -> Result<()> {
         if let Err(e) = written {
             self.metrics.progress_write_failures.inc();
-            if let Some(held_back) = self.write_faults.allow(Instant::now()) {
+            if let Some(held_back) = crate::throttle::due("progress write") {
                 tracing::warn!(error = %e, held_back, "cannot write progress yet: trying again at every tick");
             }
             self.dead_letters
@@ -113,7 +113,7 @@ impl Live {
         }
         if let Err(e) = self.consumer.commit(&offsets, CommitMode::Async) {
             // The progress topic is what a restart reads; the commit is for lag tools.
-            if let Some(held_back) = self.commit_faults.allow(Instant::now()) {
+            if let Some(held_back) = crate::throttle::due("offset commit") {
                 tracing::warn!(error = %e, held_back, "offset commit failed");
             }
         }

@@ -2,7 +2,8 @@
 //! the partitions' pipelines, dead letters, and backpressure (the input
 //! paused while too many messages wait for RESET).
 
-use super::{progress_to_write, Live, Partition, PartitionKey};
+use super::commit::progress_to_write;
+use super::{Live, Partition, PartitionKey};
 use crate::http::Readiness;
 use crate::kafka::flow::FlowChange;
 use crate::kafka::group_reader::GroupContext;

@@ -31,7 +31,6 @@ use crate::registry::Registry;
 use crate::reject::Reject;
 use crate::schema_registry::SchemaRegistry;
 use crate::sink::{Publisher, PublisherSettings, Status};
-use crate::throttle::Throttle;
 use crate::window::EngineSettings;
 use anyhow::{anyhow, Context as _, Result};
 use rdkafka::consumer::BaseConsumer;
@@ -45,8 +44,6 @@ mod commit;
 mod input;
 mod output;
 mod watch;
-
-use commit::progress_to_write;
 
 type PartitionKey = (String, i32);
 
@@ -122,10 +119,6 @@ struct Live {
     flowing_since: Instant,
     /// Since when messages wait and RESET acknowledged none (`None`: none waits).
     waiting_for_reset_since: Option<SystemTime>,
-    /// Progress writes and offset commits that fail while the broker is
-    /// down: logged now and then, not at every tick.
-    write_faults: Throttle,
-    commit_faults: Throttle,
 }
 
 /// The registry `base` with `monitors.topic`, when configured, read to its
@@ -261,8 +254,6 @@ pub async fn run(
         flow: Flow::new(publisher_limit),
         flowing_since: Instant::now(),
         waiting_for_reset_since: None,
-        write_faults: Throttle::default(),
-        commit_faults: Throttle::default(),
         config,
         registry,
         metrics,

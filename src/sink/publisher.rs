@@ -700,12 +700,7 @@ impl Worker {
         for retry in cancelled {
             self.busy.remove(&retry.pending.message.key);
         }
-        self.ready = self
-            .queues
-            .keys()
-            .filter(|k| !self.busy.contains(*k))
-            .cloned()
-            .collect();
+        self.rebuild_ready();
     }
 
     /// Unanswered messages go back to the front of their key's queue.
@@ -724,6 +719,12 @@ impl Worker {
             .iter()
             .map(|r| r.pending.message.key.clone())
             .collect();
+        self.rebuild_ready();
+    }
+
+    /// Every key with a waiting message and nothing in flight or waiting
+    /// for a retry is ready.
+    fn rebuild_ready(&mut self) {
         self.ready = self
             .queues
             .keys()
