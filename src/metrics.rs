@@ -32,6 +32,7 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     pub commits: IntCounter,
     pub progress_write_failures: IntCounter,
+    pub schema_registry_failures: IntCounter,
     pub registry_records: IntCounterVec,
 }
 
@@ -169,6 +170,10 @@ impl Metrics {
             progress_write_failures: counter(
                 "progress_write_failures_total",
                 "Progress writes the broker did not take (tried again at the next tick)",
+            ),
+            schema_registry_failures: counter(
+                "schema_registry_failures_total",
+                "Writer-schema requests the schema registry did not answer (asked again with backoff while the records wait)",
             ),
             registry,
         };

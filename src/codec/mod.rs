@@ -56,6 +56,11 @@ impl Decoder {
         &mut self.avro
     }
 
+    /// Whether the writer schema registered under `id` is known.
+    pub fn knows_schema(&self, id: u32) -> bool {
+        self.avro.knows(id)
+    }
+
     pub fn decode(&self, bytes: &[u8]) -> Result<SensorEvent, DecodeError> {
         let mut event = SensorEvent::default();
         self.decode_into(bytes, &mut event)?;

@@ -1,6 +1,7 @@
 //! The input side of the loop: assignment changes, records decoded into
 //! the partitions' pipelines, dead letters, and backpressure (the input
-//! paused while too many messages wait for RESET).
+//! paused while too many messages wait for RESET, and a partition while its
+//! next record waits for its writer schema).
 
 use super::commit::progress_to_write;
 use super::{Live, Partition, PartitionKey};
@@ -12,7 +13,7 @@ use crate::kafka::{Assignment, Origin, RecordBatch};
 use crate::offsets::Progress;
 use crate::pipeline::PartitionPipeline;
 use crate::reject::RejectReason;
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{anyhow, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::TopicPartitionList;
 use std::collections::HashSet;
@@ -95,6 +96,7 @@ impl Live {
                             epoch,
                             written_at: Instant::now(),
                             stall: StallWatch::default(),
+                            waiting: Default::default(),
                         },
                     );
                 }
@@ -114,24 +116,41 @@ impl Live {
     }
 
     /// Takes a batch of one partition's records, in order.
-    pub(super) async fn records(&mut self, batch: &RecordBatch) -> Result<()> {
+    pub(super) fn records(&mut self, batch: RecordBatch) -> Result<()> {
         let count = batch.len() as u64;
         self.metrics.records_consumed.inc_by(count);
         self.report.records += count;
+        self.take(batch)
+    }
+
+    /// Runs a batch's records through their partition's pipeline, up to the
+    /// first whose writer schema is not known yet: that batch and every
+    /// later one of the partition wait, in order, for the registry's answer
+    /// (`schemas`), and the partition is paused meanwhile.
+    pub(super) fn take(&mut self, batch: RecordBatch) -> Result<()> {
         let key = (batch.topic.clone(), batch.partition);
         // Records of a partition revoked after they were read are dropped.
         // The partition is out of the map while its records are taken.
         let Some(mut part) = self.parts.remove(&key) else {
             return Ok(());
         };
+        if !part.waiting.is_empty() {
+            part.waiting.push_back(batch);
+            self.parts.insert(key, part);
+            return Ok(());
+        }
         let before = part.pipeline.engine().stats().windows_closed;
         let mut decoded = 0;
+        let mut schema_needed = None;
         for (offset, payload) in batch.records() {
-            // Read again after a pause or a seek: already taken.
+            // Read again after a pause or a seek, or taken before a wait: already taken.
             if part.next_offset.is_some_and(|next| offset < next) {
                 continue;
             }
-            self.learn_schema(payload).await?;
+            if let Some(id) = self.schema_needed(payload) {
+                schema_needed = Some(id);
+                break;
+            }
             let batches = part.pipeline.record_bytes(
                 &self.decoder,
                 offset as u64,
@@ -165,34 +184,13 @@ impl Live {
         }
         let closed = part.pipeline.engine().stats().windows_closed - before;
         self.metrics.windows_closed.inc_by(closed);
-        self.parts.insert(key, part);
         self.metrics.records_decoded.inc_by(decoded);
-        Ok(())
-    }
-
-    /// Fetches a Confluent writer schema the decoder has not seen yet.
-    pub(super) async fn learn_schema(&mut self, payload: &[u8]) -> Result<()> {
-        let Some(registry) = &self.schema_registry else {
-            return Ok(());
-        };
-        let Ok(id) = crate::codec::confluent_schema_id(payload) else {
-            return Ok(());
-        };
-        if self.decoder.avro_mut().knows(id) || self.unusable_schemas.contains(&id) {
-            return Ok(());
+        if let Some(id) = schema_needed {
+            part.waiting.push_back(batch);
+            set_flow(&self.consumer, &[&key], FlowChange::Pause);
+            self.ask_schema(id);
         }
-        match registry.writer_schema(id).await {
-            Ok(schema) => self.decoder.avro_mut().register(id, schema),
-            // An id the registry does not have: its records are rejected as undecodable.
-            Err(crate::schema_registry::RegistryError::Unknown(_)) => {
-                self.unusable_schemas.insert(id);
-            }
-            Err(e @ crate::schema_registry::RegistryError::Unusable { .. }) => {
-                self.unusable_schemas.insert(id);
-                tracing::warn!(error = %e, "records of this schema will be rejected");
-            }
-            Err(e) => return Err(anyhow!(e)).context("the schema registry is needed to decode"),
-        }
+        self.parts.insert(key, part);
         Ok(())
     }
 
@@ -216,7 +214,13 @@ impl Live {
             Some(change) => change,
             None => return,
         };
-        let keys: Vec<&PartitionKey> = self.parts.keys().collect();
+        // A partition waiting for a writer schema stays paused.
+        let keys: Vec<&PartitionKey> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| change == FlowChange::Pause || p.waiting.is_empty())
+            .map(|(key, _)| key)
+            .collect();
         set_flow(&self.consumer, &keys, change);
         if change == FlowChange::Pause {
             tracing::info!(

@@ -21,7 +21,7 @@ use crate::kafka::quiet::Quiet;
 use crate::kafka::stall::StallWatch;
 use crate::kafka::{
     client_config, ensure_topics, input_consumer_config, DeadLetters, GroupReader, Input,
-    MonitorTopic, OwnTopic, ProgressReader, ProgressWriter,
+    MonitorTopic, OwnTopic, ProgressReader, ProgressWriter, RecordBatch,
 };
 use crate::metrics::Metrics;
 use crate::offsets::Progress;
@@ -34,7 +34,8 @@ use crate::sink::{Publisher, PublisherSettings, Status};
 use crate::window::EngineSettings;
 use anyhow::{anyhow, Context as _, Result};
 use rdkafka::consumer::BaseConsumer;
-use std::collections::{HashMap, HashSet};
+use schemas::{SchemaAnswer, SchemaFetches};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -43,6 +44,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod commit;
 mod input;
 mod output;
+mod schemas;
 mod watch;
 
 type PartitionKey = (String, i32);
@@ -61,6 +63,9 @@ struct Partition {
     /// This owner's epoch, written in its progress records.
     epoch: u64,
     stall: StallWatch,
+    /// Records read and not taken yet, in order: the first needs a writer
+    /// schema the registry has not given yet.
+    waiting: VecDeque<RecordBatch>,
 }
 
 impl Partition {
@@ -96,7 +101,10 @@ struct Live {
     decoder: Decoder,
     schema_registry: Option<SchemaRegistry>,
     /// Schema ids the registry does not have or that cannot be read: asked once.
-    unusable_schemas: std::collections::HashSet<u32>,
+    unusable_schemas: HashSet<u32>,
+    /// Schema ids being asked of the registry, or to be asked again.
+    schema_fetches: SchemaFetches,
+    schema_answers: tokio::sync::mpsc::UnboundedSender<SchemaAnswer>,
     dead_letters: DeadLetters,
     progress_writer: ProgressWriter,
     publisher: Publisher,
@@ -223,6 +231,7 @@ pub async fn run(
     let (publisher, mut deliveries) = Publisher::start(publisher_settings(&config));
     let publisher_limit = publisher.max_queued();
     let (watermarks, mut watermark_answers) = tokio::sync::mpsc::unbounded_channel();
+    let (schema_answers, mut schema_arrivals) = tokio::sync::mpsc::unbounded_channel();
     watch_readiness(&publisher, Arc::clone(&readiness));
     let schema_registry = match (
         config.input.format,
@@ -235,6 +244,8 @@ pub async fn run(
         decoder: Decoder::new(config.input.format),
         schema_registry,
         unusable_schemas: Default::default(),
+        schema_fetches: SchemaFetches::default(),
+        schema_answers,
         dead_letters: DeadLetters::new(&client, config.dead_letter.topic.as_deref())
             .context("dead-letter producer")?,
         progress_writer: ProgressWriter::new(&client, &progress_topic)
@@ -277,6 +288,7 @@ pub async fn run(
                 live.idle_watermarks(key, w);
                 Ok(())
             }
+            Some(answer) = schema_arrivals.recv() => live.schema_answered(answer),
             done = async { committing.as_mut().expect("guarded").await }, if committing.is_some() => {
                 committing = None;
                 live.committed(done)
@@ -287,7 +299,7 @@ pub async fn run(
             }
             input = inputs.recv() => match input {
                 Some(Input::Assignment(change)) => live.assignment(change, &readiness),
-                Some(Input::Records(batch)) => live.records(&batch).await,
+                Some(Input::Records(batch)) => live.records(batch),
                 None => Err(anyhow!("the Kafka reading thread stopped")),
             },
         };
@@ -392,10 +404,12 @@ impl Live {
         }
     }
 
-    /// Once a second: monitor changes, idle partitions, gauges; then the
-    /// progress that moved, unless a write is still under way.
+    /// Once a second: monitor changes, schemas to ask again, idle
+    /// partitions, gauges; then the progress that moved, unless a write is
+    /// still under way.
     fn tick(&mut self, committing: &mut Option<Committing>) {
         self.follow_monitor_topic();
+        self.retry_schemas();
         self.ask_idle_watermarks();
         self.update_gauges();
         if committing.is_none() {

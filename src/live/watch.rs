@@ -79,7 +79,7 @@ impl Live {
             let lag = part.lag(watermarks);
             self.metrics.set_lag(topic, *partition, lag);
             // A paused input is held back on purpose, not stalled.
-            let quiet_for = if self.flow.is_paused() {
+            let quiet_for = if self.flow.is_paused() || !part.waiting.is_empty() {
                 Duration::ZERO
             } else {
                 part.last_record.elapsed().min(self.flowing_since.elapsed())
@@ -123,7 +123,10 @@ impl Live {
         let paused = if self.flow.is_paused() {
             self.parts.len()
         } else {
-            0
+            self.parts
+                .values()
+                .filter(|p| !p.waiting.is_empty())
+                .count()
         };
         self.metrics.paused_partitions.set(paused as i64);
         if self.publisher.held() == 0 {

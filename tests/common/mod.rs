@@ -188,3 +188,4 @@ pub fn sample_emissions() -> Vec<(String, String)> {
 
 pub mod kafka;
 pub mod proxy;
+pub mod schema_registry;
