@@ -76,7 +76,7 @@ fn engine_throughput(c: &mut Criterion) {
                 |n| stream.by_ref().take(n).collect(),
                 |e: &SensorEvent| {
                     offset += 1;
-                    engine.record(offset, e, &mut rejects);
+                    engine.record(offset, e, Some(e.event_time), &mut rejects);
                     std::hint::black_box(engine.advance());
                 },
             )
@@ -96,7 +96,7 @@ fn engine_throughput(c: &mut Criterion) {
                 |n| stream.by_ref().take(n).collect(),
                 |e: &SensorEvent| {
                     offset += 1;
-                    let batches = pipeline.record(offset, e, &mut rejects);
+                    let batches = pipeline.record(offset, e, Some(e.event_time), &mut rejects);
                     answer_all(&mut pipeline, batches);
                 },
             )
@@ -116,7 +116,8 @@ fn engine_throughput(c: &mut Criterion) {
                 |n| stream.by_ref().take(n).map(|e| encode_avro(&e)).collect(),
                 |bytes: &Vec<u8>| {
                     offset += 1;
-                    let batches = pipeline.record_bytes(&decoder, offset, bytes, &mut rejects);
+                    let batches =
+                        pipeline.record_bytes(&decoder, offset, None, bytes, &mut rejects);
                     answer_all(&mut pipeline, batches);
                 },
             )

@@ -51,7 +51,7 @@ fn main() {
     let mut engine = Engine::new(registry, EngineSettings::default());
     let mut rejects = Vec::new();
     for (i, e) in events.iter().enumerate() {
-        engine.record(i as u64, e, &mut rejects);
+        engine.record(i as u64, e, Some(e.event_time), &mut rejects);
     }
     let bytes = LIVE_BYTES.load(Relaxed) - bytes_before;
     let allocs = ALLOCATIONS.load(Relaxed) - allocs_before;

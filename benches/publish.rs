@@ -28,7 +28,12 @@ fn messages() -> (Vec<Outgoing>, Vec<Outgoing>, usize) {
     let mut batches = Vec::new();
     let stream = SampleStream::new(registry.clone(), START_MS, 30 * 60 * 1000, 11);
     for (offset, event) in stream.take(samples).enumerate() {
-        batches.extend(pipeline.record(offset as u64, &event, &mut rejects));
+        batches.extend(pipeline.record(
+            offset as u64,
+            &event,
+            Some(event.event_time),
+            &mut rejects,
+        ));
     }
     let (mut creates, mut readings, mut rows) = (Vec::new(), Vec::new(), 0);
     for e in with_announcements(&registry, &mut Announcements::default(), batches) {

@@ -54,6 +54,11 @@ pub enum Command {
         /// A config file whose `windowing` and `reset.push` settings apply.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The time event times are judged against (RFC 3339): more than
+        /// `windowing.max_future_skew` ahead of it is implausible. Give the
+        /// same to a re-run for the same output (default: now).
+        #[arg(long, value_parser = parse_time)]
+        now: Option<i64>,
     },
     /// The live pipeline: Kafka → windows → RESET, until SIGTERM (then drains, commits, exits 0).
     Run {
@@ -152,12 +157,14 @@ pub fn run(cli: Cli) -> Result<()> {
             output,
             rejects,
             config,
+            now,
         } => aggregate(
             &monitors,
             &input,
             output.as_deref(),
             rejects.as_deref(),
             config.as_deref(),
+            now.unwrap_or_else(wall_clock_ms),
         ),
         Command::Validate { config, monitors } => validate(config.as_deref(), monitors.as_deref()),
         Command::Run { config } => run_live(&config),
@@ -230,6 +237,7 @@ fn aggregate(
     output: Option<&Path>,
     rejects: Option<&Path>,
     config: Option<&Path>,
+    now_ms: i64,
 ) -> Result<()> {
     let (settings, push) = match config {
         Some(path) => {
@@ -263,6 +271,7 @@ fn aggregate(
         registry,
         settings,
         push,
+        now_ms,
         &mut reader,
         &mut out,
         rejects_file.as_mut().map(|w| w as &mut dyn Write),
@@ -340,6 +349,12 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn parse_time(text: &str) -> std::result::Result<i64, String> {

@@ -111,6 +111,10 @@ pub struct WindowingConfig {
     pub allowed_lateness: Duration,
     #[serde(default = "five_minutes", deserialize_with = "humane")]
     pub idle_timeout: Duration,
+    /// How far ahead of its record's time an event time may be before it is
+    /// rejected as `implausible_time`.
+    #[serde(default = "one_hour", deserialize_with = "humane")]
+    pub max_future_skew: Duration,
     /// An inferred bin emptying is a fall of at least this fraction of the previous weight...
     #[serde(default = "half")]
     pub bin_empty_min_fraction: f64,
@@ -124,12 +128,16 @@ impl Default for WindowingConfig {
         WindowingConfig {
             allowed_lateness: ten_minutes(),
             idle_timeout: five_minutes(),
+            max_future_skew: one_hour(),
             bin_empty_min_fraction: half(),
             bin_empty_min_kg: one(),
         }
     }
 }
 
+fn one_hour() -> Duration {
+    Duration::from_secs(3600)
+}
 fn ten_minutes() -> Duration {
     Duration::from_secs(600)
 }
@@ -309,10 +317,18 @@ fn env_reference(value: &str) -> Option<&str> {
         .filter(|name| !name.is_empty())
 }
 
-/// Parses humane durations: `10m`, `30s`, `1h 30m`, `250ms`.
+/// The longest duration any setting takes: time arithmetic on event times
+/// stays far from i64's ends.
+pub const LONGEST_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Parses humane durations: `10m`, `30s`, `1h 30m`, `250ms`; at most 30 days.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("invalid duration {text:?}: {e} (use e.g. 10m, 30s, 1h)"))
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid duration {text:?}: {e} (use e.g. 10m, 30s, 1h)"))?;
+    if d > LONGEST_DURATION {
+        return Err(format!("duration {text:?} is longer than 30 days"));
+    }
+    Ok(d)
 }
 
 fn humane<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -531,6 +547,13 @@ mod tests {
             .to_string();
         assert!(
             e.starts_with("c.yaml: windowing.allowed_lateness: invalid duration \"soon\""),
+            "{e}"
+        );
+        let e = parse("windowing: {allowed_lateness: 2600000000000h}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("c.yaml: windowing.allowed_lateness: duration \"2600000000000h\" is longer than 30 days"),
             "{e}"
         );
         let e = parse("kafka: {bootstrap: x}").unwrap_err().to_string();

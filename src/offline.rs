@@ -1,6 +1,8 @@
 //! `aggregate`: raw events from a JSON-lines file in, the exact RESET
 //! emissions out. No Kafka, no network, no clock: the line number stands in
-//! for the offset, and end of input closes every window.
+//! for the offset, the `now` given stands in for every record's time (event
+//! times too far ahead of it are implausible), and end of input closes
+//! every window.
 
 use crate::codec::{DecodeError, Decoder, MAX_RECORD_BYTES};
 use crate::config::InputFormat;
@@ -33,6 +35,8 @@ pub struct Summary {
     pub monitors_messages: u64,
     pub samples_undeclared: u64,
     pub rejects: RejectCounts,
+    /// The reference time event times were judged against.
+    pub now_ms: i64,
 }
 
 impl std::fmt::Display for Summary {
@@ -57,22 +61,31 @@ impl std::fmt::Display for Summary {
         if !by_reason.is_empty() {
             write!(f, " ({})", by_reason.join(", "))?;
         }
-        Ok(())
+        write!(
+            f,
+            "; event times judged against now {}",
+            crate::event::format_utc_millis(self.now_ms)
+        )
     }
 }
 
-/// Runs events through the core; emissions go to `out`, rejects to `rejects` if given.
+/// Runs events through the core, judging their times against `now_ms`;
+/// emissions go to `out`, rejects to `rejects` if given.
 pub fn aggregate(
     registry: Arc<Registry>,
     settings: EngineSettings,
     push: PushMode,
+    now_ms: i64,
     input: &mut dyn BufRead,
     out: &mut dyn Write,
     mut rejects_out: Option<&mut dyn Write>,
 ) -> io::Result<Summary> {
     let mut pipeline = PartitionPipeline::new(Arc::clone(&registry), settings, push);
     let mut announcements = Announcements::default();
-    let mut summary = Summary::default();
+    let mut summary = Summary {
+        now_ms,
+        ..Summary::default()
+    };
     let mut line = Vec::new();
     let mut rejects = Vec::new();
     // A message written out is delivered: the tracker lets go of its windows.
@@ -111,7 +124,7 @@ pub fn aggregate(
         } else if text.iter().all(u8::is_ascii_whitespace) {
             continue;
         } else {
-            pipeline.record_bytes(&decoder, number, text, &mut rejects)
+            pipeline.record_bytes(&decoder, number, Some(now_ms), text, &mut rejects)
         };
         for reject in rejects.drain(..) {
             summary.rejects.add(reject.reason);

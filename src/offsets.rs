@@ -43,6 +43,33 @@ impl Progress {
             acknowledged_through: i64::MIN,
         }
     }
+
+    /// This progress with a watermark or acknowledgement that cannot be
+    /// true at `now_ms` forgotten (`plausible::saved_time_implausible`), and
+    /// whether one was: a time from a broken device clock that an earlier
+    /// version took would otherwise hold the partition's windows shut for
+    /// good. The offset stays: the records from it raise the watermark
+    /// again, and windows already acknowledged are sent again byte-identical.
+    pub fn without_implausible_times(
+        self,
+        now_ms: i64,
+        max_future_skew_ms: i64,
+    ) -> (Progress, bool) {
+        use crate::window::plausible::saved_time_implausible;
+        let forget = |t: i64| {
+            if saved_time_implausible(t, now_ms, max_future_skew_ms) {
+                i64::MIN
+            } else {
+                t
+            }
+        };
+        let sane = Progress {
+            offset: self.offset,
+            watermark: forget(self.watermark),
+            acknowledged_through: forget(self.acknowledged_through),
+        };
+        (sane, sane != self)
+    }
 }
 
 type WindowKey = (MonitorId, i64);
@@ -234,6 +261,41 @@ impl OffsetTracker {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn saved_times_from_a_broken_clock_are_forgotten_and_the_offset_kept() {
+        let now = 1_780_358_400_000;
+        let hour = 3_600_000;
+        let sane = Progress {
+            offset: 42,
+            watermark: now - hour,
+            acknowledged_through: now - 2 * hour,
+        };
+        assert_eq!(sane.without_implausible_times(now, hour), (sane, false));
+        let broken = Progress {
+            watermark: now * 1000,
+            ..sane
+        };
+        let (fixed, changed) = broken.without_implausible_times(now, hour);
+        assert!(changed);
+        assert_eq!(
+            fixed,
+            Progress {
+                offset: 42,
+                watermark: i64::MIN,
+                acknowledged_through: now - 2 * hour
+            }
+        );
+        let both = Progress {
+            offset: 7,
+            watermark: i64::MAX,
+            acknowledged_through: i64::MAX - 1,
+        };
+        assert_eq!(
+            both.without_implausible_times(now, hour).0,
+            Progress::start(7)
+        );
+    }
+
     use super::*;
 
     fn rp(offset: u64, watermark_before: i64) -> ResumePoint {

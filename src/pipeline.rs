@@ -139,14 +139,16 @@ impl PartitionPipeline {
         self.engine.set_registry(registry);
     }
 
-    /// Takes one record and returns the messages it made due.
+    /// Takes one record, with its reference time (`Engine::record`), and
+    /// returns the messages it made due.
     pub fn record(
         &mut self,
         offset: u64,
         event: &SensorEvent,
+        reference: Option<i64>,
         rejects: &mut Vec<Reject>,
     ) -> Vec<Batch> {
-        self.engine.record(offset, event, rejects);
+        self.engine.record(offset, event, reference, rejects);
         self.tracker.record_read(offset, self.engine.watermark());
         let closed = self.engine.advance();
         self.batch(closed)
@@ -157,13 +159,14 @@ impl PartitionPipeline {
         &mut self,
         decoder: &Decoder,
         offset: u64,
+        reference: Option<i64>,
         bytes: &[u8],
         rejects: &mut Vec<Reject>,
     ) -> Vec<Batch> {
         // The last record's event is decoded over, its allocations reused.
         let mut event = std::mem::take(&mut self.decoded);
         let batches = match decoder.decode_into(bytes, &mut event) {
-            Ok(()) => self.record(offset, &event, rejects),
+            Ok(()) => self.record(offset, &event, reference, rejects),
             Err(e) => {
                 rejects.push(Reject::undecodable(&e, bytes));
                 self.tracker.record_read(offset, self.engine.watermark());

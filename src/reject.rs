@@ -27,6 +27,9 @@ pub enum RejectReason {
     Impossible,
     /// The sample's window had already closed.
     Late,
+    /// An event time that cannot be true: before 2000, after 2099, or more
+    /// than `windowing.max_future_skew` ahead of its record's time.
+    ImplausibleTime,
     /// RESET refused the message for good (code 10400).
     RejectedByReset,
     /// RESET answered 10500 to the message `reset.max_attempts` times while
@@ -36,7 +39,7 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 11] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::Decode,
         RejectReason::UnknownMonitor,
         RejectReason::MissingChannel,
@@ -46,6 +49,7 @@ impl RejectReason {
         RejectReason::Unit,
         RejectReason::Impossible,
         RejectReason::Late,
+        RejectReason::ImplausibleTime,
         RejectReason::RejectedByReset,
         RejectReason::Reset10500,
     ];
@@ -61,6 +65,7 @@ impl RejectReason {
             RejectReason::Unit => "unit",
             RejectReason::Impossible => "impossible",
             RejectReason::Late => "late",
+            RejectReason::ImplausibleTime => "implausible_time",
             RejectReason::RejectedByReset => "rejected_by_reset",
             RejectReason::Reset10500 => "reset_10500",
         }

@@ -74,6 +74,7 @@ pub fn replay(
         batches.extend(pipeline.record_bytes(
             &decoder,
             m.offset() as u64,
+            m.timestamp().to_millis(),
             m.payload().unwrap_or(&[]),
             &mut rejects,
         ));

@@ -49,7 +49,7 @@ fn feed(decoder: &Decoder, records: &[Vec<u8>]) -> (Vec<String>, Vec<Reject>) {
     let mut rejects = Vec::new();
     let mut payloads = Vec::new();
     for (offset, bytes) in records.iter().enumerate() {
-        for b in p.record_bytes(decoder, offset as u64, bytes, &mut rejects) {
+        for b in p.record_bytes(decoder, offset as u64, Some(TEST_NOW), bytes, &mut rejects) {
             payloads.push(b.payload);
         }
     }

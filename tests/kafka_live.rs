@@ -275,7 +275,20 @@ async fn bad_records_are_dead_lettered_with_origin_and_good_windows_all_sent(kin
     let t = START;
     let good = co2_and_rh(0, 120);
     let expected = expected_rows(&s.registry, &good);
-    s.produce(good).await;
+    // Two events from broken clocks amid the good ones: one in microseconds,
+    // one two hours ahead of now, which only its record's timestamp (now,
+    // stamped by the producer) tells apart from a good one. Taken, either
+    // would raise the watermark past every later sample.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    s.produce(good[..60].to_vec()).await;
+    for at in [t * 1000, now + 2 * 3_600_000] {
+        let e = encode_avro(&event("A", at, None, &[("co2", Some(1.0))]));
+        send(&s.broker.bootstrap, "sensor-events", "A", Some(&e)).await;
+    }
+    s.produce(good[60..].to_vec()).await;
     // Bad ones after the good ones, in the same partition as monitor A.
     let bad: Vec<Vec<u8>> = vec![
         b"\x00\x01garbage".to_vec(),
@@ -287,7 +300,18 @@ async fn bad_records_are_dead_lettered_with_origin_and_good_windows_all_sent(kin
     }
     let p = Pipeline::start(&s.config(""), &s.log());
     assert!(s.wait_for_rows(expected.len()).await, "{}", tail(&s.log()));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The progress that covers every record, the last dead letter's included.
+    let bootstrap = s.broker.bootstrap.clone();
+    let covered = || {
+        read_topic(&bootstrap, "reset-pipeline.progress")
+            .iter()
+            .any(|p| p["offset"] == 125)
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), covered).await,
+        "{}",
+        tail(&s.log())
+    );
     assert!(p.terminate().success());
     assert_eq!(s.rows(), expected);
     let letters = read_topic(&s.broker.bootstrap, "sensor-events.dlq");
@@ -297,7 +321,13 @@ async fn bad_records_are_dead_lettered_with_origin_and_good_windows_all_sent(kin
         .collect();
     assert_eq!(
         reasons,
-        ["decode", "unknown_monitor", "impossible"],
+        [
+            "implausible_time",
+            "implausible_time",
+            "decode",
+            "unknown_monitor",
+            "impossible"
+        ],
         "{letters:?}"
     );
     let partition = letters[0]["partition"].as_i64().unwrap();
@@ -310,17 +340,9 @@ async fn bad_records_are_dead_lettered_with_origin_and_good_windows_all_sent(kin
         .all(|l| l["partition"].as_i64() == Some(partition) && l["topic"] == "sensor-events"));
     assert_eq!(
         offsets,
-        [120, 121, 122],
+        [60, 61, 122, 123, 124],
         "each bad record's own offset, none skipped"
     );
-    // The progress committed last covers every record: nothing skipped, nothing pending.
-    let progress = read_topic(&s.broker.bootstrap, "reset-pipeline.progress");
-    let last = progress
-        .iter()
-        .rev()
-        .find(|p| p["partition"].as_i64() == Some(partition))
-        .unwrap();
-    assert_eq!(last["offset"], 123, "{last}");
 }
 
 /// A `monitors.yaml` entry as a registry topic record (JSON).

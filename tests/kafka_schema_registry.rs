@@ -159,7 +159,11 @@ async fn two_writer_schemas_and_a_registry_away_end_exact(kind: BrokerKind) {
         };
         records.push((key, payload));
     }
-    assert!(of_v1 > 0 && of_v1 < events.len(), "{of_v1} of {}", events.len());
+    assert!(
+        of_v1 > 0 && of_v1 < events.len(),
+        "{of_v1} of {}",
+        events.len()
+    );
     produce_framed(&broker.bootstrap, &records);
     let config = write_config(dir.path(), &broker.bootstrap, emulator.addr, "");
     let yaml = std::fs::read_to_string(&config).unwrap().replace(

@@ -98,7 +98,7 @@ fn run_with(
         if Some(offset) == crash_at {
             return (formed, acked, p.progress());
         }
-        for b in p.record(offset as u64, e, &mut rejects) {
+        for b in p.record(offset as u64, e, Some(TEST_NOW), &mut rejects) {
             formed.insert(b.message_id.clone(), b.payload.clone());
             if faults.poison == Some(b.connection_id.as_str()) {
                 // Given up after its attempts: settled, never acknowledged.

@@ -6,7 +6,7 @@
 //! (`record_queue`), while the consumer's queue brings the rebalances.
 
 use crate::kafka::progress::Stored;
-use crate::kafka::record_queue::{RecordQueue, Taken};
+use crate::kafka::record_queue::{RawRecord, RecordQueue, Taken};
 use crate::kafka::ProgressReader;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::message::Message;
@@ -34,6 +34,8 @@ pub struct RecordBatch {
     pub topic: String,
     pub partition: i32,
     offsets: Vec<i64>,
+    /// Each record's Kafka timestamp (`None`: the broker has none).
+    timestamps: Vec<Option<i64>>,
     /// Where each payload ends in `bytes`.
     ends: Vec<usize>,
     bytes: Vec<u8>,
@@ -48,9 +50,10 @@ impl RecordBatch {
         }
     }
 
-    fn push(&mut self, offset: i64, payload: &[u8]) {
+    fn push(&mut self, offset: i64, timestamp: Option<i64>, payload: &[u8]) {
         self.bytes.extend_from_slice(payload);
         self.offsets.push(offset);
+        self.timestamps.push(timestamp);
         self.ends.push(self.bytes.len());
     }
 
@@ -62,13 +65,17 @@ impl RecordBatch {
         self.offsets.is_empty()
     }
 
-    /// Each record's offset and payload (empty for a null payload), in order.
-    pub fn records(&self) -> impl Iterator<Item = (i64, &[u8])> {
+    /// Each record's offset, timestamp and payload (empty for a null
+    /// payload), in order.
+    pub fn records(&self) -> impl Iterator<Item = (i64, Option<i64>, &[u8])> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         self.offsets
             .iter()
+            .zip(&self.timestamps)
             .zip(starts.zip(&self.ends))
-            .map(|(&offset, (start, &end))| (offset, &self.bytes[start..end]))
+            .map(|((&offset, &timestamp), (start, &end))| {
+                (offset, timestamp, &self.bytes[start..end])
+            })
     }
 }
 
@@ -330,18 +337,18 @@ impl Handover {
         self.hand_over() && self.inputs.blocking_send(Input::Assignment(change)).is_ok()
     }
 
-    fn add(&mut self, topic: &str, partition: i32, offset: i64, payload: &[u8]) -> bool {
+    fn add(&mut self, r: &RawRecord) -> bool {
         let same_partition = self
             .batch
             .as_ref()
-            .is_some_and(|b| b.partition == partition && b.topic == topic);
+            .is_some_and(|b| b.partition == r.partition && b.topic == r.topic);
         if !same_partition && !self.hand_over() {
             return false;
         }
         let b = self
             .batch
-            .get_or_insert_with(|| RecordBatch::new(topic, partition));
-        b.push(offset, payload);
+            .get_or_insert_with(|| RecordBatch::new(r.topic, r.partition));
+        b.push(r.offset, r.timestamp, r.payload);
         b.len() < BATCH_RECORDS || self.hand_over()
     }
 }
@@ -391,8 +398,14 @@ fn read(
                 None => break,
                 Some(Err(e)) => super::quiet::error(&e, "while reading"),
                 Some(Ok(m)) => {
-                    let payload = m.payload().unwrap_or(&[]);
-                    if !out.add(m.topic(), m.partition(), m.offset(), payload) {
+                    let raw = RawRecord {
+                        topic: m.topic(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        timestamp: m.timestamp().to_millis(),
+                        payload: m.payload().unwrap_or(&[]),
+                    };
+                    if !out.add(&raw) {
                         return;
                     }
                 }
@@ -409,8 +422,8 @@ fn read(
         for record in taken.drain(..) {
             match record.record() {
                 Err(e) => super::quiet::error(&e, "while reading"),
-                Ok((topic, partition, offset, payload)) => {
-                    if !out.add(topic, partition, offset, payload) {
+                Ok(raw) => {
+                    if !out.add(&raw) {
                         return;
                     }
                 }
@@ -427,13 +440,17 @@ mod tests {
     fn a_batch_gives_back_each_record_with_its_offset() {
         let mut b = RecordBatch::new("t", 2);
         assert!(b.is_empty());
-        b.push(7, b"abc");
-        b.push(8, b"");
-        b.push(9, b"de");
-        let records: Vec<(i64, &[u8])> = b.records().collect();
+        b.push(7, Some(70), b"abc");
+        b.push(8, None, b"");
+        b.push(9, Some(90), b"de");
+        let records: Vec<(i64, Option<i64>, &[u8])> = b.records().collect();
         assert_eq!(
             records,
-            vec![(7, &b"abc"[..]), (8, &b""[..]), (9, &b"de"[..])]
+            vec![
+                (7, Some(70), &b"abc"[..]),
+                (8, None, &b""[..]),
+                (9, Some(90), &b"de"[..])
+            ]
         );
         assert_eq!(b.len(), 3);
     }
@@ -481,13 +498,23 @@ mod tests {
         while let Ok(input) = received.try_recv() {
             out.push(match input {
                 Input::Records(b) => {
-                    let first = b.records().next().map_or(-1, |(o, _)| o);
+                    let first = b.records().next().map_or(-1, |(o, _, _)| o);
                     format!("{}/{} from {first}: {}", b.topic, b.partition, b.len())
                 }
                 Input::Assignment(_) => "change".into(),
             });
         }
         out
+    }
+
+    fn raw<'a>(topic: &'a str, partition: i32, offset: i64, payload: &'a [u8]) -> RawRecord<'a> {
+        RawRecord {
+            topic,
+            partition,
+            offset,
+            timestamp: None,
+            payload,
+        }
     }
 
     #[test]
@@ -497,17 +524,17 @@ mod tests {
             batch: None,
             inputs,
         };
-        assert!(out.add("t", 0, 10, b"a"));
-        assert!(out.add("t", 0, 11, b"b"));
+        assert!(out.add(&raw("t", 0, 10, b"a")));
+        assert!(out.add(&raw("t", 0, 11, b"b")));
         // Another partition: the batch so far is handed over first.
-        assert!(out.add("t", 1, 5, b"c"));
+        assert!(out.add(&raw("t", 1, 5, b"c")));
         assert_eq!(sent(&mut received), vec!["t/0 from 10: 2"]);
         // An assignment change comes after the records read before it.
         assert!(out.send(Assignment::Revoked(vec![("t".into(), 0)])));
         assert_eq!(sent(&mut received), vec!["t/1 from 5: 1", "change"]);
         // A full batch is handed over as soon as it is full.
         for offset in 0..BATCH_RECORDS as i64 + 1 {
-            assert!(out.add("u", 1, offset, b"x"));
+            assert!(out.add(&raw("u", 1, offset, b"x")));
         }
         assert_eq!(
             sent(&mut received),
@@ -524,7 +551,7 @@ mod tests {
         // The loop gone: a record is kept until it is handed over, and
         // handing it over then says so.
         drop(received);
-        assert!(out.add("t", 2, 0, b"y"));
+        assert!(out.add(&raw("t", 2, 0, b"y")));
         assert!(!out.hand_over());
     }
 }

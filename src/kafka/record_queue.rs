@@ -37,9 +37,8 @@ impl Taken {
         unsafe { self.0.as_ref() }
     }
 
-    /// The record's topic, partition, offset and payload (empty when null);
-    /// or the error librdkafka put in its place.
-    pub fn record(&self) -> Result<(&str, i32, i64, &[u8]), KafkaError> {
+    /// The record as read, or the error librdkafka put in its place.
+    pub fn record(&self) -> Result<RawRecord<'_>, KafkaError> {
         let m = self.message();
         if m.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
             return Err(KafkaError::MessageConsumption(RDKafkaErrorCode::from(
@@ -58,8 +57,29 @@ impl Taken {
             // SAFETY: `payload` points to `len` bytes owned by the message.
             unsafe { std::slice::from_raw_parts(m.payload as *const u8, m.len) }
         };
-        Ok((topic, m.partition, m.offset, payload))
+        let mut kind = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+        // SAFETY: the message is valid (see `message`), and `kind` is a
+        // place for librdkafka to write the timestamp's type.
+        let timestamp = unsafe { rd::rd_kafka_message_timestamp(self.0.as_ptr(), &mut kind) };
+        Ok(RawRecord {
+            topic,
+            partition: m.partition,
+            offset: m.offset,
+            timestamp: (timestamp >= 0).then_some(timestamp),
+            payload,
+        })
     }
+}
+
+/// A record as librdkafka handed it over, borrowed from it.
+pub struct RawRecord<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    /// Its Kafka timestamp, epoch milliseconds (`None`: the broker has none).
+    pub timestamp: Option<i64>,
+    /// Empty when null.
+    pub payload: &'a [u8],
 }
 
 impl Drop for Taken {

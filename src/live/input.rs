@@ -73,7 +73,7 @@ impl Live {
                 let new_keys: Vec<PartitionKey> =
                     assigned.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
                 for (topic, partition, stored) in assigned {
-                    let progress = stored.map(|s| s.progress);
+                    let progress = stored.map(|s| self.plausible(&topic, partition, s.progress));
                     // This owner's epoch, above every earlier owner's.
                     let epoch = stored.map_or(1, |s| s.epoch + 1);
                     tracing::info!(%topic, partition, ?progress, epoch, "partition assigned");
@@ -115,6 +115,22 @@ impl Live {
         Ok(())
     }
 
+    /// A partition's saved progress, without the times in it that cannot be
+    /// true now (saved by a version that took a broken clock's event time).
+    fn plausible(&self, topic: &str, partition: i32, saved: Progress) -> Progress {
+        let skew = self.settings().max_future_skew_ms;
+        let (progress, changed) = saved.without_implausible_times(super::now_ms(), skew);
+        if changed {
+            tracing::warn!(
+                topic,
+                partition,
+                ?saved,
+                "the saved progress holds a time that cannot be true: it is forgotten, and the records from its offset set the watermark again"
+            );
+        }
+        progress
+    }
+
     /// Takes a batch of one partition's records, in order.
     pub(super) fn records(&mut self, batch: RecordBatch) -> Result<()> {
         let count = batch.len() as u64;
@@ -142,7 +158,7 @@ impl Live {
         let before = part.pipeline.engine().stats().windows_closed;
         let mut decoded = 0;
         let mut schema_needed = None;
-        for (offset, payload) in batch.records() {
+        for (offset, timestamp, payload) in batch.records() {
             // Read again after a pause or a seek, or taken before a wait: already taken.
             if part.next_offset.is_some_and(|next| offset < next) {
                 continue;
@@ -154,6 +170,7 @@ impl Live {
             let batches = part.pipeline.record_bytes(
                 &self.decoder,
                 offset as u64,
+                timestamp,
                 payload,
                 &mut self.rejects,
             );

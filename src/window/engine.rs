@@ -3,11 +3,14 @@
 //! `record` takes an event with its offset, `advance` returns the windows the
 //! watermark has closed. The watermark is the largest event time seen minus
 //! the allowed lateness; a sample whose window end is at or before the
-//! watermark is late. Everything here is a function of the record sequence
-//! alone, which is what makes `run`, `replay` and `aggregate` agree.
+//! watermark is late; an event whose time cannot be true (`plausible`) is
+//! rejected before it can move the watermark. Everything here is a function
+//! of the record sequence alone (each record with its reference time), which
+//! is what makes `run`, `replay` and `aggregate` agree.
 
 use super::aggregate::{Aggregator, BinRules, SlotValue};
 use super::clock::{window_end, HALF_HOUR_MS};
+use super::plausible::implausibility;
 use crate::event::SensorEvent;
 use crate::normalize::{normalize, Outcome};
 use crate::registry::{Monitor, MonitorId, Registry};
@@ -20,6 +23,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EngineSettings {
     pub allowed_lateness_ms: i64,
+    /// How far an event time may be ahead of its record's reference time.
+    pub max_future_skew_ms: i64,
     pub bin: BinRules,
 }
 
@@ -27,6 +32,7 @@ impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
             allowed_lateness_ms: 10 * 60 * 1000,
+            max_future_skew_ms: 60 * 60 * 1000,
             bin: BinRules::default(),
         }
     }
@@ -36,6 +42,7 @@ impl From<&crate::config::WindowingConfig> for EngineSettings {
     fn from(w: &crate::config::WindowingConfig) -> Self {
         EngineSettings {
             allowed_lateness_ms: w.allowed_lateness.as_millis() as i64,
+            max_future_skew_ms: w.max_future_skew.as_millis() as i64,
             bin: BinRules {
                 min_fraction: w.bin_empty_min_fraction,
                 min_kg: w.bin_empty_min_kg,
@@ -174,10 +181,24 @@ impl Engine {
             .min()
     }
 
-    /// Takes one event read at `offset`. Rejected samples are appended to `rejects`.
-    pub fn record(&mut self, offset: u64, event: &SensorEvent, rejects: &mut Vec<Reject>) {
+    /// Takes one event read at `offset`, whose record's reference time
+    /// (its Kafka timestamp, or `aggregate --now`) is `reference`. Rejected
+    /// samples are appended to `rejects`; an event whose time cannot be true
+    /// is rejected whole and touches neither the watermark nor any window.
+    pub fn record(
+        &mut self,
+        offset: u64,
+        event: &SensorEvent,
+        reference: Option<i64>,
+        rejects: &mut Vec<Reject>,
+    ) {
         let w = &mut self.windows;
         w.stats.events += 1;
+        let skew = self.settings.max_future_skew_ms;
+        if let Some(why) = implausibility(event.event_time, reference, skew) {
+            rejects.push(event_reject(event, RejectReason::ImplausibleTime, why));
+            return;
+        }
         let watermark_before = w.watermark;
         if let Some((id, channel)) = route(&self.registry, event, rejects) {
             let monitor = self.registry.get(id);
@@ -221,19 +242,22 @@ impl Engine {
     }
 }
 
+/// A reject of a whole event.
+fn event_reject(event: &SensorEvent, reason: RejectReason, detail: String) -> Reject {
+    let mut r = Reject::new(reason, detail);
+    r.connection_id = Some(event.connection_id.clone());
+    r.event_time = Some(event.event_time);
+    r.channel_id = event.channel_id.clone();
+    r
+}
+
 /// The monitor and channel an event is for, or a reject for the whole event.
 fn route(
     registry: &Registry,
     event: &SensorEvent,
     rejects: &mut Vec<Reject>,
 ) -> Option<(MonitorId, usize)> {
-    let whole = |reason, detail: String| {
-        let mut r = Reject::new(reason, detail);
-        r.connection_id = Some(event.connection_id.clone());
-        r.event_time = Some(event.event_time);
-        r.channel_id = event.channel_id.clone();
-        r
-    };
+    let whole = |reason, detail| event_reject(event, reason, detail);
     let Some(id) = registry.lookup(&event.connection_id) else {
         rejects.push(whole(
             RejectReason::UnknownMonitor,
@@ -438,8 +462,8 @@ mod tests {
     fn a_resumed_engine_skips_acknowledged_windows_without_calling_them_late() {
         let mut e = engine(T0 - 60_000, T0);
         let mut rejects = Vec::new();
-        e.record(7, &co2(T0 - 1_000, 400.0), &mut rejects); // window ending T0: acknowledged
-        e.record(8, &co2(T0 + 1_000, 500.0), &mut rejects); // next window
+        e.record(7, &co2(T0 - 1_000, 400.0), None, &mut rejects); // window ending T0: acknowledged
+        e.record(8, &co2(T0 + 1_000, 500.0), None, &mut rejects); // next window
         assert!(rejects.is_empty());
         assert_eq!(e.stats().samples_already_acknowledged, 1);
         let closed = e.flush();
@@ -466,7 +490,7 @@ mod tests {
     fn an_idle_partition_closes_its_windows_when_the_watermark_is_raised() {
         let mut e = engine(i64::MIN, i64::MIN);
         let mut rejects = Vec::new();
-        e.record(1, &co2(T0 - 1_000, 400.0), &mut rejects);
+        e.record(1, &co2(T0 - 1_000, 400.0), None, &mut rejects);
         assert!(e.advance().is_empty(), "lateness keeps it open");
         assert_eq!(e.earliest_open().map(|r| r.offset), Some(1));
         assert!(e.advance_to(T0 - 1).is_empty());
@@ -474,7 +498,7 @@ mod tests {
         assert_eq!(closed.len(), 1);
         assert_eq!(e.open_windows(), 0);
         // A sample for it now is late.
-        e.record(2, &co2(T0 - 2_000, 1.0), &mut rejects);
+        e.record(2, &co2(T0 - 2_000, 1.0), None, &mut rejects);
         assert_eq!(rejects.len(), 1);
         assert_eq!(rejects[0].reason, RejectReason::Late);
     }

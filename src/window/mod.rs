@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod clock;
 pub mod engine;
+pub mod plausible;
 
 pub use aggregate::{Aggregator, BinRules, SlotValue};
 pub use clock::{reading_time, window_end, HALF_HOUR_MS};

@@ -112,6 +112,10 @@ impl Run {
     }
 }
 
+/// The reference time of the in-process `aggregate` runs: after every
+/// event of the tests, so that none is ahead of it.
+pub const TEST_NOW: i64 = 1_893_456_000_000; // 2030-01-01T00:00:00Z
+
 /// Runs JSON lines through `aggregate`.
 pub fn run_lines(
     registry: Arc<Registry>,
@@ -126,6 +130,7 @@ pub fn run_lines(
         registry,
         settings,
         push,
+        TEST_NOW,
         &mut input.as_bytes(),
         &mut out,
         Some(&mut rejects),
@@ -168,6 +173,7 @@ pub fn sample_emissions() -> Vec<(String, String)> {
         registry,
         EngineSettings::default(),
         PushMode::default(),
+        TEST_NOW,
         &mut input.as_slice(),
         &mut out,
         None,
