@@ -185,3 +185,95 @@ fn bad_invocations_fail_in_one_line_without_a_panic() {
         );
     }
 }
+
+/// Copies the sample fleet's files into `dir`, for runs that must not touch the originals.
+fn sample_copies(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (monitors, events) = (dir.join("monitors.yaml"), dir.join("events.jsonl"));
+    std::fs::copy("examples/monitors.yaml", &monitors).unwrap();
+    std::fs::copy("examples/events.jsonl", &events).unwrap();
+    (monitors, events)
+}
+
+#[test]
+fn an_output_that_is_an_input_or_another_output_is_refused_and_nothing_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (monitors, events) = sample_copies(dir.path());
+    let before = (
+        std::fs::read(&monitors).unwrap(),
+        std::fs::read(&events).unwrap(),
+    );
+    let hard_link = dir.path().join("link.jsonl");
+    std::fs::hard_link(&events, &hard_link).unwrap();
+    let other = dir.path().join("out.jsonl");
+    let m = monitors.to_str().unwrap();
+    let e = events.to_str().unwrap();
+    let dotted = format!("{}/./events.jsonl", dir.path().display());
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("--output is --input", vec!["--output", e]),
+        (
+            "--output is --input by another name",
+            vec!["--output", &dotted],
+        ),
+        (
+            "--output is --input by a hard link",
+            vec!["--output", hard_link.to_str().unwrap()],
+        ),
+        ("--rejects is --input", vec!["--rejects", e]),
+        ("--output is --monitors", vec!["--output", m]),
+        (
+            "--output is --rejects",
+            vec![
+                "--output",
+                other.to_str().unwrap(),
+                "--rejects",
+                other.to_str().unwrap(),
+            ],
+        ),
+    ];
+    for (case, extra) in cases {
+        let mut args = vec!["aggregate", "--monitors", m, "--input", e];
+        args.extend(extra);
+        let o = bin(&args);
+        let stderr = text(&o.stderr);
+        assert!(!o.status.success(), "{case}: accepted");
+        assert!(stderr.contains("same file"), "{case}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{case}: {stderr}");
+        assert_eq!(
+            (
+                std::fs::read(&monitors).unwrap(),
+                std::fs::read(&events).unwrap()
+            ),
+            before,
+            "{case}: an input changed"
+        );
+        assert!(!other.exists(), "{case}: an output was written");
+    }
+}
+
+#[test]
+fn a_failed_run_leaves_no_half_written_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (monitors, _) = sample_copies(dir.path());
+    let out = dir.path().join("out.jsonl");
+    std::fs::write(&out, "what was there before\n").unwrap();
+    // A folder as input: opened, then every read fails.
+    let o = bin(&[
+        "aggregate",
+        "--monitors",
+        monitors.to_str().unwrap(),
+        "--input",
+        dir.path().to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "what was there before\n"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left.len(), 2, "temporary files left: {left:?}");
+}
