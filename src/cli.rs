@@ -4,6 +4,7 @@
 use crate::config::{Config, PushMode, Secret};
 use crate::emulator::EmulatorOptions;
 use crate::offline;
+use crate::output_file::{check_distinct, OutputFile};
 use crate::problem::Problems;
 use crate::registry::Registry;
 use crate::window::EngineSettings;
@@ -239,6 +240,12 @@ fn aggregate(
     config: Option<&Path>,
     now_ms: i64,
 ) -> Result<()> {
+    let mut inputs = vec![("--monitors", monitors), ("--input", input)];
+    inputs.extend(config.map(|c| ("--config", c)));
+    let mut outputs = Vec::new();
+    outputs.extend(output.map(|p| ("--output", p)));
+    outputs.extend(rejects.map(|p| ("--rejects", p)));
+    check_distinct(&inputs, &outputs)?;
     let (settings, push) = match config {
         Some(path) => {
             let c = Config::load(path).map_err(problems)?;
@@ -253,34 +260,31 @@ fn aggregate(
         let f = File::open(input).with_context(|| format!("{}: cannot open", input.display()))?;
         Box::new(BufReader::with_capacity(1 << 20, f))
     };
-    let mut out: Box<dyn Write> = match output {
-        Some(p) => Box::new(BufWriter::new(
-            File::create(p).with_context(|| format!("{}: cannot create", p.display()))?,
-        )),
-        None => Box::new(BufWriter::new(io::stdout().lock())),
+    let mut out_file = output.map(OutputFile::create).transpose()?;
+    let mut stdout = BufWriter::new(io::stdout().lock());
+    let out: &mut dyn Write = match out_file.as_mut() {
+        Some(f) => f,
+        None => &mut stdout,
     };
-    let mut rejects_file = match rejects {
-        Some(p) => {
-            Some(BufWriter::new(File::create(p).with_context(|| {
-                format!("{}: cannot create", p.display())
-            })?))
-        }
-        None => None,
-    };
+    let mut rejects_file = rejects.map(OutputFile::create).transpose()?;
     let summary = offline::aggregate(
         registry,
         settings,
         push,
         now_ms,
         &mut reader,
-        &mut out,
+        out,
         rejects_file.as_mut().map(|w| w as &mut dyn Write),
     )
     .with_context(|| format!("{}: aggregate failed", input.display()))?;
-    if let Some(w) = rejects_file.as_mut() {
-        w.flush().context("cannot write rejects")?;
+    stdout.flush().context("cannot write the output")?;
+    for file in out_file.into_iter().chain(rejects_file) {
+        file.finish()?;
     }
     eprintln!("aggregate: {summary}");
+    if let Some(warning) = summary.lateness_warning() {
+        eprintln!("aggregate: warning: {warning}");
+    }
     Ok(())
 }
 
@@ -410,6 +414,12 @@ fn run_live(path: &Path) -> Result<()> {
 fn replay(path: &Path, from: i64, to: i64, dry_run: Option<&Path>) -> Result<()> {
     anyhow::ensure!(from < to, "--from must be before --to");
     let (config, registry) = load_runnable(path)?;
+    if let Some(out) = dry_run {
+        let monitors = config.monitors_file();
+        let mut inputs = vec![("--config", path)];
+        inputs.extend(monitors.as_deref().map(|m| ("monitors.file", m)));
+        check_distinct(&inputs, &[("--dry-run", out)])?;
+    }
     let (registry, _) = crate::live::with_monitor_topic(&config, registry, &Default::default())?;
     let emissions = crate::replay::replay(&config, Arc::clone(&registry), from, to)?;
     let readings: usize = emissions
@@ -420,9 +430,7 @@ fn replay(path: &Path, from: i64, to: i64, dry_run: Option<&Path>) -> Result<()>
         })
         .sum();
     if let Some(out) = dry_run {
-        let mut w = BufWriter::new(
-            File::create(out).with_context(|| format!("{}: cannot create", out.display()))?,
-        );
+        let mut w = OutputFile::create(out)?;
         for e in &emissions {
             writeln!(
                 w,
@@ -430,7 +438,7 @@ fn replay(path: &Path, from: i64, to: i64, dry_run: Option<&Path>) -> Result<()>
                 crate::payload::emission_line(e.event(), e.payload())
             )?;
         }
-        w.flush()?;
+        w.finish()?;
         eprintln!(
             "replay: {readings} readings in {} emissions written to {}",
             emissions.len(),

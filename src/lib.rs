@@ -22,7 +22,8 @@
 //! sample streams for [`demo`], the benchmarks and the tests.
 //!
 //! Around them: [`config`] and [`problem`] for the user's files, [`parameter`]
-//! for RESET's vocabulary and units, [`cli`] for the command line.
+//! for RESET's vocabulary and units, [`cli`] for the command line and
+//! [`output_file`] for the files it writes.
 
 pub mod batch;
 pub mod cli;
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod offline;
 pub mod offsets;
+pub mod output_file;
 pub mod parameter;
 pub mod payload;
 pub mod pipeline;

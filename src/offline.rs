@@ -34,9 +34,25 @@ pub struct Summary {
     pub readings_messages: u64,
     pub monitors_messages: u64,
     pub samples_undeclared: u64,
+    /// Samples that went into a window (with a value or null).
+    pub samples_taken: u64,
     pub rejects: RejectCounts,
     /// The reference time event times were judged against.
     pub now_ms: i64,
+}
+
+impl Summary {
+    /// Why so many samples were late, when more than 1% were: the input
+    /// is likely not in event-time order across monitors.
+    pub fn lateness_warning(&self) -> Option<String> {
+        let late = self.rejects.get(crate::reject::RejectReason::Late);
+        let samples = self.samples_taken + late;
+        (late * 100 > samples && samples > 0).then(|| {
+            format!(
+                "{late} of {samples} samples were late: aggregate keeps one watermark for the whole input, which must be in event-time order across monitors (see the README for a sort command)"
+            )
+        })
+    }
 }
 
 impl std::fmt::Display for Summary {
@@ -140,6 +156,7 @@ pub fn aggregate(
     summary.events = stats.events;
     summary.windows = stats.windows_closed;
     summary.samples_undeclared = stats.samples_undeclared;
+    summary.samples_taken = stats.samples_accepted + stats.samples_null;
     out.flush()?;
     Ok(summary)
 }

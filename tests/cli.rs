@@ -271,9 +271,42 @@ fn a_failed_run_leaves_no_half_written_output() {
         std::fs::read_to_string(&out).unwrap(),
         "what was there before\n"
     );
-    let left: Vec<_> = std::fs::read_dir(dir.path())
+    let mut left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(left.len(), 2, "temporary files left: {left:?}");
+    left.sort();
+    assert_eq!(
+        left,
+        ["events.jsonl", "monitors.yaml", "out.jsonl"],
+        "temporary files left"
+    );
+}
+
+#[test]
+fn monitors_concatenated_instead_of_sorted_get_a_warning_that_names_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = std::fs::read_to_string("examples/events.jsonl").unwrap();
+    let (first, rest): (Vec<&str>, Vec<&str>) =
+        events.lines().partition(|l| l.contains("\"GA_23682013\""));
+    let input = dir.path().join("concatenated.jsonl");
+    std::fs::write(&input, [first, rest].concat().join("\n")).unwrap();
+    let o = bin(&[
+        "aggregate",
+        "--monitors",
+        "examples/monitors.yaml",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        dir.path().join("out.jsonl").to_str().unwrap(),
+    ]);
+    let stderr = text(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning:") && stderr.contains("event-time order"),
+        "{stderr}"
+    );
+    // The sorted sample file: no warning.
+    let o = aggregate_example(&dir.path().join("sorted.jsonl"), &[]);
+    assert!(!text(&o.stderr).contains("warning:"), "{}", text(&o.stderr));
 }

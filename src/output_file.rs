@@ -1,0 +1,156 @@
+//! Output files that cannot destroy inputs or be left half written: an
+//! output that is the same file as an input or as another output is refused
+//! before anything is opened for writing (same device and inode when the
+//! file exists, the same canonical path otherwise), and a regular file is
+//! written beside its place and renamed there only when the run succeeded.
+//! FIFOs, devices and standard output are written directly.
+
+use anyhow::{bail, Context as _, Result};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Where a path leads: the file's identity if it exists, its canonical path otherwise.
+#[derive(Debug, PartialEq, Eq)]
+enum Identity {
+    Inode(u64, u64),
+    Path(PathBuf),
+}
+
+fn identity(path: &Path) -> Identity {
+    if let Ok(m) = std::fs::metadata(path) {
+        return Identity::Inode(m.dev(), m.ino());
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let parent = parent
+        .canonicalize()
+        .unwrap_or_else(|_| parent.to_path_buf());
+    Identity::Path(parent.join(path.file_name().unwrap_or_default()))
+}
+
+/// Refuses outputs that are the same file as an input or as each other.
+/// Each path comes with the option that named it; `-` (standard input or
+/// output) is never a file.
+pub fn check_distinct(inputs: &[(&str, &Path)], outputs: &[(&str, &Path)]) -> Result<()> {
+    let is_file = |p: &Path| p != Path::new("-");
+    for (i, (name, out)) in outputs.iter().enumerate().filter(|(_, (_, p))| is_file(p)) {
+        let id = identity(out);
+        let earlier = inputs
+            .iter()
+            .chain(&outputs[..i])
+            .filter(|(_, p)| is_file(p));
+        for (other, path) in earlier {
+            if identity(path) == id {
+                bail!(
+                    "{name} {} and {other} {} are the same file: refusing to write over it",
+                    out.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An output being written: to a temporary file beside a regular file's
+/// place (renamed over it by `finish`; removed if dropped unfinished), or
+/// directly to a FIFO or device.
+pub struct OutputFile {
+    writer: BufWriter<File>,
+    /// The temporary file and the place it is renamed to.
+    rename: Option<(PathBuf, PathBuf)>,
+}
+
+impl OutputFile {
+    pub fn create(path: &Path) -> Result<OutputFile> {
+        let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+        if special {
+            let f =
+                File::create(path).with_context(|| format!("{}: cannot open", path.display()))?;
+            return Ok(OutputFile {
+                writer: BufWriter::new(f),
+                rename: None,
+            });
+        }
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let temporary = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
+        let f = File::create(&temporary)
+            .with_context(|| format!("{}: cannot create", temporary.display()))?;
+        Ok(OutputFile {
+            writer: BufWriter::new(f),
+            rename: Some((temporary, path.to_path_buf())),
+        })
+    }
+
+    /// Flushes and puts the file in its place.
+    pub fn finish(mut self) -> Result<()> {
+        self.writer.flush().context("cannot write the output")?;
+        if let Some((temporary, place)) = self.rename.take() {
+            std::fs::rename(&temporary, &place)
+                .with_context(|| format!("{}: cannot put the output in place", place.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for OutputFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writer.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+impl Drop for OutputFile {
+    fn drop(&mut self) {
+        if let Some((temporary, _)) = &self.rename {
+            let _ = std::fs::remove_file(temporary);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_file_by_any_name_is_refused_and_distinct_files_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in");
+        std::fs::write(&input, "x").unwrap();
+        let dotted = dir.path().join(".").join("in");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        assert!(check_distinct(&[("--input", &input)], &[("--output", &dotted)]).is_err());
+        assert!(check_distinct(&[], &[("--output", &a), ("--rejects", &a)]).is_err());
+        assert!(check_distinct(
+            &[("--input", &input)],
+            &[("--output", &a), ("--rejects", &b)]
+        )
+        .is_ok());
+        let dash = Path::new("-");
+        assert!(check_distinct(&[("--input", dash)], &[("--output", dash)]).is_ok());
+    }
+
+    #[test]
+    fn an_unfinished_output_leaves_the_old_file_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let place = dir.path().join("out");
+        std::fs::write(&place, "old").unwrap();
+        let mut out = OutputFile::create(&place).unwrap();
+        out.write_all(b"new").unwrap();
+        drop(out);
+        assert_eq!(std::fs::read_to_string(&place).unwrap(), "old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let mut out = OutputFile::create(&place).unwrap();
+        out.write_all(b"new").unwrap();
+        out.finish().unwrap();
+        assert_eq!(std::fs::read_to_string(&place).unwrap(), "new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
