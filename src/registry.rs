@@ -487,6 +487,55 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
+    fn with_calibration(date: &str) -> Result<Registry, Problems> {
+        let yaml = format!("monitors:\n  - {{connection_id: A, module: air, timezone: UTC, monitor_brand: B, monitor_sku: S, monitor_serial_id: X, last_monitor_calibration_date: '{date}', parameters: {{co2: ppm}}}}\n");
+        Registry::parse(&yaml, "m.yaml")
+    }
+
+    #[test]
+    fn calibration_dates_are_sent_in_resets_form_or_refused() {
+        let sent = |date: &str| {
+            with_calibration(date)
+                .map(|r| {
+                    r.get(0)
+                        .record
+                        .last_monitor_calibration_date
+                        .clone()
+                        .unwrap()
+                })
+                .map_err(|p| p.to_string())
+        };
+        assert_eq!(
+            sent("2022-08-01T00:00:00+08:00").unwrap(),
+            "2022-08-01T00:00:00+08:00"
+        );
+        assert_eq!(
+            sent("2022-08-01T00:00:00.250-03:30").unwrap(),
+            "2022-08-01T00:00:00.250-03:30"
+        );
+        assert_eq!(
+            sent("2022-08-01T00:00:00Z").unwrap(),
+            "2022-08-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            sent("2022-08-01T00:00:00.120Z").unwrap(),
+            "2022-08-01T00:00:00.120+00:00"
+        );
+        for refused in [
+            "2022-08-01 00:00:00+08:00",
+            "2022-08-01T00:00:00.5+08:00",
+            "2022-08-01T00:00:00+0800",
+            "2022-08-01",
+            "2022-13-01T00:00:00+08:00",
+        ] {
+            let e = sent(refused).unwrap_err();
+            assert!(
+                e.contains("last_monitor_calibration_date"),
+                "{refused}: {e}"
+            );
+        }
+    }
+
     use super::*;
 
     const GOOD: &str = r#"
