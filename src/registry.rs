@@ -66,6 +66,39 @@ fn scalar_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     })
 }
 
+/// A date-time as RESET's document writes it, `yyyy-mm-ddThh:mm:ss[.mmm]±hh:mm`,
+/// with a final `Z` written `+00:00`; `None` for anything else.
+fn in_reset_form(text: &str) -> Option<String> {
+    let text = match text.strip_suffix('Z') {
+        Some(utc) => format!("{utc}+00:00"),
+        None => text.to_string(),
+    };
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| b[range].iter().all(u8::is_ascii_digit);
+    let fraction = match b.len() {
+        25 => false,
+        29 => b[19] == b'.' && digits(20..23),
+        _ => return None,
+    };
+    let z = if fraction { 23 } else { 19 };
+    let shaped = digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && (b[z] == b'+' || b[z] == b'-')
+        && digits(z + 1..z + 3)
+        && b[z + 3] == b':'
+        && digits(z + 4..z + 6);
+    (shaped && chrono::DateTime::parse_from_rfc3339(&text).is_ok()).then_some(text)
+}
+
 /// A validated monitor, ready for the window engine.
 #[derive(Debug, Clone)]
 pub struct Monitor {
@@ -115,7 +148,7 @@ impl Monitor {
     }
 
     /// Validates one record; problems are reported under `location`.
-    pub fn from_record(record: MonitorRecord, location: &str) -> Result<Monitor, Problems> {
+    pub fn from_record(mut record: MonitorRecord, location: &str) -> Result<Monitor, Problems> {
         let mut problems = Problems::default();
         let at = |field: &str| format!("{location}.{field}");
         if record.connection_id.trim().is_empty() {
@@ -151,11 +184,12 @@ impl Monitor {
             ));
         }
         if let Some(date) = &record.last_monitor_calibration_date {
-            if chrono::DateTime::parse_from_rfc3339(date).is_err() {
-                problems.push(Problem::new(
+            match in_reset_form(date) {
+                Some(sent) => record.last_monitor_calibration_date = Some(sent),
+                None => problems.push(Problem::new(
                     at("last_monitor_calibration_date"),
-                    format!("{date:?} is not an ISO 8601 date-time with offset (yyyy-mm-ddThh:mm:ss[.mmm]±hh:mm)"),
-                ));
+                    format!("{date:?} is not an ISO 8601 date-time with offset as RESET takes it (yyyy-mm-ddThh:mm:ss[.mmm]±hh:mm; Z is taken as +00:00)"),
+                )),
             }
         }
         let mut declared_unit = [None; Parameter::COUNT];
