@@ -101,7 +101,7 @@ fn main() {
         let start = Instant::now();
         for _ in 0..OPENS {
             let (connection, _replies) =
-                Connection::open(&url, "/v2", "demo", &Secret::new("demo"), Duration::from_secs(5))
+                Connection::open(&url, "/v2", "demo", &Secret::new("demo"), Duration::from_secs(5), None)
                     .await
                     .unwrap();
             connection.close().await;

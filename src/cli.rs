@@ -135,6 +135,12 @@ pub enum Command {
         /// Answer every message of this connection_id with 10500 (a poison monitor).
         #[arg(long)]
         poison_connection_id: Option<String>,
+        /// Serve TLS only, with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM, PKCS #8); needs --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Check a config (and the monitor registry it names), or just a registry.
     Validate {
@@ -196,6 +202,8 @@ pub fn run(cli: Cli) -> Result<()> {
             disconnect_every,
             seed,
             poison_connection_id,
+            tls_cert,
+            tls_key,
         } => {
             for (name, rate) in [
                 ("--fail-rate", fail_rate),
@@ -222,6 +230,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 disconnect_every,
                 seed,
                 poison_connection_id,
+                tls: tls_files(tls_cert.as_deref(), tls_key.as_deref())?,
             };
             emulator(listen, options)
         }
@@ -326,14 +335,23 @@ fn validate(config: Option<&Path>, monitors: Option<&Path>) -> Result<()> {
 
 fn emulator(listen: std::net::SocketAddr, options: EmulatorOptions) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     runtime.block_on(async move {
         let handle = crate::emulator::serve(listen, options)
             .await
             .with_context(|| format!("{listen}: cannot listen"))?;
-        tracing::info!(addr = %handle.addr, "RESET emulator on namespace /v2; GET /state shows what it accepted");
+        let url = format!("{scheme}://{}", handle.addr);
+        tracing::info!(%url, "RESET emulator on namespace /v2; GET /state shows what it accepted");
         shutdown_signal().await;
         let stats = handle.state.lock().expect("state lock").stats.clone();
-        eprintln!("emulator: {}", serde_json::to_string(&stats).unwrap_or_default());
+        eprintln!(
+            "emulator: {}",
+            serde_json::to_string(&stats).unwrap_or_default()
+        );
         handle.stop();
         Ok(())
     })
@@ -353,6 +371,17 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+fn tls_files(cert: Option<&Path>, key: Option<&Path>) -> Result<Option<crate::emulator::TlsFiles>> {
+    let (Some(cert), Some(key)) = (cert, key) else {
+        return Ok(None);
+    };
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()));
+    Ok(Some(crate::emulator::TlsFiles {
+        cert_pem: read(cert)?,
+        key_pem: read(key)?,
+    }))
 }
 
 fn wall_clock_ms() -> i64 {
@@ -448,7 +477,7 @@ fn replay(path: &Path, from: i64, to: i64, dry_run: Option<&Path>) -> Result<()>
     }
     runtime()?.block_on(async move {
         let (publisher, mut deliveries) =
-            crate::sink::Publisher::start(crate::live::publisher_settings(&config));
+            crate::sink::Publisher::start(crate::live::publisher_settings(&config)?);
         for e in &emissions {
             publisher
                 .publish(crate::sink::Outgoing::from(e.clone()))

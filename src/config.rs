@@ -201,6 +201,10 @@ pub struct ResetConfig {
     /// before committing what was acknowledged and exiting.
     #[serde(default = "twenty_seconds", deserialize_with = "humane")]
     pub drain_timeout: Duration,
+    /// A PEM bundle of certificates trusted for RESET's TLS, besides the
+    /// system's roots (relative to the config file's folder).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for ResetConfig {
@@ -216,6 +220,7 @@ impl Default for ResetConfig {
             max_queued: default_max_queued(),
             max_attempts: default_max_attempts(),
             drain_timeout: twenty_seconds(),
+            ca_file: None,
         }
     }
 }
@@ -370,6 +375,11 @@ impl Config {
         self
     }
 
+    /// `reset.ca_file`, resolved against the config's folder.
+    pub fn reset_ca_file(&self) -> Option<PathBuf> {
+        self.reset.ca_file.as_ref().map(|f| self.base_dir.join(f))
+    }
+
     /// The monitor file, resolved against the config's folder.
     pub fn monitors_file(&self) -> Option<PathBuf> {
         self.monitors.file.as_ref().map(|f| self.base_dir.join(f))
@@ -453,6 +463,14 @@ impl Config {
                 "reset.url",
                 format!("{url:?} must start with http:// or https://"),
             );
+        }
+        if let Some(ca_file) = self.reset_ca_file() {
+            let checked = std::fs::read(&ca_file)
+                .map_err(|e| format!("{}: cannot read: {e}", ca_file.display()))
+                .and_then(|pem| crate::sink::tls::certificates(&pem).map(|_| ()));
+            if let Err(why) = checked {
+                problem("reset.ca_file", why);
+            }
         }
         if !self.reset.namespace.starts_with('/') {
             problem(

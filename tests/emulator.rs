@@ -24,7 +24,7 @@ async fn connect(
     secret: &str,
 ) -> Result<(Connection, UnboundedReceiver<Reply>), ConnectionError> {
     let url = format!("http://{}", handle.addr);
-    Connection::open(&url, "/v2", "demo", &Secret::new(secret), TIMEOUT).await
+    Connection::open(&url, "/v2", "demo", &Secret::new(secret), TIMEOUT, None).await
 }
 
 async fn reply(rx: &mut UnboundedReceiver<Reply>) -> Reply {

@@ -33,6 +33,8 @@ pub struct EmulatorOptions {
     pub seed: Option<u64>,
     /// Every message of this connection_id is answered `10500` (and not stored).
     pub poison_connection_id: Option<String>,
+    /// Serve TLS (only) with this certificate and key.
+    pub tls: Option<super::TlsFiles>,
 }
 
 impl Default for EmulatorOptions {
@@ -46,6 +48,7 @@ impl Default for EmulatorOptions {
             disconnect_every: 0,
             seed: None,
             poison_connection_id: None,
+            tls: None,
         }
     }
 }
@@ -179,16 +182,28 @@ pub async fn serve(
         .layer(layer);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "emulator server stopped");
-        }
-    });
+    let task = match &shared.options.tls {
+        None => tokio::spawn(serve_on(listener, app)),
+        Some(files) => tokio::spawn(serve_on(
+            super::tls::TlsListener::new(listener, files)?,
+            app,
+        )),
+    };
     Ok(EmulatorHandle {
         addr,
         state: shared.state,
         task,
     })
+}
+
+async fn serve_on<L>(listener: L, app: axum::Router)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "emulator server stopped");
+    }
 }
 
 fn attach(socket: SocketRef, shared: Shared) {

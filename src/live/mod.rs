@@ -156,8 +156,9 @@ pub fn with_monitor_topic(
     Ok((Arc::new(registry), Some(follower)))
 }
 
-/// Publisher settings from the config.
-pub fn publisher_settings(config: &Config) -> PublisherSettings {
+/// Publisher settings from the config; fails on a `reset.ca_file` that
+/// cannot be read or holds no certificate.
+pub fn publisher_settings(config: &Config) -> Result<PublisherSettings> {
     let r = &config.reset;
     let mut s = PublisherSettings::new(&r.url, &r.client_id, r.client_secret.clone());
     s.namespace = r.namespace.clone();
@@ -165,7 +166,10 @@ pub fn publisher_settings(config: &Config) -> PublisherSettings {
     s.max_in_flight = r.max_in_flight;
     s.max_queued = r.max_queued.max(r.max_in_flight);
     s.max_attempts = r.max_attempts;
-    s
+    if let Some(ca_file) = config.reset_ca_file() {
+        s.tls = Some(crate::sink::tls::connector(Some(&ca_file))?);
+    }
+    Ok(s)
 }
 
 /// How long a watermark query may take. Generous: it runs off the loop,
@@ -228,7 +232,7 @@ pub async fn run(
         &topic_names,
     )
     .context("cannot read the input topics")?;
-    let (publisher, mut deliveries) = Publisher::start(publisher_settings(&config));
+    let (publisher, mut deliveries) = Publisher::start(publisher_settings(&config)?);
     let publisher_limit = publisher.max_queued();
     let (watermarks, mut watermark_answers) = tokio::sync::mpsc::unbounded_channel();
     let (schema_answers, mut schema_arrivals) = tokio::sync::mpsc::unbounded_channel();

@@ -20,13 +20,30 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 
-/// The TLS settings of every connection, built once per process. Without
-/// them the Socket.IO client builds its own for each connection, even for
-/// an `http://` URL, and each build parses the system's CA bundle.
-fn shared_tls() -> Option<native_tls::TlsConnector> {
+/// The TLS settings of connections given none, with the system's roots,
+/// built once per process. Without them the Socket.IO client builds its
+/// own for each connection, even for an `http://` URL, and each build
+/// parses the system's CA bundle.
+fn system_tls() -> Option<native_tls::TlsConnector> {
     static TLS: OnceLock<Option<native_tls::TlsConnector>> = OnceLock::new();
-    TLS.get_or_init(|| native_tls::TlsConnector::new().ok())
-        .clone()
+    TLS.get_or_init(|| super::tls::connector(None).ok()).clone()
+}
+
+/// An error with the errors that caused it, down to the first (the
+/// Socket.IO client's own says only "EngineIO Error" for a certificate
+/// that cannot be verified).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// What RESET said.
@@ -84,13 +101,16 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `url` + `namespace` and authenticates.
+    /// Connects to `url` + `namespace` and authenticates; `tls` is what
+    /// an `https://` URL's server is checked against (`None`: the system's
+    /// roots). There is no fallback to plain text.
     pub async fn open(
         url: &str,
         namespace: &str,
         client_id: &str,
         client_secret: &Secret,
         auth_timeout: Duration,
+        tls: Option<&native_tls::TlsConnector>,
     ) -> Result<(Connection, mpsc::UnboundedReceiver<Reply>), ConnectionError> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let forward = |make: fn(Value) -> Reply, tx: mpsc::UnboundedSender<Reply>| {
@@ -114,7 +134,7 @@ impl Connection {
         let joined = Arc::new(Notify::new());
         let on_joined = Arc::clone(&joined);
         let mut builder = ClientBuilder::new(url);
-        if let Some(tls) = shared_tls() {
+        if let Some(tls) = tls.cloned().or_else(system_tls) {
             builder = builder.tls_config(tls);
         }
         let client = builder
@@ -143,7 +163,7 @@ impl Connection {
             .await
             .map_err(|e| ConnectionError::Connect {
                 url: url.to_string(),
-                reason: e.to_string(),
+                reason: with_causes(&e),
             })?;
         let connection = Connection { client };
         let auth = json!({ "client_id": client_id, "client_secret": client_secret.expose() });

@@ -4,6 +4,7 @@
 pub mod code;
 pub mod connection;
 pub mod publisher;
+pub mod tls;
 
 pub use code::ResetCode;
 pub use connection::{Connection, ConnectionError, Reply};

@@ -57,6 +57,8 @@ pub struct PublisherSettings {
     pub backoff_max: Duration,
     /// `10500` answers to one message (while RESET accepts others) before it is given up.
     pub max_attempts: u32,
+    /// What RESET's certificate is checked against (`None`: the system's roots).
+    pub tls: Option<native_tls::TlsConnector>,
 }
 
 impl PublisherSettings {
@@ -72,6 +74,7 @@ impl PublisherSettings {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
             max_attempts: 10,
+            tls: None,
         }
     }
 }
@@ -414,6 +417,7 @@ impl Worker {
                 &s.client_id,
                 &s.client_secret,
                 auth_timeout,
+                s.tls.as_ref(),
             )
             .await
             {

@@ -116,16 +116,29 @@ class ValuesSchema(unittest.TestCase):
         self.assertIn("format", self.refused({"config": {"kafka": {"bootstrap_servers": "k:9092"}, "input": {"format": "xml"}}}))
         self.assertIn("allowed_lateness", self.refused({"config": {"kafka": {"bootstrap_servers": "k:9092"}, "windowing": {"allowed_lateness": "ten"}}}))
         self.assertIn("serviceMonitor", self.refused({"serviceMonitor": {"enable": True}}))
+        self.assertIn("resetCa", self.refused({"resetCa": {"secretName": "a", "configMapName": "b"}}))
 
     def test_credentials_cannot_be_overridden_through_extra_env(self):
         self.refused({"extraEnv": [{"name": "RESET_CLIENT_SECRET", "value": "x"}]})
 
 
 def validate_mounted(config_map, env):
-    """`reset-pipeline validate` on the ConfigMap's files, written as mounted."""
+    """`reset-pipeline validate` on the ConfigMap's files, written as mounted;
+    a CA file the config names is made (by openssl) and written in its place."""
     with tempfile.TemporaryDirectory() as folder:
         for name, text in config_map["data"].items():
             pathlib.Path(folder, name).write_text(text)
+        config = yaml.safe_load(config_map["data"]["config.yaml"])
+        ca_file = config.get("reset", {}).get("ca_file")
+        if ca_file:
+            mounted = pathlib.Path(folder, "ca.pem")
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                 "-nodes", "-subj", "/CN=test CA", "-days", "1", "-keyout", os.devnull, "-out", str(mounted)],
+                check=True, capture_output=True,
+            )
+            config["reset"]["ca_file"] = str(mounted)
+            pathlib.Path(folder, "config.yaml").write_text(yaml.safe_dump(config))
         return subprocess.run(
             [BINARY, "validate", "--config", str(pathlib.Path(folder, "config.yaml"))],
             capture_output=True, text=True, env={**os.environ, **env},
@@ -180,6 +193,29 @@ class Wiring(unittest.TestCase):
         self.assertEqual(mounted["http"]["listen"], "0.0.0.0:9900")
         self.assertEqual(mounted["monitors"], {"topic": "monitor-registry", "file": "monitors.yaml"})
         self.assertEqual(container["ports"][0]["containerPort"], 9900)
+
+    def test_a_private_ca_is_mounted_where_the_config_reads_it(self):
+        for source, volume_kind, name_field in [
+            ("secretName", "secret", "secretName"),
+            ("configMapName", "configMap", "name"),
+        ]:
+            with self.subTest(source=source):
+                values = {"monitors": FULL_VALUES["monitors"][:1], "resetCa": {source: "corporate-ca", "key": "bundle.pem"}}
+                objects = render(values)
+                pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+                volume = next(v for v in pod["volumes"] if v["name"] == "reset-ca")
+                self.assertEqual(volume[volume_kind][name_field], "corporate-ca")
+                self.assertEqual(volume[volume_kind]["items"], [{"key": "bundle.pem", "path": "bundle.pem"}])
+                mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "reset-ca")
+                self.assertTrue(mount["readOnly"])
+                config = yaml.safe_load(one(objects, "ConfigMap", "-pipeline")["data"]["config.yaml"])
+                self.assertEqual(config["reset"]["ca_file"], mount["mountPath"] + "/bundle.pem")
+        # Without one, nothing is mounted and the system's roots alone are trusted.
+        objects = render({"monitors": FULL_VALUES["monitors"][:1]})
+        pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+        self.assertNotIn("reset-ca", [v["name"] for v in pod["volumes"]])
+        config = yaml.safe_load(one(objects, "ConfigMap", "-pipeline")["data"]["config.yaml"])
+        self.assertNotIn("ca_file", config["reset"])
 
     def test_credentials_come_only_from_the_secret(self):
         objects = render(FULL_VALUES)

@@ -55,6 +55,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 /etc/reset-pipeline
 {{- end }}
 
+{{/* Where the private CA for RESET's TLS is mounted, when there is one. */}}
+{{- define "reset-pipeline.caDir" -}}
+/etc/reset-pipeline-ca
+{{- end }}
+
 {{/*
 The pipeline's config file: the values' `config`, with the listener on the
 metrics port and the mounted monitor file when the chart carries monitors.
@@ -66,6 +71,11 @@ metrics port and the mounted monitor file when the chart carries monitors.
 {{- $monitors := deepCopy (default dict $config.monitors) }}
 {{- $_ := set $monitors "file" "monitors.yaml" }}
 {{- $_ := set $config "monitors" $monitors }}
+{{- end }}
+{{- if or .Values.resetCa.secretName .Values.resetCa.configMapName }}
+{{- $reset := deepCopy (default dict $config.reset) }}
+{{- $_ := set $reset "ca_file" (printf "%s/%s" (include "reset-pipeline.caDir" .) .Values.resetCa.key) }}
+{{- $_ := set $config "reset" $reset }}
 {{- end }}
 {{- if not $config.dead_letter }}
 {{- $_ := unset $config "dead_letter" }}
