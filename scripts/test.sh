@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: formatting, lints, and every test.
-# Works on a fresh machine with the Rust toolchain, node/npm and python3;
-# installs what it needs.
+# Works on a fresh Debian machine with the Rust toolchain, node/npm and python3;
+# installs what it needs (tansu, node packages, a Python virtualenv, Prometheus).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,6 +54,17 @@ if [ ! -f "$venv/complete" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/helm/requirements.txt
   touch "$venv/complete"
 fi
+# Prometheus and promtool, from Debian's package (unpacked into the cache,
+# not installed): promtool checks and unit-tests the chart's alert rules,
+# and a Kafka test lets a real Prometheus scrape a running pipeline.
+prometheus="$cache/prometheus"
+if [ ! -x "$prometheus/usr/bin/promtool" ] || [ ! -x "$prometheus/usr/bin/prometheus" ]; then
+  rm -rf "$prometheus" && mkdir -p "$prometheus"
+  (cd "$prometheus" \
+    && { apt-get download prometheus > /dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus; }; } \
+    && dpkg-deb -x prometheus_*.deb . && rm prometheus_*.deb)
+fi
+export PROMTOOL="$prometheus/usr/bin/promtool" PROMETHEUS_BIN="$prometheus/usr/bin/prometheus"
 cargo build --quiet --bin reset-pipeline
 RESET_PIPELINE_BIN=target/debug/reset-pipeline "$venv/bin/python" -m unittest -v tests/helm/test_chart.py 2>&1 \
   | tee -a "$log" || status=1

@@ -1,6 +1,7 @@
 //! Operations on the live path: `/readyz` is not ready until RESET has
-//! authenticated the pipeline, and `/metrics` (parsed as Prometheus text)
-//! moved by exactly what the run implies.
+//! authenticated the pipeline, `/metrics` (parsed as Prometheus text)
+//! moved by exactly what the run implies, and a real Prometheus scrapes it
+//! and answers queries on its series.
 
 #[macro_use]
 mod common;
@@ -55,10 +56,14 @@ async fn readiness_follows_authentication_and_counters_match_the_run(kind: Broke
         .await
     );
     assert_eq!(get(&http, "/healthz").await.0, 200);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let (status, body) = get(&http, "/readyz").await;
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("reset_authenticated=false"), "{body}");
+    // Asked again and again for 3 s: never ready while RESET is not there.
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        let (status, body) = get(&http, "/readyz").await;
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("reset_authenticated=false"), "{body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let emulator = serve(
         format!("127.0.0.1:{reset_port}").parse().unwrap(),
@@ -85,7 +90,16 @@ async fn readiness_follows_authentication_and_counters_match_the_run(kind: Broke
             >= expected.len())
         .await
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The gauges, set every second, have caught up: nothing in flight, no
+    // window open.
+    let settled = || {
+        http_get(&http, "/metrics").is_ok_and(|(_, text)| {
+            let m = scrape(&text);
+            m.get("reset_pipeline_in_flight_messages{}") == Some(&0.0)
+                && m.get("reset_pipeline_open_windows{}") == Some(&0.0)
+        })
+    };
+    assert!(wait_until(Duration::from_secs(30), settled).await);
 
     let (_, text) = get(&http, "/metrics").await;
     let m = scrape(&text);
@@ -112,5 +126,89 @@ async fn readiness_follows_authentication_and_counters_match_the_run(kind: Broke
     assert_eq!(value("reset_pipeline_open_windows{}"), 0.0);
     assert_eq!(value("reset_pipeline_rejects_total{reason=late}"), 0.0);
     assert!(!text.contains("connection_id"), "no connection_id labels");
+    scraped_by_prometheus(&http, dir.path(), count as f64).await;
     assert!(pipeline.terminate().success());
+}
+
+/// Prometheus: `PROMETHEUS_BIN`, the cache `scripts/test.sh` unpacks it
+/// into, or PATH.
+fn prometheus_bin() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("PROMETHEUS_BIN") {
+        return p.into();
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let cached =
+        std::path::Path::new(&home).join(".cache/reset-pipeline/prometheus/usr/bin/prometheus");
+    if cached.exists() {
+        return cached;
+    }
+    "prometheus".into()
+}
+
+/// The value of a PromQL query's first sample, if any.
+async fn query(prometheus: &str, promql: &str) -> Option<f64> {
+    let url = format!("http://{prometheus}/api/v1/query");
+    let answer: serde_json::Value = reqwest::Client::new()
+        .get(url)
+        .query(&[("query", promql)])
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    answer["data"]["result"][0]["value"][1]
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+/// A real Prometheus scrapes the pipeline at `http` and gives back its
+/// series: the records consumed, and every series name of the pipeline.
+async fn scraped_by_prometheus(http: &str, dir: &std::path::Path, consumed: f64) {
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: reset-pipeline\n    static_configs: [{{targets: ['{http}']}}]\n"),
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+    let mut prometheus = std::process::Command::new(prometheus_bin())
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address={listen}"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("Prometheus starts (scripts/test.sh unpacks it into the cache)");
+    let mut got = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        got = query(&listen, "reset_pipeline_records_consumed_total").await;
+        if got == Some(consumed) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let names = query(
+        &listen,
+        r#"count(count by (__name__) ({__name__=~"reset_pipeline_.+"}))"#,
+    )
+    .await;
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+    assert_eq!(got, Some(consumed), "Prometheus's answer; its log:\n{log}");
+    assert!(
+        names.is_some_and(|n| n >= 20.0),
+        "{names:?} series names of the pipeline"
+    );
+    eprintln!(
+        "Prometheus scraped {} reset_pipeline_* series names",
+        names.unwrap_or(0.0)
+    );
 }

@@ -23,7 +23,11 @@ FULL_VALUES = yaml.safe_load((ROOT / "tests" / "helm" / "values-full.yaml").read
 KUBERNETES = "1.35.0"
 BINARY = os.environ.get("RESET_PIPELINE_BIN", str(ROOT / "target" / "debug" / "reset-pipeline"))
 # Kinds that are not part of Kubernetes itself, checked by hand below.
-CUSTOM_KINDS = {"ServiceMonitor"}
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
+RULES_FILE = CHART / "alerts" / "reset-pipeline.rules.yaml"
+RULES_TESTS = ROOT / "tests" / "alerts" / "reset-pipeline.test.yaml"
+# promtool, from Debian's prometheus package, which scripts/test.sh unpacks.
+PROMTOOL = os.environ.get("PROMTOOL", "promtool")
 
 
 def render(values=None, name="feed-prod", namespace="sensors"):
@@ -90,7 +94,9 @@ class KubernetesSchema(unittest.TestCase):
     def test_full_render_is_valid_kubernetes(self):
         objects = render(FULL_VALUES)
         self.assertIn("ServiceMonitor", kinds(objects))
-        self.assertEqual(self.validate_all(objects), len(objects) - 1)
+        self.assertIn("PrometheusRule", kinds(objects))
+        self.assertEqual(self.validate_all(objects), len(objects) - len(CUSTOM_KINDS))
+        check_prometheus_rule(self, one(objects, "PrometheusRule"))
 
     def test_an_invalid_manifest_is_caught(self):
         deployment = one(render(), "Deployment")
@@ -143,6 +149,40 @@ def validate_mounted(config_map, env):
             [BINARY, "validate", "--config", str(pathlib.Path(folder, "config.yaml"))],
             capture_output=True, text=True, env={**os.environ, **env},
         )
+
+
+def check_prometheus_rule(test, rule):
+    """The PrometheusRule CRD's schema (monitoring.coreos.com/v1), by hand:
+    kubernetes-validate knows only Kubernetes' own kinds."""
+    test.assertEqual(rule["kind"], "PrometheusRule")
+    test.assertTrue(rule["metadata"]["name"])
+    test.assertEqual(set(rule["spec"]), {"groups"})
+    for group in rule["spec"]["groups"]:
+        test.assertIsInstance(group["name"], str)
+        for r in group["rules"]:
+            test.assertLessEqual(set(r), {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"})
+            test.assertIsInstance(r["alert"], str)
+            test.assertIsInstance(r["expr"], str)
+            if "for" in r:
+                test.assertRegex(r["for"], r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$")
+            for field in ("labels", "annotations"):
+                test.assertTrue(all(isinstance(k, str) and isinstance(v, str) for k, v in r.get(field, {}).items()), r)
+
+
+class Alerts(unittest.TestCase):
+    def test_promtool_accepts_the_rules_file(self):
+        checked = subprocess.run([PROMTOOL, "check", "rules", str(RULES_FILE)], capture_output=True, text=True)
+        self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
+        self.assertIn("SUCCESS: 8 rules found", checked.stdout + checked.stderr)
+
+    def test_each_alert_fires_on_its_series_and_stays_quiet_on_healthy_ones(self):
+        tested = subprocess.run([PROMTOOL, "test", "rules", str(RULES_TESTS)], capture_output=True, text=True)
+        self.assertEqual(tested.returncode, 0, tested.stdout + tested.stderr)
+        # Every alert of the file has a case.
+        cases = RULES_TESTS.read_text()
+        for group in yaml.safe_load(RULES_FILE.read_text())["groups"]:
+            for r in group["rules"]:
+                self.assertIn(f"alertname: {r['alert']}", cases)
 
 
 class Wiring(unittest.TestCase):
@@ -272,6 +312,36 @@ class Wiring(unittest.TestCase):
         self.assertLessEqual(selector.items(), service["metadata"]["labels"].items())
         self.assertEqual(monitor["spec"]["endpoints"][0]["port"], service["spec"]["ports"][0]["name"])
         self.assertEqual(monitor["spec"]["namespaceSelector"]["matchNames"], ["sensors"])
+
+    def test_the_prometheus_rule_carries_every_alert_of_the_rules_file(self):
+        rule = one(render(FULL_VALUES), "PrometheusRule")
+        self.assertEqual(rule["apiVersion"], "monitoring.coreos.com/v1")
+        self.assertEqual(rule["metadata"]["labels"]["release"], "kube-prometheus-stack")
+        check_prometheus_rule(self, rule)
+        file = yaml.safe_load(RULES_FILE.read_text())
+        expected = {r["alert"]: r for g in file["groups"] for r in g["rules"]}
+        rendered = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+        self.assertEqual(sorted(rendered), sorted(expected))
+        self.assertEqual(len(rendered), 8)
+        for name, r in rendered.items():
+            with self.subTest(alert=name):
+                self.assertEqual(r["expr"], expected[name]["expr"])
+                self.assertEqual(r.get("for"), expected[name].get("for"))
+                # The values' labels win; the file's others stay.
+                self.assertEqual(r["labels"], {**expected[name]["labels"], "team": "buildings", "severity": "page"})
+                self.assertEqual(
+                    r["annotations"],
+                    {**expected[name]["annotations"], "runbook_url": "https://runbooks.example.com/reset-pipeline"},
+                )
+        # The rendered rules are valid Prometheus rules as they are.
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+            yaml.safe_dump({"groups": rule["spec"]["groups"]}, f)
+            f.flush()
+            checked = subprocess.run([PROMTOOL, "check", "rules", f.name], capture_output=True, text=True)
+            self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
+
+    def test_the_prometheus_rule_is_off_by_default(self):
+        self.assertNotIn("PrometheusRule", kinds(render()))
 
     def test_the_service_selects_the_pods(self):
         objects = render()
