@@ -75,6 +75,8 @@ pub struct EmulatorStats {
     pub regrouped_readings: u64,
     /// An answer that could not be queued to its client: must never happen.
     pub answers_unsent: u64,
+    /// A `create` for a monitor RESET holds, under a new message id.
+    pub refused_creates: u64,
 }
 
 /// What the emulator holds.
@@ -87,6 +89,8 @@ pub struct EmulatorState {
     pub payloads: HashMap<String, Value>,
     /// The message each accepted row came in.
     pub row_messages: HashMap<(String, i64), String>,
+    /// Each monitor's accepted `monitors` messages, in order: (message_type, message_id).
+    pub monitor_messages: BTreeMap<String, Vec<(String, String)>>,
     pub stats: EmulatorStats,
     dice: StdRng,
 }
@@ -98,6 +102,7 @@ impl EmulatorState {
             readings: BTreeMap::new(),
             payloads: HashMap::new(),
             row_messages: HashMap::new(),
+            monitor_messages: BTreeMap::new(),
             stats: EmulatorStats::default(),
             dice: seed.map_or_else(StdRng::from_os_rng, StdRng::seed_from_u64),
         }
@@ -108,7 +113,12 @@ impl EmulatorState {
         let monitors: BTreeMap<&String, &Value> =
             self.monitors.iter().map(|(k, m)| (k, &m.data)).collect();
         let readings: Vec<&Value> = self.readings.values().collect();
-        json!({ "monitors": monitors, "readings": readings, "stats": self.stats })
+        json!({
+            "monitors": monitors,
+            "monitor_messages": self.monitor_messages,
+            "readings": readings,
+            "stats": self.stats,
+        })
     }
 }
 
@@ -318,9 +328,25 @@ fn decide(socket: &SocketRef, shared: &Shared, event: &str, data: Value, id: &st
         }
         None => {
             let checked = if event == "monitors" {
-                check_monitors(&data, &state.monitors).map(|change| {
+                let verb = data["message_type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let held = data["data"]["connection_id"]
+                    .as_str()
+                    .is_some_and(|c| state.monitors.contains_key(c));
+                let checked = check_monitors(&data, &state.monitors).map(|change| {
+                    state
+                        .monitor_messages
+                        .entry(change.connection_id.clone())
+                        .or_default()
+                        .push((verb.clone(), id.to_string()));
                     state.monitors.insert(change.connection_id, change.monitor);
-                })
+                });
+                if checked.is_err() && verb == "create" && held {
+                    state.stats.refused_creates += 1;
+                }
+                checked
             } else {
                 check_readings(&data, &state.monitors).map(|accepted| {
                     for (instant, row) in accepted.rows {

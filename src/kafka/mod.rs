@@ -4,6 +4,7 @@
 pub mod client;
 pub mod dead_letter;
 pub mod flow;
+pub mod followed;
 pub mod group_reader;
 pub mod monitor_topic;
 pub mod progress;
@@ -14,6 +15,6 @@ pub mod stall;
 
 pub use client::{client_config, ensure_topics, input_consumer_config, OwnTopic};
 pub use dead_letter::{DeadLetters, Origin};
+pub use followed::{FollowedTopic, TopicRecord};
 pub use group_reader::{Assignment, GroupReader, Input, RecordBatch};
-pub use monitor_topic::MonitorTopic;
 pub use progress::{ProgressReader, ProgressWriter};

@@ -20,8 +20,8 @@ use crate::kafka::progress::ProgressRecord;
 use crate::kafka::quiet::Quiet;
 use crate::kafka::stall::StallWatch;
 use crate::kafka::{
-    client_config, ensure_topics, input_consumer_config, DeadLetters, GroupReader, Input,
-    MonitorTopic, OwnTopic, ProgressReader, ProgressWriter, RecordBatch,
+    client_config, ensure_topics, input_consumer_config, DeadLetters, FollowedTopic, GroupReader,
+    Input, OwnTopic, ProgressReader, ProgressWriter, RecordBatch,
 };
 use crate::metrics::Metrics;
 use crate::offsets::Progress;
@@ -114,7 +114,7 @@ struct Live {
     creates: HashMap<String, String>,
     announcements: Announcements,
     /// The monitor registry topic, followed for changes.
-    monitor_topic: Option<MonitorTopic>,
+    monitor_topic: Option<FollowedTopic>,
     rejects: Vec<Reject>,
     report: LiveReport,
     /// Idle partitions whose watermarks are being asked of the broker, off
@@ -135,11 +135,11 @@ pub fn with_monitor_topic(
     config: &Config,
     base: Arc<Registry>,
     metrics: &Metrics,
-) -> Result<(Arc<Registry>, Option<MonitorTopic>)> {
+) -> Result<(Arc<Registry>, Option<FollowedTopic>)> {
     let Some(topic) = config.monitors.topic.as_deref() else {
         return Ok((base, None));
     };
-    let (follower, records) = MonitorTopic::open(
+    let (follower, records) = FollowedTopic::open(
         &client_config(&config.kafka),
         topic,
         Duration::from_secs(30),
