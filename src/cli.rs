@@ -450,7 +450,29 @@ fn replay(path: &Path, from: i64, to: i64, dry_run: Option<&Path>) -> Result<()>
         check_distinct(&inputs, &[("--dry-run", out)])?;
     }
     let (registry, _) = crate::live::with_monitor_topic(&config, registry, &Default::default())?;
-    let emissions = crate::replay::replay(&config, Arc::clone(&registry), from, to)?;
+    // Publishing, replay reads and updates the announcements store as `run`
+    // does; a dry run shows every monitor's create.
+    let store = match dry_run {
+        Some(_) => None,
+        None => {
+            let topic = config.kafka.announcements_topic();
+            runtime()?.block_on(crate::kafka::ensure_topics(
+                &config.kafka,
+                &[crate::kafka::OwnTopic {
+                    name: &topic,
+                    partitions: 1,
+                    compacted: true,
+                }],
+            ));
+            let client = crate::kafka::client_config(&config.kafka);
+            Some(crate::live::open_announcements(&client, &topic)?)
+        }
+    };
+    let (store, announcements) = match store {
+        Some((store, announcements)) => (Some(store), announcements),
+        None => (None, Default::default()),
+    };
+    let emissions = crate::replay::replay(&config, Arc::clone(&registry), from, to, announcements)?;
     let readings: usize = emissions
         .iter()
         .map(|e| match e {
@@ -483,11 +505,27 @@ fn replay(path: &Path, from: i64, to: i64, dry_run: Option<&Path>) -> Result<()>
                 .publish(crate::sink::Outgoing::from(e.clone()))
                 .await;
         }
+        // What each monitors message announces, stored once acknowledged.
+        let mut announcing: std::collections::HashMap<String, crate::payload::Announced> =
+            emissions
+                .iter()
+                .filter_map(|e| e.announced(&registry))
+                .map(|a| (a.message_id.clone(), a))
+                .collect();
         let mut rejected = 0;
         for _ in &emissions {
             let d = deliveries.recv().await.context("publisher stopped")?;
             match d.fate {
-                crate::sink::Fate::Acknowledged => {}
+                crate::sink::Fate::Acknowledged => {
+                    let announced = announcing.remove(&d.message_id);
+                    if let (Some(store), Some(announced)) = (&store, announced) {
+                        if let Err(e) = store.store(announced).await {
+                            eprintln!(
+                                "replay: an acknowledged monitor description was not stored: {e}"
+                            );
+                        }
+                    }
+                }
                 crate::sink::Fate::Rejected { reason, code }
                 | crate::sink::Fate::GaveUp { reason, code } => {
                     rejected += 1;

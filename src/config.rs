@@ -45,6 +45,10 @@ pub struct KafkaConfig {
     /// Where restart progress is kept (default: `<group_id>.progress`).
     #[serde(default)]
     pub progress_topic: Option<String>,
+    /// Where the monitor descriptions RESET acknowledged are kept (default:
+    /// `<group_id>.announcements`).
+    #[serde(default)]
+    pub announcements_topic: Option<String>,
     /// Replicas of the pipeline's own topics when it creates them (the
     /// compacted progress topic, the dead-letter topic), at most the brokers there are.
     #[serde(default = "three")]
@@ -61,6 +65,12 @@ impl KafkaConfig {
             .clone()
             .unwrap_or_else(|| format!("{}.progress", self.group_id))
     }
+
+    pub fn announcements_topic(&self) -> String {
+        self.announcements_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.announcements", self.group_id))
+    }
 }
 
 impl Default for KafkaConfig {
@@ -71,6 +81,7 @@ impl Default for KafkaConfig {
             topics: default_topics(),
             properties: BTreeMap::new(),
             progress_topic: None,
+            announcements_topic: None,
             progress_replication_factor: three(),
             stall_after: two_minutes(),
         }

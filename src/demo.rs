@@ -84,6 +84,7 @@ pub async fn demo(options: DemoOptions) -> Result<()> {
     let cluster = MockCluster::new(1).context("cannot start the mock Kafka cluster")?;
     cluster.create_topic(TOPIC, 3, 1)?;
     cluster.create_topic("reset-pipeline.progress", 1, 1)?;
+    cluster.create_topic("reset-pipeline.announcements", 1, 1)?;
     cluster.create_topic("sensor-events.dlq", 1, 1)?;
     let registry = Arc::new(fleet(options.monitors));
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;

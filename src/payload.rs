@@ -4,7 +4,7 @@
 use crate::registry::{Monitor, MonitorId, MonitorRecord};
 use crate::window::{reading_time, ClosedWindow, SlotValue};
 use serde::ser::{SerializeMap, SerializeSeq};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
@@ -153,8 +153,13 @@ pub enum MonitorAction {
     Modify,
 }
 
-/// The `monitors` payload (create or modify) and its message id.
-pub fn monitors_payload(monitor: &Monitor, action: MonitorAction) -> (String, String) {
+/// The `monitors` payload (create or modify) of the description at
+/// `version`, and its message id.
+pub fn monitors_payload(
+    monitor: &Monitor,
+    action: MonitorAction,
+    version: u64,
+) -> (String, String) {
     let r = &monitor.record;
     let mut data = serde_json::Map::new();
     let mut put = |k: &str, v: serde_json::Value| {
@@ -195,7 +200,11 @@ pub fn monitors_payload(monitor: &Monitor, action: MonitorAction) -> (String, St
         MonitorAction::Create => "create",
         MonitorAction::Modify => "modify",
     };
-    let message_id = format!("rp_monitor_{}_{verb}_{}", r.connection_id, digest(&[&data]));
+    let message_id = format!(
+        "rp_monitor_{}_{verb}_v{version}_{}",
+        r.connection_id,
+        digest(&[&data])
+    );
     let payload = format!(
         "{{\"message_type\":\"{verb}\",\"message_id\":{},\"data\":{data}}}",
         serde_json::to_string(&message_id).expect("string")
@@ -203,30 +212,157 @@ pub fn monitors_payload(monitor: &Monitor, action: MonitorAction) -> (String, St
     (message_id, payload)
 }
 
-/// Remembers which monitor records RESET has been told about, to send
-/// `create` before a monitor's first readings and `modify` when its record changes.
+/// A description RESET acknowledged: what the announcements store keeps
+/// per monitor, and what a restarted pipeline compares the registry with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Announced {
+    pub connection_id: String,
+    /// The description's version: 1 for the create, one more per change.
+    pub version: u64,
+    pub message_id: String,
+    pub record: MonitorRecord,
+}
+
+/// Which description of each monitor RESET has been told, to send `create`
+/// before a monitor's first readings and `modify` when its description
+/// changes: the ones sent in this run, and the ones RESET acknowledged
+/// before (`learn`, from the announcements store). Each description sent
+/// gets the next version, which is in its message id: a change back to an
+/// earlier description is a new message, and a re-send after a crash
+/// (before the store had its acknowledgement) repeats the same id.
 #[derive(Debug, Default, Clone)]
 pub struct Announcements {
-    told: HashMap<MonitorId, MonitorRecord>,
+    told: HashMap<MonitorId, (MonitorRecord, u64)>,
+    known: HashMap<String, (MonitorRecord, u64)>,
 }
 
 impl Announcements {
-    /// The monitors message owed before this monitor's next readings, if any.
-    pub fn owed(&self, id: MonitorId, monitor: &Monitor) -> Option<MonitorAction> {
-        match self.told.get(&id) {
-            None => Some(MonitorAction::Create),
-            Some(told) if *told != monitor.record => Some(MonitorAction::Modify),
-            Some(_) => None,
+    /// What this run or an earlier one told RESET last of the monitor.
+    fn last(&self, id: MonitorId, monitor: &Monitor) -> Option<&(MonitorRecord, u64)> {
+        let told = self.told.get(&id);
+        let known = self.known.get(monitor.connection_id());
+        match (told, known) {
+            (Some(t), Some(k)) => Some(if k.1 > t.1 { k } else { t }),
+            (t, k) => t.or(k),
         }
     }
 
-    /// Records that RESET now knows this monitor as it is.
-    pub fn told(&mut self, id: MonitorId, monitor: &Monitor) {
-        self.told.insert(id, monitor.record.clone());
+    /// The monitors message owed before this monitor's next readings, with
+    /// its version, if any.
+    pub fn owed(&self, id: MonitorId, monitor: &Monitor) -> Option<(MonitorAction, u64)> {
+        match self.last(id, monitor) {
+            None => Some((MonitorAction::Create, 1)),
+            Some((record, _)) if *record == monitor.record => None,
+            Some((_, version)) => Some((MonitorAction::Modify, version + 1)),
+        }
+    }
+
+    /// Records that RESET is being told this monitor as it is, at `version`.
+    pub fn told(&mut self, id: MonitorId, monitor: &Monitor, version: u64) {
+        self.told.insert(id, (monitor.record.clone(), version));
+    }
+
+    /// A description RESET acknowledged, in this run or an earlier one
+    /// (from the store); a lower version than one known is old news.
+    pub fn learn(&mut self, announced: &Announced) {
+        let newer = self
+            .known
+            .get(&announced.connection_id)
+            .is_none_or(|(_, version)| announced.version > *version);
+        if newer {
+            self.known.insert(
+                announced.connection_id.clone(),
+                (announced.record.clone(), announced.version),
+            );
+        }
+    }
+
+    /// RESET refused to create the monitor: it holds it although nothing
+    /// said so. Its description is to be sent as `modify`, at this version.
+    pub fn refused_create(&mut self, id: MonitorId, monitor: &Monitor) -> u64 {
+        let version = self.last(id, monitor).map_or(1, |(_, v)| *v) + 1;
+        self.told(id, monitor, version);
+        version
     }
 }
 
 /// Formats one emission as `aggregate` writes it: `{"event": ..., "payload": ...}`.
 pub fn emission_line(event: EventName, payload: &str) -> String {
     format!("{{\"event\":\"{}\",\"payload\":{payload}}}", event.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Registry;
+
+    fn monitor(label: &str) -> Monitor {
+        let yaml = format!("monitors:\n  - {{connection_id: A, module: air, timezone: UTC,{label} monitor_brand: B, monitor_sku: S, monitor_serial_id: X, parameters: {{co2: ppm}}}}\n");
+        Registry::parse(&yaml, "m.yaml").unwrap().get(0).clone()
+    }
+
+    /// Tells RESET what is owed for `m` and returns the message id.
+    fn announce(a: &mut Announcements, m: &Monitor) -> Option<String> {
+        let (action, version) = a.owed(0, m)?;
+        a.told(0, m, version);
+        Some(monitors_payload(m, action, version).0)
+    }
+
+    fn acknowledged(m: &Monitor, version: u64) -> Announced {
+        let action = if version == 1 {
+            MonitorAction::Create
+        } else {
+            MonitorAction::Modify
+        };
+        Announced {
+            connection_id: "A".into(),
+            version,
+            message_id: monitors_payload(m, action, version).0,
+            record: m.record.clone(),
+        }
+    }
+
+    #[test]
+    fn a_change_back_to_an_earlier_description_is_a_message_of_its_own() {
+        let (a, b) = (monitor(""), monitor(" label: Hall,"));
+        let mut told = Announcements::default();
+        let ids: Vec<String> = [&a, &b, &a]
+            .into_iter()
+            .map(|m| announce(&mut told, m).unwrap())
+            .collect();
+        assert_eq!(ids.len(), 3);
+        assert!(ids[0].starts_with("rp_monitor_A_create_v1_"), "{ids:?}");
+        assert!(ids[1].starts_with("rp_monitor_A_modify_v2_"), "{ids:?}");
+        assert!(ids[2].starts_with("rp_monitor_A_modify_v3_"), "{ids:?}");
+        assert_ne!(ids[0], ids[2]);
+        assert_eq!(announce(&mut told, &a), None, "nothing new");
+    }
+
+    #[test]
+    fn after_a_restart_only_what_reset_does_not_hold_is_sent() {
+        let (a, b) = (monitor(""), monitor(" label: Hall,"));
+        // The store says RESET acknowledged A at version 1.
+        let mut restarted = Announcements::default();
+        restarted.learn(&acknowledged(&a, 1));
+        assert_eq!(announce(&mut restarted.clone(), &a), None, "no create again");
+        // B was sent before the crash, its ack not stored: the same id again.
+        let mut before_crash = Announcements::default();
+        before_crash.learn(&acknowledged(&a, 1));
+        let sent = announce(&mut before_crash, &b).unwrap();
+        assert_eq!(announce(&mut restarted, &b).unwrap(), sent);
+        // A lower version learnt later (an old record of the store) changes nothing.
+        let mut a2 = Announcements::default();
+        a2.learn(&acknowledged(&b, 2));
+        a2.learn(&acknowledged(&a, 1));
+        assert_eq!(a2.owed(0, &b), None);
+    }
+
+    #[test]
+    fn a_refused_create_is_followed_by_a_modify_of_the_next_version() {
+        let a = monitor("");
+        let mut told = Announcements::default();
+        announce(&mut told, &a).unwrap();
+        assert_eq!(told.refused_create(0, &a), 2);
+        assert_eq!(told.owed(0, &a), None);
+    }
 }

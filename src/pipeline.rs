@@ -8,7 +8,7 @@ use crate::codec::Decoder;
 use crate::config::PushMode;
 use crate::event::SensorEvent;
 use crate::offsets::{OffsetTracker, Progress};
-use crate::payload::{monitors_payload, Announcements, EventName, MonitorAction};
+use crate::payload::{monitors_payload, Announced, Announcements, EventName, MonitorAction};
 use crate::registry::Registry;
 use crate::reject::Reject;
 use crate::window::{ClosedWindow, Engine, EngineSettings};
@@ -22,6 +22,8 @@ pub enum Emission {
         payload: String,
         connection_id: String,
         action: MonitorAction,
+        /// The description's version (`Announcements`).
+        version: u64,
     },
     Readings(Batch),
 }
@@ -54,6 +56,27 @@ impl Emission {
             Emission::Monitor { payload, .. } => payload,
             Emission::Readings(b) => &b.payload,
         }
+    }
+
+    /// What a `monitors` message announces: the description (as the
+    /// registry holds it now) and its version; `None` for readings.
+    pub fn announced(&self, registry: &Registry) -> Option<Announced> {
+        let Emission::Monitor {
+            message_id,
+            connection_id,
+            version,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let id = registry.lookup(connection_id)?;
+        Some(Announced {
+            connection_id: connection_id.clone(),
+            version: *version,
+            message_id: message_id.clone(),
+            record: registry.get(id).record.clone(),
+        })
     }
 
     /// The message id and the payload, taken out.
@@ -226,15 +249,16 @@ pub fn with_announcements(
     let mut out = Vec::with_capacity(batches.len());
     for batch in batches {
         let monitor = registry.get(batch.monitor);
-        if let Some(action) = announcements.owed(batch.monitor, monitor) {
-            let (message_id, payload) = monitors_payload(monitor, action);
+        if let Some((action, version)) = announcements.owed(batch.monitor, monitor) {
+            let (message_id, payload) = monitors_payload(monitor, action, version);
             out.push(Emission::Monitor {
                 message_id,
                 payload,
                 connection_id: monitor.record.connection_id.clone(),
                 action,
+                version,
             });
-            announcements.told(batch.monitor, monitor);
+            announcements.told(batch.monitor, monitor, version);
         }
         out.push(Emission::Readings(batch));
     }

@@ -66,12 +66,15 @@ pub fn start_offset(
     }
 }
 
-/// Reads the range and returns the emissions for windows inside it.
+/// Reads the range and returns the emissions for windows inside it, each
+/// monitor's readings after the `monitors` message `announcements` says
+/// RESET still needs.
 pub fn replay(
     config: &Config,
     registry: Arc<Registry>,
     from_ms: i64,
     to_ms: i64,
+    mut announcements: Announcements,
 ) -> Result<Vec<Emission>> {
     let consumer: BaseConsumer = input_consumer_config(&config.kafka)
         .set("group.id", format!("{}.replay", config.kafka.group_id))
@@ -157,11 +160,7 @@ pub fn replay(
     for key in keys {
         batches.extend(parts.get_mut(&key).expect("known").finish());
     }
-    Ok(with_announcements(
-        &registry,
-        &mut Announcements::default(),
-        batches,
-    ))
+    Ok(with_announcements(&registry, &mut announcements, batches))
 }
 
 /// Where a partition's replay starts: the broker asked for the offset of

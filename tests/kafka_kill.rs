@@ -32,6 +32,7 @@ fn env_or(name: &str, default: usize) -> usize {
 const TOPICS: &[(&str, i32)] = &[
     ("sensor-events", 3),
     ("reset-pipeline.progress", 1),
+    ("reset-pipeline.announcements", 1),
     ("sensor-events.dlq", 1),
 ];
 

@@ -23,6 +23,7 @@ async fn readiness_follows_authentication_and_counters_match_the_run(kind: Broke
         &[
             ("sensor-events", 3),
             ("reset-pipeline.progress", 1),
+            ("reset-pipeline.announcements", 1),
             ("sensor-events.dlq", 1),
         ],
     );

@@ -1,6 +1,7 @@
 //! Kafka around the pure core: client settings, the progress topic that
 //! makes restarts exact, the dead-letter topic, and the monitor registry topic.
 
+pub mod announcements;
 pub mod client;
 pub mod dead_letter;
 pub mod flow;
@@ -13,6 +14,7 @@ pub mod read;
 pub mod record_queue;
 pub mod stall;
 
+pub use announcements::AnnouncementStore;
 pub use client::{client_config, ensure_topics, input_consumer_config, OwnTopic};
 pub use dead_letter::{DeadLetters, Origin};
 pub use followed::{FollowedTopic, TopicRecord};

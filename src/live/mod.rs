@@ -20,12 +20,12 @@ use crate::kafka::progress::ProgressRecord;
 use crate::kafka::quiet::Quiet;
 use crate::kafka::stall::StallWatch;
 use crate::kafka::{
-    client_config, ensure_topics, input_consumer_config, DeadLetters, FollowedTopic, GroupReader,
-    Input, OwnTopic, ProgressReader, ProgressWriter, RecordBatch,
+    client_config, ensure_topics, input_consumer_config, AnnouncementStore, DeadLetters,
+    FollowedTopic, GroupReader, Input, OwnTopic, ProgressReader, ProgressWriter, RecordBatch,
 };
 use crate::metrics::Metrics;
 use crate::offsets::Progress;
-use crate::payload::Announcements;
+use crate::payload::{Announced, Announcements, MonitorAction};
 use crate::pipeline::PartitionPipeline;
 use crate::registry::Registry;
 use crate::reject::Reject;
@@ -110,9 +110,11 @@ struct Live {
     publisher: Publisher,
     parts: HashMap<PartitionKey, Partition>,
     owners: HashMap<String, (PartitionKey, Instant)>,
-    /// `create` messages awaiting RESET's answer: message id to connection_id.
-    creates: HashMap<String, String>,
+    /// `monitors` messages awaiting RESET's answer: message id to the
+    /// description it announces.
+    monitor_messages: HashMap<String, (Announced, MonitorAction)>,
     announcements: Announcements,
+    announcement_store: AnnouncementStore,
     /// The monitor registry topic, followed for changes.
     monitor_topic: Option<FollowedTopic>,
     rejects: Vec<Reject>,
@@ -154,6 +156,21 @@ pub fn with_monitor_topic(
         "monitor registry read"
     );
     Ok((Arc::new(registry), Some(follower)))
+}
+
+/// The announcements store, and what it says RESET holds.
+pub fn open_announcements(
+    client: &rdkafka::ClientConfig,
+    topic: &str,
+) -> Result<(AnnouncementStore, Announcements)> {
+    let (store, stored) = AnnouncementStore::open(client, topic, Duration::from_secs(30))
+        .map_err(|e| anyhow!("cannot read the announcements store {topic}: {e}"))?;
+    let mut announcements = Announcements::default();
+    for announced in &stored {
+        announcements.learn(announced);
+    }
+    tracing::info!(topic, monitors = stored.len(), "announcements store read");
+    Ok((store, announcements))
 }
 
 /// Publisher settings from the config; fails on a `reset.ca_file` that
@@ -209,11 +226,19 @@ pub async fn run(
     let kafka = &config.kafka;
     let client = client_config(kafka);
     let progress_topic = kafka.progress_topic();
-    let mut topics = vec![OwnTopic {
-        name: &progress_topic,
-        partitions: 1,
-        compacted: true,
-    }];
+    let announcements_topic = kafka.announcements_topic();
+    let mut topics = vec![
+        OwnTopic {
+            name: &progress_topic,
+            partitions: 1,
+            compacted: true,
+        },
+        OwnTopic {
+            name: &announcements_topic,
+            partitions: 1,
+            compacted: true,
+        },
+    ];
     if let Some(dlq) = config.dead_letter.topic.as_deref() {
         topics.push(OwnTopic {
             name: dlq,
@@ -223,6 +248,7 @@ pub async fn run(
     }
     ensure_topics(kafka, &topics).await;
     let (registry, monitor_topic) = with_monitor_topic(&config, registry, &metrics)?;
+    let (announcement_store, announcements) = open_announcements(&client, &announcements_topic)?;
     let topic_names: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
     let (reader, mut inputs) = GroupReader::start(
         input_consumer_config(kafka)
@@ -259,8 +285,9 @@ pub async fn run(
         publisher,
         parts: HashMap::new(),
         owners: HashMap::new(),
-        creates: HashMap::new(),
-        announcements: Announcements::default(),
+        monitor_messages: HashMap::new(),
+        announcements,
+        announcement_store,
         monitor_topic,
         rejects: Vec::new(),
         report: LiveReport::default(),
@@ -413,6 +440,9 @@ impl Live {
     /// still under way.
     fn tick(&mut self, committing: &mut Option<Committing>) {
         self.follow_monitor_topic();
+        for announced in self.announcement_store.poll_new() {
+            self.announcements.learn(&announced);
+        }
         self.retry_schemas();
         self.ask_idle_watermarks();
         self.update_gauges();

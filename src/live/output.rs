@@ -3,8 +3,7 @@
 
 use super::{Live, PartitionKey};
 use crate::kafka::Origin;
-use crate::payload::EventName;
-use crate::payload::{monitors_payload, MonitorAction};
+use crate::payload::{monitors_payload, Announced, EventName, MonitorAction};
 use crate::pipeline::{with_announcements, Emission};
 use crate::reject::{Reject, RejectReason};
 use crate::sink::{Delivery, Fate, Outgoing};
@@ -18,16 +17,12 @@ impl Live {
         let mut messages = Vec::with_capacity(batches.len());
         for emission in with_announcements(&self.registry, &mut self.announcements, batches) {
             match &emission {
-                Emission::Monitor {
-                    message_id,
-                    connection_id,
-                    action: MonitorAction::Create,
-                    ..
-                } => {
-                    self.creates
-                        .insert(message_id.clone(), connection_id.clone());
+                Emission::Monitor { action, .. } => {
+                    if let Some(announced) = emission.announced(&self.registry) {
+                        self.monitor_messages
+                            .insert(announced.message_id.clone(), (announced, *action));
+                    }
                 }
-                Emission::Monitor { .. } => {}
                 Emission::Readings(b) => {
                     self.metrics.readings_sent.inc_by(b.ends.len() as u64);
                 }
@@ -62,21 +57,29 @@ impl Live {
             .insert(message.message_id.clone(), (key.clone(), Instant::now()));
     }
 
-    /// RESET refused to create a monitor. After a restart the pipeline cannot
-    /// know what RESET already holds, so it creates every monitor again; a
-    /// monitor whose description changed since RESET created it gets a new
-    /// message id, and RESET refuses it (the monitor exists). Its current
-    /// description is then sent as `modify`. A refused `modify` is not
-    /// followed by anything.
+    /// RESET refused to create a monitor: it holds it, though the
+    /// announcements store did not say so (a store lost, or the monitor
+    /// created by other means). Its current description is sent as
+    /// `modify`. A refused `modify` is not followed by anything.
     pub(super) fn modify_after_refused_create(&mut self, key: &PartitionKey, connection_id: &str) {
         let Some(id) = self.registry.lookup(connection_id) else {
             return;
         };
-        let (message_id, payload) = monitors_payload(self.registry.get(id), MonitorAction::Modify);
+        let monitor = self.registry.get(id);
+        let version = self.announcements.refused_create(id, monitor);
+        let (message_id, payload) = monitors_payload(monitor, MonitorAction::Modify, version);
         tracing::info!(
             connection_id,
             "RESET refused to create the monitor: sending its description as modify"
         );
+        let announced = Announced {
+            connection_id: connection_id.to_string(),
+            version,
+            message_id: message_id.clone(),
+            record: monitor.record.clone(),
+        };
+        self.monitor_messages
+            .insert(message_id.clone(), (announced, MonitorAction::Modify));
         let message = Outgoing {
             event: EventName::Monitors,
             message_id,
@@ -84,6 +87,24 @@ impl Live {
             key: connection_id.to_string(),
         };
         self.send(key, message);
+    }
+
+    /// A monitors message answered: an acknowledged description is learnt
+    /// and stored; a refused create is followed by a modify.
+    fn monitor_answered(&mut self, key: &PartitionKey, d: &Delivery) {
+        let Some((announced, action)) = self.monitor_messages.remove(&d.message_id) else {
+            return;
+        };
+        match d.fate {
+            Fate::Acknowledged => {
+                self.announcements.learn(&announced);
+                self.announcement_store.write(announced);
+            }
+            Fate::Rejected { .. } if action == MonitorAction::Create => {
+                self.modify_after_refused_create(key, &announced.connection_id);
+            }
+            _ => {}
+        }
     }
 
     pub(super) fn answered(&mut self, d: Delivery) -> Result<()> {
@@ -127,13 +148,7 @@ impl Live {
             };
             self.dead_letter(&origin)?;
         }
-        let refused_create = self
-            .creates
-            .remove(&d.message_id)
-            .filter(|_| matches!(d.fate, Fate::Rejected { .. }));
-        if let Some(connection_id) = refused_create {
-            self.modify_after_refused_create(&key, &connection_id);
-        }
+        self.monitor_answered(&key, &d);
         if let Some(part) = self.parts.get_mut(&key) {
             part.pipeline.message_answered(&d.message_id);
         }

@@ -499,6 +499,7 @@ pub fn write_config_with(
 pub const TOPICS: &[(&str, i32)] = &[
     ("sensor-events", 3),
     ("reset-pipeline.progress", 1),
+    ("reset-pipeline.announcements", 1),
     ("sensor-events.dlq", 1),
 ];
 
