@@ -13,7 +13,7 @@
 //!
 //! The shell around that pure core:
 //! - [`sink`]: the authenticated Socket.IO connection to RESET's `/v2` and the publisher
-//! - [`kafka`]: client settings, the progress, dead-letter and monitor-registry topics
+//! - [`kafka`]: client settings, the progress, announcements, dead-letter and monitor-registry topics
 //! - [`live`]: the `run` loop; [`replay`]: a historical range; [`produce`]: events to a topic
 //! - [`metrics`] and [`http`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`
 //! - [`schema_registry`]: Confluent writer schemas by id

@@ -344,7 +344,11 @@ mod tests {
         // The store says RESET acknowledged A at version 1.
         let mut restarted = Announcements::default();
         restarted.learn(&acknowledged(&a, 1));
-        assert_eq!(announce(&mut restarted.clone(), &a), None, "no create again");
+        assert_eq!(
+            announce(&mut restarted.clone(), &a),
+            None,
+            "no create again"
+        );
         // B was sent before the crash, its ack not stored: the same id again.
         let mut before_crash = Announcements::default();
         before_crash.learn(&acknowledged(&a, 1));

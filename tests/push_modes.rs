@@ -114,3 +114,78 @@ fn daily_splits_a_50_window_dst_day_at_48() {
         ]
     );
 }
+
+/// A monitor that falls silent in the evening, in a partition whose
+/// watermark goes on past its local midnight (another monitor keeps
+/// sending, or the partition is idle): its day is sent at that midnight.
+fn silent_evening(push: PushMode) -> Vec<(String, Vec<String>)> {
+    use reset_pipeline::pipeline::PartitionPipeline;
+    let reg = registry(&[
+        monitor_yaml("S", "air", "Asia/Shanghai", "co2: ppm", &[]),
+        monitor_yaml("L", "air", "Europe/London", "co2: ppm", &[]),
+    ]);
+    let mut p = PartitionPipeline::new(reg, EngineSettings::default(), push);
+    let mut rejects = Vec::new();
+    let mut sent = Vec::new();
+    let mut take = |batches: Vec<reset_pipeline::batch::Batch>| {
+        for b in batches {
+            let v: serde_json::Value = serde_json::from_str(&b.payload).unwrap();
+            let times = v["data"]["readings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["reading_time"].as_str().unwrap().to_string())
+                .collect();
+            sent.push((b.connection_id.clone(), times));
+        }
+    };
+    // S (UTC+8): 2026-03-15 08:00 to 20:00 local; L (UTC) keeps going to
+    // 2026-03-15 23:59 UTC, past S's midnight (16:00 UTC).
+    let from = ms("2026-03-15T00:00:00Z");
+    for minute in (0..24 * 60).step_by(5) {
+        let t = from + 60_000 + minute * 60_000;
+        let mut batches = Vec::new();
+        if minute < 12 * 60 {
+            let e = event("S", t, None, &[("co2", Some(400.0))]);
+            batches.extend(p.record(minute as u64, &e, Some(TEST_NOW), &mut rejects));
+        }
+        let e = event("L", t, None, &[("co2", Some(500.0))]);
+        batches.extend(p.record(minute as u64, &e, Some(TEST_NOW), &mut rejects));
+        for b in &batches {
+            p.message_answered(&b.message_id);
+        }
+        take(batches);
+    }
+    // Then the partition is idle: the watermark is raised past L's midnight too.
+    take(p.advance_to(ms("2026-03-16T01:00:00Z")));
+    assert!(rejects.is_empty(), "{rejects:?}");
+    sent
+}
+
+#[test]
+fn daily_sends_a_silent_monitors_day_when_the_watermark_passes_its_midnight() {
+    let sent = silent_evening(PushMode::Daily);
+    let of = |id: &str| -> Vec<&Vec<String>> {
+        sent.iter()
+            .filter(|(c, _)| c == id)
+            .map(|(_, t)| t)
+            .collect()
+    };
+    // S's day: one message, its 24 windows (08:30 to 20:00 local).
+    let s = of("S");
+    assert_eq!(s.len(), 1, "{sent:?}");
+    assert_eq!(s[0].len(), 24);
+    assert_eq!(s[0][0], "2026-03-15T08:30:00.000+08:00");
+    assert_eq!(s[0][23], "2026-03-15T20:00:00.000+08:00");
+    // L's whole day, once the idle partition's watermark passed its midnight.
+    let l = of("L");
+    assert_eq!(l.len(), 1, "{sent:?}");
+    assert_eq!(l[0].len(), 48);
+    assert_eq!(l[0][47], "2026-03-16T00:00:00.000+00:00");
+    // The same windows as every_30_minutes sends.
+    let every: usize = silent_evening(PushMode::Every30Minutes)
+        .iter()
+        .map(|(_, t)| t.len())
+        .sum();
+    assert_eq!(every, 72);
+}

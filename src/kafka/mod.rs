@@ -1,5 +1,6 @@
 //! Kafka around the pure core: client settings, the progress topic that
-//! makes restarts exact, the dead-letter topic, and the monitor registry topic.
+//! makes restarts exact, the announcements store that remembers what RESET
+//! holds of each monitor, the dead-letter topic, and the monitor registry topic.
 
 pub mod announcements;
 pub mod client;

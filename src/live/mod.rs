@@ -435,9 +435,9 @@ impl Live {
         }
     }
 
-    /// Once a second: monitor changes, schemas to ask again, idle
-    /// partitions, gauges; then the progress that moved, unless a write is
-    /// still under way.
+    /// Once a second: monitor changes, descriptions other replicas told
+    /// RESET, schemas to ask again, idle partitions, gauges; then the
+    /// progress that moved, unless a write is still under way.
     fn tick(&mut self, committing: &mut Option<Committing>) {
         self.follow_monitor_topic();
         for announced in self.announcement_store.poll_new() {
