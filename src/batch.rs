@@ -4,9 +4,9 @@
 use crate::config::PushMode;
 use crate::payload::{reading_json, readings_message_id, readings_payload};
 use crate::registry::{MonitorId, Registry};
-use crate::window::clock::is_local_midnight;
+use crate::window::clock::local_day_end;
 use crate::window::{ClosedWindow, ResumePoint};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// RESET takes at most 48 readings (one day) per message.
 pub const MAX_READINGS_PER_MESSAGE: usize = 48;
@@ -57,11 +57,17 @@ pub fn split(monitor: MonitorId, connection_id: &str, rows: &[Row]) -> Vec<Batch
         .collect()
 }
 
-/// Holds closed windows per monitor until the push mode says to send them.
+/// Holds closed windows per monitor until the push mode says to send them:
+/// at once (`every_30_minutes`), or (`daily`) when the watermark reaches the
+/// end of the local day of the monitor's first held window, whether or not
+/// that day's last window had samples, and whenever 48 are held.
 #[derive(Debug, Clone)]
 pub struct Batcher {
     mode: PushMode,
     pending: BTreeMap<MonitorId, Vec<Row>>,
+    /// Each monitor with held rows, by the end of its first held row's
+    /// local day: the next day to send is the first entry.
+    days: BTreeSet<(i64, MonitorId)>,
 }
 
 impl Batcher {
@@ -69,6 +75,7 @@ impl Batcher {
         Batcher {
             mode,
             pending: BTreeMap::new(),
+            days: BTreeSet::new(),
         }
     }
 
@@ -77,13 +84,18 @@ impl Batcher {
         self.pending.values().flatten().map(|r| r.resume).min()
     }
 
-    /// Takes windows closed together (one watermark step) and returns the
-    /// messages now due, by monitor.
-    pub fn push(&mut self, registry: &Registry, closed: Vec<ClosedWindow>) -> Vec<Batch> {
-        let mut touched: BTreeMap<MonitorId, bool> = BTreeMap::new();
+    /// Takes the windows the watermark closed in one step (none, when only
+    /// the watermark moved) and returns the messages now due, by monitor.
+    pub fn push(
+        &mut self,
+        registry: &Registry,
+        closed: Vec<ClosedWindow>,
+        watermark: i64,
+    ) -> Vec<Batch> {
+        let mut touched = BTreeSet::new();
         for window in closed {
             let monitor = registry.get(window.monitor);
-            let day_ends = is_local_midnight(&monitor.tz, window.end);
+            self.forget_day(window.monitor, registry);
             let rows = self.pending.entry(window.monitor).or_default();
             let at = rows.partition_point(|r| r.end < window.end);
             rows.insert(
@@ -94,29 +106,77 @@ impl Batcher {
                     json: reading_json(monitor, &window),
                 },
             );
-            *touched.entry(window.monitor).or_default() |= day_ends;
+            self.remember_day(window.monitor, registry);
+            touched.insert(window.monitor);
+        }
+        // Monitors whose first held day has ended, touched or not.
+        while let Some(&(day_end, id)) = self.days.first() {
+            if day_end > watermark {
+                break;
+            }
+            self.days.pop_first();
+            touched.insert(id);
         }
         let mut out = Vec::new();
-        for (id, day_ended) in touched {
-            let rows = self.pending.get_mut(&id).expect("touched");
+        for id in touched {
+            self.forget_day(id, registry);
+            let monitor = registry.get(id);
+            let rows = self
+                .pending
+                .get_mut(&id)
+                .expect("touched monitors hold rows");
             let due = match self.mode {
                 PushMode::Every30Minutes => rows.len(),
-                PushMode::Daily if day_ended => rows.len(),
-                PushMode::Daily => rows.len() - rows.len() % MAX_READINGS_PER_MESSAGE,
+                PushMode::Daily => {
+                    let ended =
+                        rows.partition_point(|r| local_day_end(&monitor.tz, r.end) <= watermark);
+                    let rest = rows.len() - ended;
+                    ended + rest - rest % MAX_READINGS_PER_MESSAGE
+                }
             };
             if due > 0 {
                 let sent: Vec<Row> = rows.drain(..due).collect();
-                out.extend(split(id, registry.get(id).connection_id(), &sent));
+                out.extend(split(id, monitor.connection_id(), &sent));
             }
             if rows.is_empty() {
                 self.pending.remove(&id);
+            } else {
+                self.remember_day(id, registry);
             }
         }
         out
     }
 
+    /// Whether a held day has ended by `watermark` (cheap: one comparison).
+    pub fn day_ended(&self, watermark: i64) -> bool {
+        self.days
+            .first()
+            .is_some_and(|&(day_end, _)| day_end <= watermark)
+    }
+
+    /// The day of the monitor's first held row, as `days` has it.
+    fn first_day(&self, id: MonitorId, registry: &Registry) -> Option<(i64, MonitorId)> {
+        let first = self.pending.get(&id)?.first()?;
+        Some((local_day_end(&registry.get(id).tz, first.end), id))
+    }
+
+    fn forget_day(&mut self, id: MonitorId, registry: &Registry) {
+        if let Some(day) = self.first_day(id, registry) {
+            self.days.remove(&day);
+        }
+    }
+
+    fn remember_day(&mut self, id: MonitorId, registry: &Registry) {
+        if self.mode == PushMode::Daily {
+            if let Some(day) = self.first_day(id, registry) {
+                self.days.insert(day);
+            }
+        }
+    }
+
     /// Everything held, now (end of input).
     pub fn flush(&mut self, registry: &Registry) -> Vec<Batch> {
+        self.days.clear();
         let pending = std::mem::take(&mut self.pending);
         pending
             .into_iter()

@@ -221,13 +221,14 @@ impl PartitionPipeline {
         if let Some(keep) = &self.keep {
             closed.retain(|w| keep(w.end));
         }
-        if closed.is_empty() {
+        let step = self.engine.watermark();
+        if !closed.is_empty() {
+            self.tracker
+                .windows_closed(step, closed.iter().map(|w| (w.monitor, w.end, w.resume)));
+        } else if !self.batcher.day_ended(step) {
             return Vec::new();
         }
-        let step = self.engine.watermark();
-        self.tracker
-            .windows_closed(step, closed.iter().map(|w| (w.monitor, w.end, w.resume)));
-        let batches = self.batcher.push(self.engine.registry(), closed);
+        let batches = self.batcher.push(self.engine.registry(), closed, step);
         self.track(&batches);
         batches
     }

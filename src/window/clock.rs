@@ -43,8 +43,87 @@ pub fn reading_time(tz: &Tz, end_ms: i64) -> String {
     }
 }
 
+/// The end of the local day that the window ending `end_ms` belongs to:
+/// the first local midnight at or after it (a 23- or 25-hour day ends at
+/// its own midnight). Where a zone skips midnight, the first instant after.
+pub fn local_day_end(tz: &Tz, end_ms: i64) -> i64 {
+    let Some(utc) = chrono::DateTime::from_timestamp_millis(end_ms) else {
+        return end_ms;
+    };
+    let local = utc.with_timezone(tz).naive_local();
+    let date = if local.time() == chrono::NaiveTime::MIN {
+        Some(local.date())
+    } else {
+        local.date().succ_opt()
+    };
+    let Some(midnight) = date.map(|d| d.and_time(chrono::NaiveTime::MIN)) else {
+        return end_ms;
+    };
+    // A zone that skips midnight (a DST change at 00:00) starts that day
+    // at the end of the gap.
+    (0..=4)
+        .map(|half_hours| midnight + chrono::Duration::minutes(30 * half_hours))
+        .find_map(|t| tz.from_local_datetime(&t).earliest())
+        .map_or(end_ms, |t| t.timestamp_millis().max(end_ms))
+}
+
 /// Whether `end_ms` is a local midnight (the last window of a local day).
 pub fn is_local_midnight(tz: &Tz, end_ms: i64) -> bool {
     let local = end_ms + offset_ms(tz, end_ms);
     local.rem_euclid(24 * 3600 * 1000) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(rfc3339: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(rfc3339)
+            .unwrap()
+            .timestamp_millis()
+    }
+
+    #[test]
+    fn a_local_day_ends_at_its_own_midnight() {
+        let shanghai: Tz = "Asia/Shanghai".parse().unwrap();
+        let london: Tz = "Europe/London".parse().unwrap();
+        let santiago: Tz = "America/Santiago".parse().unwrap();
+        let cases = [
+            (
+                &shanghai,
+                "2026-03-15T20:00:00+08:00",
+                "2026-03-16T00:00:00+08:00",
+            ),
+            (
+                &shanghai,
+                "2026-03-16T00:00:00+08:00",
+                "2026-03-16T00:00:00+08:00",
+            ),
+            (
+                &shanghai,
+                "2026-03-16T00:30:00+08:00",
+                "2026-03-17T00:00:00+08:00",
+            ),
+            // A 23-hour day and a 25-hour day.
+            (
+                &london,
+                "2026-03-29T12:00:00+01:00",
+                "2026-03-30T00:00:00+01:00",
+            ),
+            (
+                &london,
+                "2026-10-25T12:00:00+00:00",
+                "2026-10-26T00:00:00+00:00",
+            ),
+            // Midnight skipped: the day starts at 01:00 -03.
+            (
+                &santiago,
+                "2026-09-05T12:00:00-04:00",
+                "2026-09-06T01:00:00-03:00",
+            ),
+        ];
+        for (tz, end, day_end) in cases {
+            assert_eq!(local_day_end(tz, at(end)), at(day_end), "{tz} {end}");
+        }
+    }
 }
