@@ -219,3 +219,38 @@ fn json_lines_faults_including_a_10_mb_line() {
         .contains("missing field `measurements`"));
     assert_eq!(run.emissions, clean.emissions);
 }
+
+#[test]
+fn a_number_too_large_for_a_double_rejects_its_sample_only() {
+    let t = "2026-06-01T10:10:00Z";
+    let line = |co2: &str| {
+        format!("{{\"connection_id\":\"A\",\"event_time\":\"{t}\",\"measurements\":[{{\"parameter\":\"co2\",\"value\":{co2}}},{{\"parameter\":\"rh\",\"value\":41}}]}}")
+    };
+    let huge_integer = "9".repeat(400);
+    let lines = [line("1e400"), line("-1e400"), line(&huge_integer)];
+    let run = run_lines(
+        fleet(),
+        EngineSettings::default(),
+        PushMode::Every30Minutes,
+        &lines,
+    );
+    assert_eq!(run.reject_reasons(), ["not_finite"; 3]);
+    assert!(
+        run.rejects.iter().all(|r| r["parameter"] == "co2"),
+        "{:?}",
+        run.rejects
+    );
+    // Each event's rh is kept.
+    assert_eq!(run.readings().len(), 1);
+    assert_eq!(run.readings()[0]["rh"], 41.0);
+    // A time that large is no time: the event is undecodable.
+    let event_time =
+        format!("{{\"connection_id\":\"A\",\"event_time\":1e400,\"measurements\":[]}}");
+    let run = run_lines(
+        fleet(),
+        EngineSettings::default(),
+        PushMode::Every30Minutes,
+        &[event_time],
+    );
+    assert_eq!(run.reject_reasons(), ["decode"]);
+}
