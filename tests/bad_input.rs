@@ -244,8 +244,7 @@ fn a_number_too_large_for_a_double_rejects_its_sample_only() {
     assert_eq!(run.readings().len(), 1);
     assert_eq!(run.readings()[0]["rh"], 41.0);
     // A time that large is no time: the event is undecodable.
-    let event_time =
-        format!("{{\"connection_id\":\"A\",\"event_time\":1e400,\"measurements\":[]}}");
+    let event_time = r#"{"connection_id":"A","event_time":1e400,"measurements":[]}"#.to_string();
     let run = run_lines(
         fleet(),
         EngineSettings::default(),

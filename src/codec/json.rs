@@ -35,8 +35,74 @@ fn null_value() -> SampleValue {
     SampleValue::Null
 }
 
-/// Decodes one JSON event.
+/// Decodes one JSON event. A number too large for a double (`1e400`) is
+/// a sample that is not finite, not a broken record: the text is read
+/// again with such numbers marked, and the sample is rejected alone.
 pub fn decode_json(bytes: &[u8]) -> Result<SensorEvent, DecodeError> {
+    match decode_parsed(bytes) {
+        Err(DecodeError::InvalidJson(why)) if why.starts_with("number out of range") => {
+            decode_parsed(&mark_overflowing_numbers(bytes))
+        }
+        decoded => decoded,
+    }
+}
+
+/// Stands in, as a JSON string, for a number too large for a double: as
+/// decoded, and as written in the JSON text.
+const OVERFLOW: &str = "\u{0}number beyond a double:";
+const OVERFLOW_JSON: &str = "\\u0000number beyond a double:";
+
+/// The JSON text with every number a double cannot hold written as a
+/// string marked `OVERFLOW` (outside strings; the rest byte for byte).
+fn mark_overflowing_numbers(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 32);
+    let mut i = 0;
+    let mut in_string = false;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            out.push(b);
+            match b {
+                b'\\' if i + 1 < bytes.len() => {
+                    out.push(bytes[i + 1]);
+                    i += 1;
+                }
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            while i < bytes.len()
+                && matches!(bytes[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+            {
+                i += 1;
+            }
+            let token = &bytes[start..i];
+            let overflows = std::str::from_utf8(token)
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok())
+                .is_some_and(f64::is_infinite);
+            if overflows {
+                out.push(b'"');
+                out.extend_from_slice(OVERFLOW_JSON.as_bytes());
+                out.extend_from_slice(token);
+                out.push(b'"');
+            } else {
+                out.extend_from_slice(token);
+            }
+            continue;
+        }
+        in_string = b == b'"';
+        out.push(b);
+        i += 1;
+    }
+    out
+}
+
+fn decode_parsed(bytes: &[u8]) -> Result<SensorEvent, DecodeError> {
     let parsed: JsonEvent =
         serde_json::from_slice(bytes).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
     Ok(SensorEvent {
@@ -133,6 +199,10 @@ impl<'de> Deserialize<'de> for SampleValue {
                 Ok(SampleValue::Invalid(v.to_string()))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<SampleValue, E> {
+                if let Some(number) = v.strip_prefix(OVERFLOW) {
+                    let sign = if number.starts_with('-') { -1.0 } else { 1.0 };
+                    return Ok(SampleValue::Number(sign * f64::INFINITY));
+                }
                 Ok(SampleValue::Invalid(v.chars().take(64).collect()))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<SampleValue, A::Error> {
@@ -150,6 +220,16 @@ impl<'de> Deserialize<'de> for SampleValue {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_numbers_beyond_a_double_outside_strings_are_marked() {
+        let text = br#"{"a":"1e400 \" 2e999","b":1e400,"c":-1e309,"d":1.5e300,"e":[7,-0.5]}"#;
+        let marked = String::from_utf8(mark_overflowing_numbers(text)).unwrap();
+        assert_eq!(
+            marked,
+            r#"{"a":"1e400 \" 2e999","b":"\u0000number beyond a double:1e400","c":"\u0000number beyond a double:-1e309","d":1.5e300,"e":[7,-0.5]}"#
+        );
+    }
+
     use super::*;
 
     #[test]
