@@ -263,11 +263,17 @@ fn aggregate(
         None => (EngineSettings::default(), PushMode::default()),
     };
     let registry = Arc::new(Registry::load(monitors).map_err(problems)?);
-    let mut reader: Box<dyn io::BufRead> = if input == Path::new("-") {
-        Box::new(io::stdin().lock())
+    let (inner, size): (Box<dyn io::BufRead>, Option<u64>) = if input == Path::new("-") {
+        (Box::new(io::stdin().lock()), None)
     } else {
         let f = File::open(input).with_context(|| format!("{}: cannot open", input.display()))?;
-        Box::new(BufReader::with_capacity(1 << 20, f))
+        let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+        (Box::new(BufReader::with_capacity(1 << 20, f)), size)
+    };
+    let mut reader = Counted {
+        inner,
+        read: 0,
+        progress: crate::progress_line::ProgressLine::new("aggregate", "bytes", size),
     };
     let mut out_file = output.map(OutputFile::create).transpose()?;
     let mut stdout = BufWriter::new(io::stdout().lock());
@@ -371,6 +377,37 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+/// A reader that reports how much of its input was read.
+struct Counted<R> {
+    inner: R,
+    read: u64,
+    progress: crate::progress_line::ProgressLine,
+}
+
+impl<R: io::BufRead> io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: io::BufRead> io::BufRead for Counted<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.inner.consume(n);
+        // The clock is looked at once a megabyte, not once a line.
+        let before = self.read >> 20;
+        self.read += n as u64;
+        if self.read >> 20 != before {
+            self.progress.update(self.read);
+        }
+    }
 }
 
 fn tls_files(cert: Option<&Path>, key: Option<&Path>) -> Result<Option<crate::emulator::TlsFiles>> {

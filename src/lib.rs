@@ -22,8 +22,9 @@
 //! sample streams for [`demo`], the benchmarks and the tests.
 //!
 //! Around them: [`config`] and [`problem`] for the user's files, [`parameter`]
-//! for RESET's vocabulary and units, [`cli`] for the command line and
-//! [`output_file`] for the files it writes.
+//! for RESET's vocabulary and units, [`cli`] for the command line,
+//! [`output_file`] for the files it writes and [`progress_line`] for how far
+//! a long command has come.
 
 pub mod batch;
 pub mod cli;
@@ -45,6 +46,7 @@ pub mod payload;
 pub mod pipeline;
 pub mod problem;
 pub mod produce;
+pub mod progress_line;
 pub mod registry;
 pub mod reject;
 pub mod replay;

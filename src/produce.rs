@@ -5,6 +5,7 @@ use crate::codec::{decode_json, encode};
 use crate::config::{Config, InputFormat};
 use crate::event::SensorEvent;
 use crate::kafka::client_config;
+use crate::progress_line::ProgressLine;
 use crate::schema_registry::SchemaRegistry;
 use anyhow::{anyhow, Context, Result};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -42,6 +43,9 @@ pub async fn produce_events(
         _ => 0,
     };
     // Enqueued one by one, in order: a monitor's samples keep their order in its partition.
+    let events = events.into_iter();
+    let mut progress =
+        ProgressLine::new("produce", "events", events.size_hint().1.map(|n| n as u64));
     let mut sent = 0u64;
     let mut pending = std::collections::VecDeque::new();
     for event in events {
@@ -68,6 +72,7 @@ pub async fn produce_events(
         if pending.len() >= 50_000 {
             wait_one(&mut pending, &mut sent).await?;
         }
+        progress.update(sent);
     }
     while !pending.is_empty() {
         wait_one(&mut pending, &mut sent).await?;

@@ -12,6 +12,7 @@ use crate::config::{Config, InputFormat};
 use crate::kafka::input_consumer_config;
 use crate::payload::Announcements;
 use crate::pipeline::{with_announcements, Emission, PartitionPipeline};
+use crate::progress_line::ProgressLine;
 use crate::registry::Registry;
 use crate::schema_registry::{RegistryError, SchemaRegistry};
 use crate::window::{EngineSettings, HALF_HOUR_MS};
@@ -118,6 +119,18 @@ pub fn replay(
         }
     }
     consumer.assign(&assignment)?;
+    let total: i64 = assignment
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(start) => {
+                Some(ends.get(&(e.topic().to_string(), e.partition()))? - start)
+            }
+            _ => None,
+        })
+        .sum();
+    let mut progress = ProgressLine::new("replay", "records", Some(total.max(0) as u64));
+    let mut read = 0u64;
     let settings = EngineSettings::from(&config.windowing);
     let mut parts: HashMap<(String, i32), PartitionPipeline> = HashMap::new();
     let mut batches = Vec::new();
@@ -137,6 +150,8 @@ pub fn replay(
         };
         let m = message.context("Kafka")?;
         last_progress = Instant::now();
+        read += 1;
+        progress.update(read);
         let key = (m.topic().to_string(), m.partition());
         let payload = m.payload().unwrap_or(&[]);
         schemas.learn(payload)?;
