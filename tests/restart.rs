@@ -74,10 +74,16 @@ fn run(
 
 /// RESET's misbehaviour in a run: no answer at all while the record read
 /// is in `outage`; every message of `poison` answered by giving it up.
-#[derive(Default)]
+/// And the wall clock's: before each record of `raises` (from `fresh_from`
+/// on: records read again after a restart come too fast for it), the
+/// partition was idle and its watermark was raised that far past the
+/// latest event time read so far.
+#[derive(Default, Clone)]
 struct Faults {
     outage: std::ops::Range<usize>,
     poison: Option<&'static str>,
+    raises: BTreeMap<usize, i64>,
+    fresh_from: usize,
 }
 
 fn run_with(
@@ -94,11 +100,26 @@ fn run_with(
     let mut acked = BTreeSet::new();
     let mut rejects = Vec::new();
     let mut picks = ack_order.iter().cycle();
+    let mut latest = events[..progress.offset as usize]
+        .iter()
+        .map(|e| e.event_time)
+        .max()
+        .unwrap_or(i64::MIN);
     for (offset, e) in events.iter().enumerate().skip(progress.offset as usize) {
         if Some(offset) == crash_at {
             return (formed, acked, p.progress());
         }
-        for b in p.record(offset as u64, e, Some(TEST_NOW), &mut rejects) {
+        let mut batches = Vec::new();
+        if let Some(ahead) = faults
+            .raises
+            .get(&offset)
+            .filter(|_| offset >= faults.fresh_from)
+        {
+            batches.extend(p.advance_to(latest.saturating_add(*ahead)));
+        }
+        latest = latest.max(e.event_time);
+        batches.extend(p.record(offset as u64, e, Some(TEST_NOW), &mut rejects));
+        for b in batches {
             formed.insert(b.message_id.clone(), b.payload.clone());
             if faults.poison == Some(b.connection_id.as_str()) {
                 // Given up after its attempts: settled, never acknowledged.
@@ -167,7 +188,7 @@ proptest! {
         let push = PushMode::Every30Minutes;
         let events = events(&jitter);
         let start = ((events.len() as f64) * outage_at).floor() as usize;
-        let faults = Faults { outage: start..start + outage_len, poison: Some("B") };
+        let faults = Faults { outage: start..start + outage_len, poison: Some("B"), ..Faults::default() };
         let (clean, _, _) = run(&events, Progress::start(0), push, None, &[1]);
         let crash_at = ((events.len() as f64) * crash).floor() as usize;
         let (before, acked, progress) =
@@ -185,8 +206,36 @@ proptest! {
         }
         // The poison monitor never holds the others back: with everything
         // else answered, progress moves past its messages.
-        let (_, _, end) = run_with(&events, Progress::start(0), push, None, &[1], &Faults { outage: 0..0, poison: Some("B") });
+        let (_, _, end) = run_with(&events, Progress::start(0), push, None, &[1], &Faults { outage: 0..0, poison: Some("B"), ..Faults::default() });
         let (_, _, reference) = run(&events, Progress::start(0), push, None, &[1]);
         prop_assert_eq!(end, reference);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn idle_raises_before_a_crash_decide_the_same_way_after_it(
+        jitter in proptest::collection::vec(0i64..500_000, 400..900),
+        crash in 0.0f64..1.0,
+        raises in proptest::collection::btree_map(0usize..1800, 0i64..1_800_000, 1..12),
+        ack_order in proptest::collection::vec(0usize..1000, 1..50),
+        daily in any::<bool>(),
+    ) {
+        let push = if daily { PushMode::Daily } else { PushMode::Every30Minutes };
+        let events = events(&jitter);
+        let faults = Faults { raises, ..Faults::default() };
+        let (clean, _, _) = run_with(&events, Progress::start(0), push, None, &[1], &faults);
+        let crash_at = ((events.len() as f64) * crash).floor() as usize;
+        let (before, acked, progress) =
+            run_with(&events, Progress::start(0), push, Some(crash_at), &ack_order, &faults);
+        let restarted = Faults { fresh_from: crash_at, ..faults };
+        let (after, _, _) = run_with(&events, progress, push, None, &[1], &restarted);
+        for (id, payload) in before.iter().chain(&after) {
+            prop_assert_eq!(clean.get(id), Some(payload), "a message differs");
+        }
+        for id in clean.keys() {
+            prop_assert!(acked.contains(id) || after.contains_key(id), "lost {}", id);
+        }
     }
 }
