@@ -40,6 +40,7 @@ fn produce(config: &ClientConfig, from: u64, count: u64) {
                 offset: i,
                 watermark: i as i64 * 1000,
                 acknowledged_through: i as i64 * 1000,
+                raises: Vec::new(),
             },
         };
         let payload = serde_json::to_string(&record).unwrap();

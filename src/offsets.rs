@@ -9,8 +9,10 @@
 //! 2. The commit offset C is the smallest first-offset of any window ending
 //!    after F (open, held, in flight or answered), or the next offset to read.
 //!    So every window after F is rebuilt whole from records at C and later.
-//! 3. The watermark W before record C is kept with C. Resuming at C with W
-//!    and F, the engine sees the same records with the same watermark, so it
+//! 3. The watermark W before record C is kept with C, and so are the idle
+//!    raises of the watermark after C (the wall clock's part of the input:
+//!    before which record, to what). Resuming at C with W, F and the raises,
+//!    the engine sees the same records with the same watermark, so it
 //!    makes the same late decisions, closes the same windows at the same
 //!    steps and the batcher forms the same messages, byte for byte; windows
 //!    ending at or before F are skipped, and since no message straddles F,
@@ -24,7 +26,7 @@ use crate::window::ResumePoint;
 use std::collections::{BTreeMap, HashMap};
 
 /// What a restart needs: where to read from and how to resume the engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
     /// The offset to resume from (and to commit).
     pub offset: u64,
@@ -32,6 +34,18 @@ pub struct Progress {
     pub watermark: i64,
     /// Every window ending at or before this is answered by RESET.
     pub acknowledged_through: i64,
+    /// The watermark raises of an idle partition after `offset`, in order:
+    /// the wall clock's part of the input, replayed at the same records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub raises: Vec<Raise>,
+}
+
+/// Before the record at `offset` was read, the partition was idle and its
+/// watermark was raised to `watermark`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Raise {
+    pub offset: u64,
+    pub watermark: i64,
 }
 
 impl Progress {
@@ -41,6 +55,7 @@ impl Progress {
             offset,
             watermark: i64::MIN,
             acknowledged_through: i64::MIN,
+            raises: Vec::new(),
         }
     }
 
@@ -51,7 +66,7 @@ impl Progress {
     /// good. The offset stays: the records from it raise the watermark
     /// again, and windows already acknowledged are sent again byte-identical.
     pub fn without_implausible_times(
-        self,
+        &self,
         now_ms: i64,
         max_future_skew_ms: i64,
     ) -> (Progress, bool) {
@@ -67,8 +82,15 @@ impl Progress {
             offset: self.offset,
             watermark: forget(self.watermark),
             acknowledged_through: forget(self.acknowledged_through),
+            raises: self
+                .raises
+                .iter()
+                .copied()
+                .filter(|r| !saved_time_implausible(r.watermark, now_ms, max_future_skew_ms))
+                .collect(),
         };
-        (sane, sane != self)
+        let changed = sane != *self;
+        (sane, changed)
     }
 }
 
@@ -106,7 +128,13 @@ pub struct OffsetTracker {
     messages: HashMap<String, MessageInfo>,
     /// Messages holding windows of more than one step (daily push): (first, last) step.
     spans: HashMap<String, (i64, i64)>,
+    /// Idle raises of the watermark, by the offset of the record read next.
+    raises: BTreeMap<u64, i64>,
 }
+
+/// Idle raises kept for a restart, at most: the oldest are let go (a
+/// partition idle this often between records while RESET answers nothing).
+const MAX_RAISES: usize = 256;
 
 impl OffsetTracker {
     /// Starts where `progress` says.
@@ -121,6 +149,11 @@ impl OffsetTracker {
             windows: HashMap::new(),
             messages: HashMap::new(),
             spans: HashMap::new(),
+            raises: progress
+                .raises
+                .iter()
+                .map(|r| (r.offset, r.watermark))
+                .collect(),
         }
     }
 
@@ -132,9 +165,17 @@ impl OffsetTracker {
         };
     }
 
-    /// The watermark moved without a record (an idle partition).
+    /// The watermark moved without a record (an idle partition): kept, so
+    /// that a restart raises it again before the same record.
     pub fn watermark_raised(&mut self, watermark: i64) {
-        self.next.watermark_before = self.next.watermark_before.max(watermark);
+        if watermark <= self.next.watermark_before {
+            return;
+        }
+        self.next.watermark_before = watermark;
+        self.raises.insert(self.next.offset, watermark);
+        while self.raises.len() > MAX_RAISES {
+            self.raises.pop_first();
+        }
     }
 
     /// Windows closed together at watermark `step`.
@@ -239,10 +280,17 @@ impl OffsetTracker {
             .chain(std::iter::once(self.next))
             .min_by_key(|r| r.offset)
             .expect("next is always there");
+        // Raises before the resume offset are in its watermark already.
+        let raises = self
+            .raises
+            .range(earliest.offset + 1..)
+            .map(|(&offset, &watermark)| Raise { offset, watermark })
+            .collect();
         Progress {
             offset: earliest.offset,
             watermark: earliest.watermark_before,
             acknowledged_through: self.acknowledged_through,
+            raises,
         }
     }
 
@@ -269,8 +317,12 @@ mod tests {
             offset: 42,
             watermark: now - hour,
             acknowledged_through: now - 2 * hour,
+            raises: Vec::new(),
         };
-        assert_eq!(sane.without_implausible_times(now, hour), (sane, false));
+        assert_eq!(
+            sane.without_implausible_times(now, hour),
+            (sane.clone(), false)
+        );
         let broken = Progress {
             watermark: now * 1000,
             ..sane
@@ -282,13 +334,15 @@ mod tests {
             Progress {
                 offset: 42,
                 watermark: i64::MIN,
-                acknowledged_through: now - 2 * hour
+                acknowledged_through: now - 2 * hour,
+                raises: Vec::new()
             }
         );
         let both = Progress {
             offset: 7,
             watermark: i64::MAX,
             acknowledged_through: i64::MAX - 1,
+            raises: Vec::new(),
         };
         assert_eq!(
             both.without_implausible_times(now, hour).0,
@@ -321,7 +375,8 @@ mod tests {
             Progress {
                 offset: 0,
                 watermark: i64::MIN,
-                acknowledged_through: i64::MIN
+                acknowledged_through: i64::MIN,
+                raises: Vec::new()
             }
         );
         t.message_answered("b");
@@ -332,7 +387,8 @@ mod tests {
             Progress {
                 offset: 6,
                 watermark: 105,
-                acknowledged_through: 105
+                acknowledged_through: 105,
+                raises: Vec::new()
             }
         );
         assert_eq!(
@@ -340,7 +396,8 @@ mod tests {
             Progress {
                 offset: 10,
                 watermark: 109,
-                acknowledged_through: 105
+                acknowledged_through: 105,
+                raises: Vec::new()
             }
         );
     }
@@ -360,7 +417,8 @@ mod tests {
             Progress {
                 offset: 0,
                 watermark: 0,
-                acknowledged_through: i64::MIN
+                acknowledged_through: i64::MIN,
+                raises: Vec::new()
             }
         );
         t.message_answered("first");
@@ -369,7 +427,8 @@ mod tests {
             Progress {
                 offset: 10,
                 watermark: 300,
-                acknowledged_through: 250
+                acknowledged_through: 250,
+                raises: Vec::new()
             }
         );
     }

@@ -7,11 +7,12 @@ use crate::batch::{Batch, Batcher};
 use crate::codec::Decoder;
 use crate::config::PushMode;
 use crate::event::SensorEvent;
-use crate::offsets::{OffsetTracker, Progress};
+use crate::offsets::{OffsetTracker, Progress, Raise};
 use crate::payload::{monitors_payload, Announced, Announcements, EventName, MonitorAction};
 use crate::registry::Registry;
 use crate::reject::Reject;
 use crate::window::{ClosedWindow, Engine, EngineSettings};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// One Socket.IO emission, exactly as sent.
@@ -101,6 +102,9 @@ pub struct PartitionPipeline {
     keep: Option<Box<dyn Fn(i64) -> bool + Send>>,
     /// The event `record_bytes` decodes into.
     decoded: SensorEvent,
+    /// Idle raises of an earlier run after the resume offset: made again
+    /// before the same records, so that the same samples are late.
+    raises: VecDeque<Raise>,
 }
 
 impl PartitionPipeline {
@@ -123,6 +127,7 @@ impl PartitionPipeline {
                 progress.acknowledged_through,
             ),
             batcher: Batcher::new(push),
+            raises: progress.raises.iter().copied().collect(),
             tracker: OffsetTracker::new(progress),
             keep: None,
             decoded: SensorEvent::default(),
@@ -171,10 +176,25 @@ impl PartitionPipeline {
         reference: Option<i64>,
         rejects: &mut Vec<Reject>,
     ) -> Vec<Batch> {
+        let mut batches = self.raises_before(offset);
         self.engine.record(offset, event, reference, rejects);
         self.tracker.record_read(offset, self.engine.watermark());
         let closed = self.engine.advance();
-        self.batch(closed)
+        batches.extend(self.batch(closed));
+        batches
+    }
+
+    /// The earlier run's idle raises due before the record at `offset`.
+    fn raises_before(&mut self, offset: u64) -> Vec<Batch> {
+        let mut batches = Vec::new();
+        while let Some(raise) = self.raises.front().copied() {
+            if raise.offset > offset {
+                break;
+            }
+            self.raises.pop_front();
+            batches.extend(self.advance_to(raise.watermark));
+        }
+        batches
     }
 
     /// Decodes one record's bytes and takes it; undecodable bytes become a reject.
@@ -191,9 +211,10 @@ impl PartitionPipeline {
         let batches = match decoder.decode_into(bytes, &mut event) {
             Ok(()) => self.record(offset, &event, reference, rejects),
             Err(e) => {
+                let batches = self.raises_before(offset);
                 rejects.push(Reject::undecodable(&e, bytes));
                 self.tracker.record_read(offset, self.engine.watermark());
-                Vec::new()
+                batches
             }
         };
         self.decoded = event;

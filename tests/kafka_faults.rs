@@ -120,7 +120,7 @@ async fn replicas_join_and_leave_while_messages_are_in_flight(kind: BrokerKind) 
     let latest = reader.latest(Duration::from_secs(60)).unwrap().clone();
     let ends = partition_ends(&broker.bootstrap, "sensor-events", 3);
     for (partition, end) in ends.iter().enumerate() {
-        let stored = latest[&("sensor-events".to_string(), partition as i32)];
+        let stored = &latest[&("sensor-events".to_string(), partition as i32)];
         assert_eq!(stored.progress.offset as i64, *end, "partition {partition}");
         assert!(stored.epoch >= 2, "partition {partition}: {stored:?}");
     }

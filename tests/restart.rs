@@ -94,18 +94,19 @@ fn run_with(
     ack_order: &[usize],
     faults: &Faults,
 ) -> (BTreeMap<String, String>, BTreeSet<String>, Progress) {
+    let from = progress.offset as usize;
     let mut p = PartitionPipeline::resume(fleet(), EngineSettings::default(), push, progress);
     let mut formed = BTreeMap::new();
     let mut unanswered: Vec<String> = Vec::new();
     let mut acked = BTreeSet::new();
     let mut rejects = Vec::new();
     let mut picks = ack_order.iter().cycle();
-    let mut latest = events[..progress.offset as usize]
+    let mut latest = events[..from]
         .iter()
         .map(|e| e.event_time)
         .max()
         .unwrap_or(i64::MIN);
-    for (offset, e) in events.iter().enumerate().skip(progress.offset as usize) {
+    for (offset, e) in events.iter().enumerate().skip(from) {
         if Some(offset) == crash_at {
             return (formed, acked, p.progress());
         }

@@ -161,8 +161,8 @@ impl GroupContext {
                 }
             }
             let key = (e.topic().to_string(), e.partition());
-            let progress = latest.get(&key).copied();
-            let offset = progress.map_or(Offset::Invalid, |p| {
+            let progress = latest.get(&key).cloned();
+            let offset = progress.as_ref().map_or(Offset::Invalid, |p| {
                 Offset::Offset(p.progress.offset as i64)
             });
             let _ = start.add_partition_offset(e.topic(), e.partition(), offset);

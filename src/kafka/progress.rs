@@ -40,7 +40,7 @@ fn format_1() -> u32 {
 }
 
 /// A partition's latest progress as read, and its owner's epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     pub progress: Progress,
     pub epoch: u64,

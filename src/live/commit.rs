@@ -3,14 +3,15 @@
 
 use super::{CommitDone, Committing, Live, Partition, PartitionKey};
 use crate::kafka::progress::ProgressRecord;
+use crate::offsets::Progress;
 use anyhow::{anyhow, Result};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
 /// The partition's progress record, when its progress moved since it was
-/// last written (a watermark raised by idleness alone: now and then, not
-/// every tick).
+/// last written (a watermark raised further by idleness alone: now and
+/// then, not every tick).
 pub(super) fn progress_to_write(
     (topic, partition): &PartitionKey,
     part: &Partition,
@@ -19,11 +20,16 @@ pub(super) fn progress_to_write(
         return None;
     }
     let progress = part.pipeline.progress();
-    let moved = match part.written {
+    // An idle raise before a new record is written at once: a restart must
+    // raise the watermark again there. A raise only moving the watermark
+    // further (an idle partition, every tick) is written now and then.
+    let raised_at = |p: &Progress| p.raises.iter().map(|r| r.offset).collect::<Vec<_>>();
+    let moved = match &part.written {
         None => true,
         Some(w) => {
             (w.offset, w.acknowledged_through) != (progress.offset, progress.acknowledged_through)
-                || (w != progress && part.written_at.elapsed() >= Duration::from_secs(10))
+                || raised_at(w) != raised_at(&progress)
+                || (*w != progress && part.written_at.elapsed() >= Duration::from_secs(10))
         }
     };
     moved.then(|| ProgressRecord {
@@ -107,7 +113,7 @@ impl Live {
                 tracing::warn!(error = %e, "offset not committed");
             }
             if let Some(part) = self.parts.get_mut(&(r.topic.clone(), r.partition)) {
-                part.written = Some(r.progress);
+                part.written = Some(r.progress.clone());
                 part.written_at = Instant::now();
             }
         }

@@ -73,10 +73,16 @@ impl Live {
                 let new_keys: Vec<PartitionKey> =
                     assigned.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
                 for (topic, partition, stored) in assigned {
-                    let progress = stored.map(|s| self.plausible(&topic, partition, s.progress));
+                    let progress = stored
+                        .as_ref()
+                        .map(|s| self.plausible(&topic, partition, &s.progress));
                     // This owner's epoch, above every earlier owner's.
-                    let epoch = stored.map_or(1, |s| s.epoch + 1);
+                    let epoch = stored.as_ref().map_or(1, |s| s.epoch + 1);
                     tracing::info!(%topic, partition, ?progress, epoch, "partition assigned");
+                    let (started, next_offset) = (
+                        progress.is_some(),
+                        progress.as_ref().map(|p| p.offset as i64),
+                    );
                     let pipeline = PartitionPipeline::resume(
                         Arc::clone(&self.registry),
                         self.settings(),
@@ -87,9 +93,9 @@ impl Live {
                         (topic, partition),
                         Partition {
                             pipeline,
-                            started: progress.is_some(),
+                            started,
                             last_record: Instant::now(),
-                            next_offset: progress.map(|p| p.offset as i64),
+                            next_offset,
                             // Written at the next tick with the new epoch,
                             // which fences the earlier owner's late writes.
                             written: None,
@@ -117,7 +123,7 @@ impl Live {
 
     /// A partition's saved progress, without the times in it that cannot be
     /// true now (saved by a version that took a broken clock's event time).
-    fn plausible(&self, topic: &str, partition: i32, saved: Progress) -> Progress {
+    fn plausible(&self, topic: &str, partition: i32, saved: &Progress) -> Progress {
         let skew = self.settings().max_future_skew_ms;
         let (progress, changed) = saved.without_implausible_times(super::now_ms(), skew);
         if changed {
