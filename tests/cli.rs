@@ -1,16 +1,11 @@
 //! The binary as a user runs it: one-line errors that name the file and
 //! field, non-zero exits, no panics; the worked example of the README.
 
+mod common;
+use common::run_binary as bin;
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn bin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_reset-pipeline"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("binary runs")
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -13,16 +13,9 @@ use reset_pipeline::pipeline::PartitionPipeline;
 use reset_pipeline::reject::RejectReason;
 use reset_pipeline::window::plausible::EARLIEST_MS;
 use reset_pipeline::window::EngineSettings;
+use common::run_binary as bin;
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn bin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_reset-pipeline"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("binary runs")
-}
 
 /// `aggregate` of the sample fleet's events with `bad` lines inserted after
 /// line 400; the output's lines and the rejects' reasons.

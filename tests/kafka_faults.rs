@@ -290,14 +290,11 @@ async fn a_reset_outage_pauses_the_input_and_sigterm_drains_in_time(kind: Broker
         &format!(", max.poll.interval.ms: \"{max_poll_ms}\""),
         "",
     );
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "  ack_timeout: 3s\n",
-        &format!(
-            "  ack_timeout: 3s\n  max_queued: 40\n  drain_timeout: {}s\n",
-            DRAIN.as_secs()
-        ),
+    let queue = format!(
+        "  ack_timeout: 3s\n  max_queued: 40\n  drain_timeout: {}s\n",
+        DRAIN.as_secs()
     );
-    std::fs::write(&config, text).unwrap();
+    edit_config(&config, &[("  ack_timeout: 3s\n", &queue)]);
     let log = dir.path().join("pipeline.log");
     let pipeline = Pipeline::start(&config, &log);
     let acknowledged = || {
@@ -409,17 +406,20 @@ async fn a_broker_that_stops_answering_is_reported_as_a_stall_and_reading_resume
     let config = write_config(dir.path(), &broker.bootstrap, emulator.addr, "");
     // A session longer than the stop, so that the group keeps the
     // partitions assigned while the broker is silent.
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(
-            "  group_id: reset-pipeline\n",
-            "  group_id: reset-pipeline\n  stall_after: 3s\n",
-        )
-        .replace(
-            "session.timeout.ms: \"6000\"",
-            "session.timeout.ms: \"45000\"",
-        );
-    std::fs::write(&config, text).unwrap();
+    let session = format!(
+        "session.timeout.ms: \"{}\"",
+        session_timeout_ms(&broker.bootstrap)
+    );
+    edit_config(
+        &config,
+        &[
+            (
+                "  group_id: reset-pipeline\n",
+                "  group_id: reset-pipeline\n  stall_after: 3s\n",
+            ),
+            (&session, "session.timeout.ms: \"45000\""),
+        ],
+    );
     let log = dir.path().join("pipeline.log");
     let pipeline = Pipeline::start(&config, &log);
     let consumed = || {
@@ -491,11 +491,13 @@ async fn a_poison_monitor_is_dead_lettered_and_everything_else_arrives(kind: Bro
     assert!(!poisoned.is_empty());
     produce_to(&broker.bootstrap, events).await;
     let config = write_config(dir.path(), &broker.bootstrap, emulator.addr, "");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "  ack_timeout: 3s\n",
-        "  ack_timeout: 3s\n  max_attempts: 3\n",
+    edit_config(
+        &config,
+        &[(
+            "  ack_timeout: 3s\n",
+            "  ack_timeout: 3s\n  max_attempts: 3\n",
+        )],
     );
-    std::fs::write(&config, text).unwrap();
     let log = dir.path().join("pipeline.log");
     let pipeline = Pipeline::start(&config, &log);
     assert_reset_receives(&emulator, expected.len(), Duration::from_secs(180)).await;

@@ -237,12 +237,7 @@ async fn a_description_changed_while_stopped_reaches_reset_as_modify(kind: Broke
         let mut expected = expected_rows(&s.registry, &co2_and_rh(0, hours * 60));
         expected.pop_last();
         let config = s.config("");
-        let text = std::fs::read_to_string(&config).unwrap();
-        std::fs::write(
-            &config,
-            text.replace("idle_timeout: 2s", "idle_timeout: 1h"),
-        )
-        .unwrap();
+        edit_config(&config, &[("idle_timeout: 2s", "idle_timeout: 1h")]);
         let p = Pipeline::start(&config, &s.log());
         assert!(s.wait_for_rows(expected.len()).await, "{}", tail(&s.log()));
         assert!(p.terminate().success());
@@ -448,12 +443,10 @@ async fn the_registry_topic_adds_monitors_and_a_changed_record_is_sent_as_modify
     .await;
     // Only the topic: no monitors file.
     let config = write_config(dir.path(), &bootstrap, emulator.addr, "");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
+    edit_config(
         &config,
-        text.replace("  file: monitors.yaml", "  topic: monitor-registry"),
-    )
-    .unwrap();
+        &[("  file: monitors.yaml", "  topic: monitor-registry")],
+    );
     let first = co2("A", 0, 60);
     reset_pipeline::produce::produce_events(
         &config_for(&bootstrap),

@@ -44,10 +44,10 @@ async fn readiness_follows_authentication_and_counters_match_the_run(kind: Broke
         format!("127.0.0.1:{reset_port}").parse().unwrap(),
         "",
     );
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("listen: 127.0.0.1:0", &format!("listen: {http}"));
-    std::fs::write(&config, text).unwrap();
+    edit_config(
+        &config,
+        &[("listen: 127.0.0.1:0", &format!("listen: {http}"))],
+    );
     let pipeline = Pipeline::start(&config, &dir.path().join("pipeline.log"));
     assert!(
         wait_until(Duration::from_secs(30), || std::net::TcpStream::connect(

@@ -166,14 +166,11 @@ async fn two_writer_schemas_and_a_registry_away_end_exact(kind: BrokerKind) {
     );
     produce_framed(&broker.bootstrap, &records);
     let config = write_config(dir.path(), &broker.bootstrap, emulator.addr, "");
-    let yaml = std::fs::read_to_string(&config).unwrap().replace(
-        "input:\n  format: avro\n",
-        &format!(
-            "input:\n  format: avro-confluent\n  schema_registry_url: \"{}\"\n",
-            stand_in.url()
-        ),
+    let confluent = format!(
+        "input:\n  format: avro-confluent\n  schema_registry_url: \"{}\"\n",
+        stand_in.url()
     );
-    std::fs::write(&config, yaml).unwrap();
+    edit_config(&config, &[("input:\n  format: avro\n", &confluent)]);
     let log = dir.path().join("pipeline.log");
     // The registry hangs (the client gives up after 10 s), then answers 503.
     stand_in.set_mode(Mode::Hanging);

@@ -495,6 +495,20 @@ pub fn write_config_with(
     path
 }
 
+/// Replaces each `(from, to)` in the config file at `path`; each `from`
+/// must be there (a test must not run on a config it did not mean).
+pub fn edit_config(path: &Path, edits: &[(&str, &str)]) {
+    let mut text = std::fs::read_to_string(path).unwrap();
+    for (from, to) in edits {
+        assert!(
+            text.contains(from),
+            "{from:?} is not in the config:\n{text}"
+        );
+        text = text.replace(from, to);
+    }
+    std::fs::write(path, text).unwrap();
+}
+
 /// The topics of most Kafka tests: the input, the progress, the dead letters.
 pub const TOPICS: &[(&str, i32)] = &[
     ("sensor-events", 3),

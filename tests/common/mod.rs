@@ -28,6 +28,15 @@ use reset_pipeline::window::EngineSettings;
 use serde_json::Value;
 use std::sync::Arc;
 
+/// The project's binary run with `args` in the project's folder, to its end.
+pub fn run_binary(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_reset-pipeline"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("binary runs")
+}
+
 /// One monitor line of a registry, in YAML flow style.
 pub fn monitor_yaml(id: &str, module: &str, tz: &str, params: &str, channels: &[&str]) -> String {
     let channels = if channels.is_empty() {
