@@ -305,3 +305,28 @@ fn monitors_concatenated_instead_of_sorted_get_a_warning_that_names_the_cause() 
     let o = aggregate_example(&dir.path().join("sorted.jsonl"), &[]);
     assert!(!text(&o.stderr).contains("warning:"), "{}", text(&o.stderr));
 }
+
+#[test]
+fn unquoted_numbers_as_ids_are_refused_with_the_quoted_form_to_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("monitor_serial_id: 0x1F", "monitors[0].monitor_serial_id", "\"0x1F\""),
+        ("monitor_serial_id: 1.50", "monitors[0].monitor_serial_id", "\"1.50\""),
+    ];
+    for (field, path, quoted) in cases {
+        let yaml = format!("monitors:\n  - {{connection_id: A, module: air, timezone: UTC, monitor_brand: B, monitor_sku: S, {field}, parameters: {{co2: ppm}}}}\n");
+        let file = dir.path().join("m.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let o = bin(&["validate", "--monitors", file.to_str().unwrap()]);
+        let out = text(&o.stdout) + &text(&o.stderr);
+        assert!(!o.status.success(), "{field}: accepted");
+        assert!(out.contains(path) && out.contains(quoted), "{field}: {out}");
+    }
+    // A connection_id of 1e3 would no longer match its events' "1e3".
+    let yaml = "monitors:\n  - connection_id: 1e3\n    module: energy\n    timezone: UTC\n    monitor_brand: B\n    monitor_sku: S\n    monitor_serial_id: X\n    parameters: {power_consumption: kWh}\n    channels:\n      - channel_id: 7\n";
+    let file = dir.path().join("m.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let o = bin(&["validate", "--monitors", file.to_str().unwrap()]);
+    let out = text(&o.stdout) + &text(&o.stderr);
+    assert!(out.contains("monitors[0].connection_id") && out.contains("\"1e3\""), "{out}");
+}
