@@ -77,6 +77,9 @@ impl fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
+/// What a value that must be text says when YAML read it as a number.
+pub const UNQUOTED: &str = "is a number to YAML, and ids are text";
+
 /// Deserializes YAML, naming the field path of the first error.
 pub fn from_yaml<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, Problems> {
     let deserializer = serde_yaml::Deserializer::from_str(text);
@@ -87,12 +90,37 @@ pub fn from_yaml<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, Probl
         } else {
             format!("{file}: {path}")
         };
+        let error = e.into_inner();
+        let at = error.location().map(|l| l.index());
         // serde_yaml prefixes the path of the enclosing mapping; ours is more precise.
-        let message = e.into_inner().to_string();
-        let message = match message.split_once(": ") {
+        let message = error.to_string();
+        let mut message = match message.split_once(": ") {
             Some((head, rest)) if path.starts_with(head) => rest.to_string(),
             _ => message,
         };
+        if message.contains(UNQUOTED) {
+            // The scalar as written, shown in the quotes it needs.
+            message = match at.and_then(|i| scalar_at(text, i)) {
+                Some(written) => {
+                    let written = written.to_string();
+                    format!(
+                        "{} (read as a number): write it in quotes, {written:?}",
+                        UNQUOTED
+                    )
+                }
+                None => message,
+            };
+        }
         Problems::one(Problem::new(location, message))
     })
+}
+
+/// The plain scalar that starts at byte `index` of a YAML text.
+fn scalar_at(text: &str, index: usize) -> Option<&str> {
+    let rest = text.get(index..)?;
+    let end = rest
+        .find(|c| matches!(c, ',' | '}' | ']' | '\n' | '#'))
+        .unwrap_or(rest.len());
+    let scalar = rest[..end].trim();
+    (!scalar.is_empty()).then_some(scalar)
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MonitorRecord {
-    #[serde(deserialize_with = "scalar_string")]
+    #[serde(deserialize_with = "id_text")]
     pub connection_id: String,
     pub module: String,
     pub timezone: String,
@@ -23,7 +23,7 @@ pub struct MonitorRecord {
     pub monitor_brand: String,
     #[serde(deserialize_with = "scalar_string")]
     pub monitor_sku: String,
-    #[serde(deserialize_with = "scalar_string")]
+    #[serde(deserialize_with = "id_text")]
     pub monitor_serial_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_monitor_calibration_date: Option<String>,
@@ -36,7 +36,7 @@ pub struct MonitorRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelRecord {
-    #[serde(deserialize_with = "scalar_string")]
+    #[serde(deserialize_with = "id_text")]
     pub channel_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel_label: Option<String>,
@@ -48,7 +48,49 @@ struct RegistryFile {
     monitors: Vec<MonitorRecord>,
 }
 
-/// Accepts `serial: 7` as well as `serial: "7"`: YAML users rarely quote numbers.
+/// An id must be text: YAML reads an unquoted `0x1F` as 31, `1.50` as 1.5
+/// and `1e3` as 1000, which would be sent (or matched against events) as
+/// such. The problem names `crate::problem::UNQUOTED`, so that the loader
+/// can show the text to write in quotes.
+fn id_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct Text;
+    impl serde::de::Visitor<'_> for Text {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("text")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Err(E::custom(format!(
+                "{} (read as {v})",
+                crate::problem::UNQUOTED
+            )))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Err(E::custom(format!(
+                "{} (read as {v})",
+                crate::problem::UNQUOTED
+            )))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+            Err(E::custom(format!(
+                "{} (read as {v})",
+                crate::problem::UNQUOTED
+            )))
+        }
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<String, E> {
+            Err(E::custom(format!(
+                "{} (read as {v})",
+                crate::problem::UNQUOTED
+            )))
+        }
+    }
+    d.deserialize_any(Text)
+}
+
+/// Accepts `sku: 7` as well as `sku: "7"`: YAML users rarely quote numbers.
 fn scalar_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -588,7 +630,7 @@ monitors:
     timezone: America/New_York
     monitor_brand: ACME
     monitor_sku: EM-2
-    monitor_serial_id: 7
+    monitor_serial_id: "7"
     parameters: {power_consumption: kWh}
     channels:
       - {channel_id: c01, channel_label: 1st_floor_plug_load}
@@ -622,6 +664,17 @@ monitors:
     ) -> Result<RegistryChange, String> {
         r.apply(Some(key), value.map(str::as_bytes), "monitor-registry/0@5")
             .map_err(|p| p.to_string())
+    }
+
+    #[test]
+    fn a_topic_record_with_a_number_for_an_id_is_refused() {
+        let mut r = Registry::parse(GOOD, "monitors.yaml").unwrap();
+        let numeric = EN_7.replace(r#""monitor_serial_id": "7""#, r#""monitor_serial_id": 7"#);
+        let refused = topic_message(&mut r, "EN_7", Some(&numeric)).unwrap_err();
+        assert!(
+            refused.contains("monitor_serial_id") && refused.contains("ids are text"),
+            "{refused}"
+        );
     }
 
     #[test]

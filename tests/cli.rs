@@ -6,7 +6,6 @@ use common::run_binary as bin;
 use std::path::Path;
 use std::process::{Command, Output};
 
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -310,8 +309,16 @@ fn monitors_concatenated_instead_of_sorted_get_a_warning_that_names_the_cause() 
 fn unquoted_numbers_as_ids_are_refused_with_the_quoted_form_to_write() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        ("monitor_serial_id: 0x1F", "monitors[0].monitor_serial_id", "\"0x1F\""),
-        ("monitor_serial_id: 1.50", "monitors[0].monitor_serial_id", "\"1.50\""),
+        (
+            "monitor_serial_id: 0x1F",
+            "monitors[0].monitor_serial_id",
+            "\"0x1F\"",
+        ),
+        (
+            "monitor_serial_id: 1.50",
+            "monitors[0].monitor_serial_id",
+            "\"1.50\"",
+        ),
     ];
     for (field, path, quoted) in cases {
         let yaml = format!("monitors:\n  - {{connection_id: A, module: air, timezone: UTC, monitor_brand: B, monitor_sku: S, {field}, parameters: {{co2: ppm}}}}\n");
@@ -328,5 +335,8 @@ fn unquoted_numbers_as_ids_are_refused_with_the_quoted_form_to_write() {
     std::fs::write(&file, yaml).unwrap();
     let o = bin(&["validate", "--monitors", file.to_str().unwrap()]);
     let out = text(&o.stdout) + &text(&o.stderr);
-    assert!(out.contains("monitors[0].connection_id") && out.contains("\"1e3\""), "{out}");
+    assert!(
+        out.contains("monitors[0].connection_id") && out.contains("\"1e3\""),
+        "{out}"
+    );
 }

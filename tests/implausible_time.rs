@@ -5,6 +5,7 @@
 //! deterministic (`aggregate --now`, the Kafka record's timestamp in `run`).
 
 mod common;
+use common::run_binary as bin;
 use common::*;
 use proptest::prelude::*;
 use reset_pipeline::config::PushMode;
@@ -13,9 +14,7 @@ use reset_pipeline::pipeline::PartitionPipeline;
 use reset_pipeline::reject::RejectReason;
 use reset_pipeline::window::plausible::EARLIEST_MS;
 use reset_pipeline::window::EngineSettings;
-use common::run_binary as bin;
 use std::path::Path;
-
 
 /// `aggregate` of the sample fleet's events with `bad` lines inserted after
 /// line 400; the output's lines and the rejects' reasons.
