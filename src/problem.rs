@@ -119,7 +119,7 @@ pub fn from_yaml<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, Probl
 fn scalar_at(text: &str, index: usize) -> Option<&str> {
     let rest = text.get(index..)?;
     let end = rest
-        .find(|c| matches!(c, ',' | '}' | ']' | '\n' | '#'))
+        .find([',', '}', ']', '\n', '#'])
         .unwrap_or(rest.len());
     let scalar = rest[..end].trim();
     (!scalar.is_empty()).then_some(scalar)
