@@ -118,9 +118,7 @@ pub fn from_yaml<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, Probl
 /// The plain scalar that starts at byte `index` of a YAML text.
 fn scalar_at(text: &str, index: usize) -> Option<&str> {
     let rest = text.get(index..)?;
-    let end = rest
-        .find([',', '}', ']', '\n', '#'])
-        .unwrap_or(rest.len());
+    let end = rest.find([',', '}', ']', '\n', '#']).unwrap_or(rest.len());
     let scalar = rest[..end].trim();
     (!scalar.is_empty()).then_some(scalar)
 }

@@ -6,6 +6,7 @@
 pub mod rules;
 mod server;
 mod tls;
+pub mod vocabulary;
 
 pub use server::{serve, EmulatorHandle, EmulatorOptions, EmulatorState, EmulatorStats};
 pub use tls::TlsFiles;

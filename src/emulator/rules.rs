@@ -1,7 +1,7 @@
 //! RESET's rules for `monitors` and `readings` messages, as strict as the
 //! API v2.1 document: pure checks that return the reason a message is refused.
 
-use crate::parameter::{Module, Parameter, Unit};
+use super::vocabulary::{self, ModuleRule};
 use chrono::{DateTime, FixedOffset, Timelike};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 /// What RESET knows of a created monitor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KnownMonitor {
-    pub module: Module,
+    pub module: &'static ModuleRule,
     pub channels: Vec<String>,
     pub data: Value,
 }
@@ -65,7 +65,7 @@ pub fn check_monitors(
                 ));
             }
             let name = text(data, "module", "data")?;
-            Module::parse(&name.to_lowercase()).ok_or_else(|| {
+            vocabulary::module(&name.to_lowercase()).ok_or_else(|| {
                 format!("data.module {name:?} is not air, water, energy or circularity")
             })?
         }
@@ -117,40 +117,46 @@ pub fn check_monitors(
     })
 }
 
-fn check_included_parameters(meta: &Map<String, Value>, module: Module) -> Check<()> {
+fn check_included_parameters(meta: &Map<String, Value>, module: &ModuleRule) -> Check<()> {
     let included = object(
         meta.get("included_parameters")
             .ok_or("data.meta.included_parameters is required")?,
         "data.meta.included_parameters",
     )?;
+    let m = module.name;
     for (name, spec) in included {
-        let parameter = Parameter::parse(name)
-            .filter(|p| module.parameters().contains(p))
-            .ok_or_else(|| format!("included_parameters.{name} is not a {module} parameter"))?;
+        let parameter = module
+            .parameter(name)
+            .ok_or_else(|| format!("included_parameters.{name} is not a {m} parameter"))?;
         let unit = spec
             .get("unit")
             .and_then(Value::as_str)
             .ok_or_else(|| format!("included_parameters.{name}.unit is required"))?;
-        if !Unit::parse_reset(unit).is_some_and(|u| parameter.reset_units().contains(&u)) {
+        if !parameter.units.contains(&unit) {
             return Err(format!(
                 "included_parameters.{name}.unit {unit:?} is not available"
             ));
         }
     }
-    if module == Module::Energy && !included.contains_key("power_consumption") {
-        return Err("included_parameters.power_consumption is required for energy".into());
+    for parameter in module.parameters.iter().filter(|p| p.required_in_monitor) {
+        if !included.contains_key(parameter.name) {
+            return Err(format!(
+                "included_parameters.{} is required for {m}",
+                parameter.name
+            ));
+        }
     }
     Ok(())
 }
 
-fn check_channels(data: &Map<String, Value>, module: Module) -> Check<Vec<String>> {
+fn check_channels(data: &Map<String, Value>, module: &ModuleRule) -> Check<Vec<String>> {
     let Some(channels) = data.get("channels") else {
-        if module.has_channels() {
-            return Err(format!("data.channels is required for {module}"));
+        if module.channels {
+            return Err(format!("data.channels is required for {}", module.name));
         }
         return Ok(Vec::new());
     };
-    if !module.has_channels() {
+    if !module.channels {
         return Err("data.channels must not be included for air".into());
     }
     let list = channels
@@ -248,20 +254,21 @@ pub fn check_readings(
 
 fn check_reading_values(r: &Map<String, Value>, monitor: &KnownMonitor, what: &str) -> Check<()> {
     let module = monitor.module;
-    for &p in module.parameters() {
-        if module.requires(p) && !r.contains_key(p.name()) {
-            return Err(format!("{what}.{} is required for {module}", p.name()));
+    let m = module.name;
+    for p in module.parameters.iter().filter(|p| p.required_in_reading) {
+        if !r.contains_key(p.name) {
+            return Err(format!("{what}.{} is required for {m}", p.name));
         }
     }
     for (key, value) in r {
         if key == "connection_id" || key == "reading_time" {
             continue;
         }
-        let parameter = Parameter::parse(key)
-            .filter(|p| module.parameters().contains(p))
-            .ok_or_else(|| format!("{what}.{key} is not a {module} parameter"))?;
-        let field = format!("{what}.{}", parameter.name());
-        if !module.has_channels() {
+        let parameter = module
+            .parameter(key)
+            .ok_or_else(|| format!("{what}.{key} is not a {m} parameter"))?;
+        let field = format!("{what}.{}", parameter.name);
+        if !module.channels {
             check_value(value, &field)?;
             continue;
         }
