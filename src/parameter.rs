@@ -22,6 +22,16 @@ impl Module {
         Module::Circularity,
     ];
 
+    /// The name with its article, for messages: "an air", "a water".
+    pub fn with_article(self) -> &'static str {
+        match self {
+            Module::Air => "an air",
+            Module::Water => "a water",
+            Module::Energy => "an energy",
+            Module::Circularity => "a circularity",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Module::Air => "air",

@@ -92,20 +92,26 @@ fn id_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 
 /// Accepts `sku: 7` as well as `sku: "7"`: YAML users rarely quote numbers.
 fn scalar_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        S(String),
-        I(i64),
-        U(u64),
-        F(f64),
+    struct Scalar;
+    impl serde::de::Visitor<'_> for Scalar {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("text or a number")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
     }
-    Ok(match Scalar::deserialize(d)? {
-        Scalar::S(s) => s,
-        Scalar::I(i) => i.to_string(),
-        Scalar::U(u) => u.to_string(),
-        Scalar::F(f) => f.to_string(),
-    })
+    d.deserialize_any(Scalar)
 }
 
 /// A date-time as RESET's document writes it, `yyyy-mm-ddThh:mm:ss[.mmm]±hh:mm`,
@@ -292,7 +298,8 @@ fn check_parameters(
             problems.push(Problem::new(
                 field,
                 format!(
-                    "{name:?} is not a {module} parameter (expected one of {})",
+                    "{name:?} is not {} parameter (expected one of {})",
+                    module.with_article(),
                     allowed.join(", ")
                 ),
             ));
@@ -338,7 +345,10 @@ fn check_channels(
     if record.channels.is_empty() {
         problems.push(Problem::new(
             at("channels"),
-            format!("a {module} monitor needs at least one channel"),
+            format!(
+                "{} monitor needs at least one channel",
+                module.with_article()
+            ),
         ));
     }
     let mut seen = HashSet::new();
@@ -802,7 +812,7 @@ monitors:
         let p = problems_of(yaml);
         let expect = [
             "m.yaml: monitors[0].timezone: unknown time zone \"Mars/Olympus\"",
-            "m.yaml: monitors[0].parameters.noise: \"noise\" is not a air parameter",
+            "m.yaml: monitors[0].parameters.noise: \"noise\" is not an air parameter",
             "m.yaml: monitors[0].parameters.pm2p5: unit \"mg/m3\" is not accepted by RESET for pm2p5 (expected ug/m3)",
             "m.yaml: monitors[0].channels: air monitors have no channels",
             "m.yaml: monitors[1].parameters.water_flow: unit \"gal\" is not accepted by RESET for water_flow (expected L)",
@@ -823,7 +833,7 @@ monitors:
         let yaml = "monitors:\n  - {connection_id: E, module: energy, timezone: UTC, monitor_brand: B, monitor_sku: S, monitor_serial_id: X, parameters: {power_consumption: kWh}}\n";
         assert_eq!(
             problems_of(yaml),
-            ["m.yaml: monitors[0].channels: a energy monitor needs at least one channel"]
+            ["m.yaml: monitors[0].channels: an energy monitor needs at least one channel"]
         );
         let yaml = "monitors:\n  - {connection_id: E, module: air, colour: red}\n";
         let p = problems_of(yaml);

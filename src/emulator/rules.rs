@@ -125,9 +125,9 @@ fn check_included_parameters(meta: &Map<String, Value>, module: &ModuleRule) -> 
     )?;
     let m = module.name;
     for (name, spec) in included {
-        let parameter = module
-            .parameter(name)
-            .ok_or_else(|| format!("included_parameters.{name} is not a {m} parameter"))?;
+        let parameter = module.parameter(name).ok_or_else(|| {
+            format!("included_parameters.{name} is not a parameter of the {m} module")
+        })?;
         let unit = spec
             .get("unit")
             .and_then(Value::as_str)
@@ -266,7 +266,7 @@ fn check_reading_values(r: &Map<String, Value>, monitor: &KnownMonitor, what: &s
         }
         let parameter = module
             .parameter(key)
-            .ok_or_else(|| format!("{what}.{key} is not a {m} parameter"))?;
+            .ok_or_else(|| format!("{what}.{key} is not a parameter of the {m} module"))?;
         let field = format!("{what}.{}", parameter.name);
         if !module.channels {
             check_value(value, &field)?;

@@ -273,7 +273,10 @@ fn route(
         None => {
             rejects.push(whole(
                 RejectReason::MissingChannel,
-                format!("a {} monitor's event needs a channel_id", monitor.module),
+                format!(
+                    "{} monitor's event needs a channel_id",
+                    monitor.module.with_article()
+                ),
             ));
             None
         }
