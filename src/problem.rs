@@ -80,8 +80,19 @@ impl std::error::Error for Problems {}
 /// What a value that must be text says when YAML read it as a number.
 pub const UNQUOTED: &str = "is a number to YAML, and ids are text";
 
+/// Flow collections (`[...]`, `{...}`) nested deeper than this are refused
+/// before parsing: a config or registry never needs more, and a hundred
+/// thousand levels took the YAML loader 25 s of CPU.
+pub const MAX_NESTING: usize = 64;
+
 /// Deserializes YAML, naming the field path of the first error.
 pub fn from_yaml<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, Problems> {
+    if flow_depth(text) > MAX_NESTING {
+        return Err(Problems::one(Problem::new(
+            file,
+            format!("nested more than {MAX_NESTING} levels deep"),
+        )));
+    }
     let deserializer = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = e.path().to_string();
@@ -115,10 +126,52 @@ pub fn from_yaml<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, Probl
     })
 }
 
+/// How deep the flow collections of a YAML text nest (brackets outside
+/// quoted scalars and comments).
+fn flow_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    for c in text.chars() {
+        match (quote, c) {
+            (_, '\n') if comment => comment = false,
+            _ if comment => {}
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '#') => comment = true,
+            (None, '[' | '{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// The plain scalar that starts at byte `index` of a YAML text.
 fn scalar_at(text: &str, index: usize) -> Option<&str> {
     let rest = text.get(index..)?;
     let end = rest.find([',', '}', ']', '\n', '#']).unwrap_or(rest.len());
     let scalar = rest[..end].trim();
     (!scalar.is_empty()).then_some(scalar)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_nesting_is_measured_outside_quotes_and_comments() {
+        assert_eq!(flow_depth("a: {b: [1, {c: 2}]}"), 3);
+        assert_eq!(flow_depth("a: '[[[['\nb: \"{{{\" # [[[[\n"), 0);
+        let deep = format!("monitors: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let refused = from_yaml::<serde_yaml::Value>(&deep, "m.yaml").unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "m.yaml: nested more than 64 levels deep"
+        );
+    }
 }
