@@ -132,6 +132,22 @@ async fn wrong_credentials_are_refused_with_10401() {
 }
 
 #[tokio::test]
+async fn an_emulator_with_an_empty_secret_accepts_no_auth_without_one() {
+    let handle = emulator(EmulatorOptions {
+        client_secret: Secret::new(""),
+        ..Default::default()
+    })
+    .await;
+    match connect(&handle, "").await {
+        Err(ConnectionError::Unauthorized { code, .. }) => assert_eq!(code, "10401"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("an auth without a secret was accepted"),
+    }
+    assert_eq!(handle.state.lock().unwrap().stats.auth_ok, 0);
+    handle.stop();
+}
+
+#[tokio::test]
 async fn invalid_messages_get_10400_with_a_reason_and_the_id() {
     let handle = emulator(EmulatorOptions::default()).await;
     let (conn, mut rx) = connect(&handle, "demo").await.unwrap();

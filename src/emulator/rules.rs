@@ -195,7 +195,12 @@ fn parse_iso(s: &str) -> Check<DateTime<FixedOffset>> {
 fn check_value(v: &Value, what: &str) -> Check<()> {
     match v {
         Value::Number(_) | Value::Null => Ok(()),
-        Value::String(s) if s.is_empty() || s == "None" || s.parse::<f64>().is_ok() => Ok(()),
+        // "NaN" and "inf" parse as floats, but they are no reading.
+        Value::String(s)
+            if s.is_empty() || s == "None" || s.parse::<f64>().is_ok_and(f64::is_finite) =>
+        {
+            Ok(())
+        }
         other => Err(format!("{what} {other} is not a number")),
     }
 }
@@ -340,9 +345,11 @@ mod tests {
         let row = p["data"]["readings"][0].clone();
         p["data"]["readings"] = Value::Array(vec![row; 49]);
         assert!(err(p).contains("49 readings"));
-        let mut p = reading("2017-03-15T15:00:00.000+08:00");
-        p["data"]["readings"][0]["co2"] = json!("lots");
-        assert!(err(p).contains("is not a number"));
+        for not_a_value in ["lots", "NaN", "inf", "-inf", "infinity"] {
+            let mut p = reading("2017-03-15T15:00:00.000+08:00");
+            p["data"]["readings"][0]["co2"] = json!(not_a_value);
+            assert!(err(p).contains("is not a number"), "{not_a_value}");
+        }
         assert!(check_monitors(&create_air(), &k)
             .unwrap_err()
             .contains("already exists"));

@@ -233,9 +233,12 @@ fn attach(socket: SocketRef, shared: Shared) {
 
 fn on_auth(socket: &SocketRef, shared: &Shared, data: &Value) {
     let given = |k: &str| data.get(k).and_then(Value::as_str).unwrap_or("");
+    // Both must be given: an emulator started with an empty secret accepts
+    // no `auth` without one.
     let ok = given("client_id") == shared.options.client_id
         && given("client_secret") == shared.options.client_secret.expose()
-        && !shared.options.client_id.is_empty();
+        && !shared.options.client_id.is_empty()
+        && !given("client_secret").is_empty();
     let mut state = shared.state.lock().expect("state lock");
     let reply = if ok {
         state.stats.auth_ok += 1;
