@@ -90,17 +90,18 @@ impl Live {
     }
 
     /// A monitors message answered: an acknowledged description is learnt
-    /// and stored; a refused create is followed by a modify.
-    fn monitor_answered(&mut self, key: &PartitionKey, d: &Delivery) {
+    /// and stored, even when its partition has moved on (`key` is `None`);
+    /// a refused create is followed by a modify while the partition is ours.
+    fn monitor_answered(&mut self, key: Option<&PartitionKey>, d: &Delivery) {
         let Some((announced, action)) = self.monitor_messages.remove(&d.message_id) else {
             return;
         };
-        match d.fate {
-            Fate::Acknowledged => {
+        match (&d.fate, key) {
+            (Fate::Acknowledged, _) => {
                 self.announcements.learn(&announced);
                 self.announcement_store.write(announced);
             }
-            Fate::Rejected { .. } if action == MonitorAction::Create => {
+            (Fate::Rejected { .. }, Some(key)) if action == MonitorAction::Create => {
                 self.modify_after_refused_create(key, &announced.connection_id);
             }
             _ => {}
@@ -122,6 +123,7 @@ impl Live {
         // A message sent twice (its partition re-assigned while it was in
         // flight) has one owner: the second answer is counted, and that is all.
         let Some((key, sent)) = self.owners.remove(&d.message_id) else {
+            self.monitor_answered(None, &d);
             return Ok(());
         };
         self.metrics
@@ -148,7 +150,7 @@ impl Live {
             };
             self.dead_letter(&origin)?;
         }
-        self.monitor_answered(&key, &d);
+        self.monitor_answered(Some(&key), &d);
         if let Some(part) = self.parts.get_mut(&key) {
             part.pipeline.message_answered(&d.message_id);
         }
