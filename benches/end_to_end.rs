@@ -228,7 +228,11 @@ fn main() {
     // Each run's pipeline is a group of its own, with its own progress topic,
     // so that every run reads the whole topic from its start.
     let groups: Vec<String> = (1..=runs).map(|i| format!("reset-pipeline-{i}")).collect();
-    let progress: Vec<String> = groups.iter().map(|g| format!("{g}.progress")).collect();
+    // The pipeline's own topics exist, as they do after its first start.
+    let progress: Vec<String> = groups
+        .iter()
+        .flat_map(|g| [format!("{g}.progress"), format!("{g}.announcements")])
+        .collect();
     let mut topics = vec![(TOPIC, 3)];
     topics.extend(progress.iter().map(|t| (t.as_str(), 1)));
     let broker = kafka::Broker::start(kafka::BrokerKind::TansuInMemory, &topics);

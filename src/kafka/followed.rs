@@ -45,6 +45,9 @@ impl FollowedTopic {
             .set("group.id", "reset-pipeline-topic-reader")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
+            // A topic that changes now and then: asked twice a second at
+            // most, whatever the input's own fetch settings.
+            .set("fetch.wait.max.ms", "500")
             .create_with_context(Quiet)
             .map_err(|e| e.to_string())?;
         let partitions = partitions_of(&consumer, topic, timeout).map_err(|e| e.to_string())?;
