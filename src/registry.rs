@@ -48,70 +48,71 @@ struct RegistryFile {
     monitors: Vec<MonitorRecord>,
 }
 
+/// A scalar field read as text. Numbers are taken as the text YAML makes
+/// of them when `numbers_allowed` (a SKU of 7), and refused otherwise.
+struct Text {
+    numbers_allowed: bool,
+}
+
+impl Text {
+    fn number<E: serde::de::Error>(self, v: impl std::fmt::Display) -> Result<String, E> {
+        if self.numbers_allowed {
+            return Ok(v.to_string());
+        }
+        Err(E::custom(format!(
+            "{} (read as {v})",
+            crate::problem::UNQUOTED
+        )))
+    }
+}
+
+impl serde::de::Visitor<'_> for Text {
+    type Value = String;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(if self.numbers_allowed {
+            "text or a number"
+        } else {
+            "text"
+        })
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+        self.number(v)
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+        self.number(v)
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+        self.number(v)
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<String, E> {
+        if self.numbers_allowed {
+            return Err(E::invalid_type(serde::de::Unexpected::Bool(v), &self));
+        }
+        Err(E::custom(format!(
+            "{} (read as {v})",
+            crate::problem::UNQUOTED
+        )))
+    }
+}
+
 /// An id must be text: YAML reads an unquoted `0x1F` as 31, `1.50` as 1.5
 /// and `1e3` as 1000, which would be sent (or matched against events) as
 /// such. The problem names `crate::problem::UNQUOTED`, so that the loader
 /// can show the text to write in quotes.
 fn id_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    struct Text;
-    impl serde::de::Visitor<'_> for Text {
-        type Value = String;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("text")
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
-            Err(E::custom(format!(
-                "{} (read as {v})",
-                crate::problem::UNQUOTED
-            )))
-        }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
-            Err(E::custom(format!(
-                "{} (read as {v})",
-                crate::problem::UNQUOTED
-            )))
-        }
-        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
-            Err(E::custom(format!(
-                "{} (read as {v})",
-                crate::problem::UNQUOTED
-            )))
-        }
-        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<String, E> {
-            Err(E::custom(format!(
-                "{} (read as {v})",
-                crate::problem::UNQUOTED
-            )))
-        }
-    }
-    d.deserialize_any(Text)
+    d.deserialize_any(Text {
+        numbers_allowed: false,
+    })
 }
 
 /// Accepts `sku: 7` as well as `sku: "7"`: YAML users rarely quote numbers.
 fn scalar_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    struct Scalar;
-    impl serde::de::Visitor<'_> for Scalar {
-        type Value = String;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("text or a number")
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-    }
-    d.deserialize_any(Scalar)
+    d.deserialize_any(Text {
+        numbers_allowed: true,
+    })
 }
 
 /// A date-time as RESET's document writes it, `yyyy-mm-ddThh:mm:ss[.mmm]±hh:mm`,
