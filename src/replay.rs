@@ -14,13 +14,13 @@ use crate::payload::Announcements;
 use crate::pipeline::{with_announcements, Emission, PartitionPipeline};
 use crate::progress_line::ProgressLine;
 use crate::registry::Registry;
-use crate::schema_registry::{RegistryError, SchemaRegistry};
+use crate::schema_registry::SchemaRegistry;
 use crate::window::{EngineSettings, HALF_HOUR_MS};
 use anyhow::{Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -238,7 +238,6 @@ fn last_record_stamp(
 struct Schemas {
     decoder: Decoder,
     registry: Option<(SchemaRegistry, tokio::runtime::Runtime)>,
-    unusable: HashSet<u32>,
 }
 
 /// How long `replay` waits for a schema registry that is away.
@@ -262,7 +261,6 @@ impl Schemas {
         Ok(Schemas {
             decoder: Decoder::new(config.input.format),
             registry,
-            unusable: HashSet::new(),
         })
     }
 
@@ -275,21 +273,15 @@ impl Schemas {
         let Ok(id) = confluent_schema_id(payload) else {
             return Ok(());
         };
-        if self.decoder.knows_schema(id) || self.unusable.contains(&id) {
+        if !self.decoder.needs_schema(id) {
             return Ok(());
         }
         let deadline = Instant::now() + REGISTRY_PATIENCE;
         let mut backoff = Duration::from_millis(500);
         loop {
-            match runtime.block_on(registry.writer_schema(id)) {
-                Ok(schema) => {
-                    self.decoder.avro_mut().register(id, schema);
-                    return Ok(());
-                }
-                Err(RegistryError::Unknown(_) | RegistryError::Unusable { .. }) => {
-                    self.unusable.insert(id);
-                    return Ok(());
-                }
+            let answer = runtime.block_on(registry.writer_schema(id));
+            match self.decoder.settle_schema(id, answer) {
+                Ok(()) => return Ok(()),
                 Err(e) if e.is_transient() && Instant::now() < deadline => {
                     tracing::warn!(error = %e, id, ?backoff, "cannot fetch a writer schema yet: asking again");
                     std::thread::sleep(backoff);

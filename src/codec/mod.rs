@@ -11,6 +11,7 @@ pub use json::{decode_json, encode_json};
 
 use crate::config::InputFormat;
 use crate::event::SensorEvent;
+use crate::schema_registry::RegistryError;
 
 /// Why a record could not be decoded. All of these are the input's fault.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -41,6 +42,8 @@ pub const MAX_RECORD_BYTES: usize = 1 << 20;
 pub struct Decoder {
     format: InputFormat,
     avro: AvroCodec,
+    /// Schema ids the registry does not have or that cannot be read: asked once.
+    unusable_schemas: std::collections::HashSet<u32>,
 }
 
 impl Decoder {
@@ -48,6 +51,7 @@ impl Decoder {
         Decoder {
             format,
             avro: AvroCodec::new(),
+            unusable_schemas: Default::default(),
         }
     }
 
@@ -56,9 +60,30 @@ impl Decoder {
         &mut self.avro
     }
 
-    /// Whether the writer schema registered under `id` is known.
-    pub fn knows_schema(&self, id: u32) -> bool {
-        self.avro.knows(id)
+    /// Whether the writer schema `id` is still to be asked of the registry:
+    /// neither known nor known to be unusable.
+    pub fn needs_schema(&self, id: u32) -> bool {
+        !self.avro.knows(id) && !self.unusable_schemas.contains(&id)
+    }
+
+    /// Takes the registry's answer for `id`: a schema is learnt; an id it
+    /// does not have, or a schema that cannot be read as `SensorEvent`, is
+    /// settled too (its records are undecodable, dead-lettered as `decode`).
+    /// Any other error is given back, for the caller to ask again or stop.
+    pub fn settle_schema(
+        &mut self,
+        id: u32,
+        answer: Result<WriterSchema, RegistryError>,
+    ) -> Result<(), RegistryError> {
+        match answer {
+            Ok(schema) => self.avro.register(id, schema),
+            Err(e @ (RegistryError::Unknown(_) | RegistryError::Unusable { .. })) => {
+                tracing::warn!(error = %e, "records of this schema are dead-lettered as undecodable");
+                self.unusable_schemas.insert(id);
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
     }
 
     pub fn decode(&self, bytes: &[u8]) -> Result<SensorEvent, DecodeError> {

@@ -100,8 +100,6 @@ struct Live {
     watermark_client: Arc<BaseConsumer<Quiet>>,
     decoder: Decoder,
     schema_registry: Option<SchemaRegistry>,
-    /// Schema ids the registry does not have or that cannot be read: asked once.
-    unusable_schemas: HashSet<u32>,
     /// Schema ids being asked of the registry, or to be asked again.
     schema_fetches: SchemaFetches,
     schema_answers: tokio::sync::mpsc::UnboundedSender<SchemaAnswer>,
@@ -273,7 +271,6 @@ pub async fn run(
     let mut live = Live {
         decoder: Decoder::new(config.input.format),
         schema_registry,
-        unusable_schemas: Default::default(),
         schema_fetches: SchemaFetches::default(),
         schema_answers,
         dead_letters: DeadLetters::new(&client, config.dead_letter.topic.as_deref())

@@ -91,8 +91,7 @@ impl Live {
     pub(super) fn schema_needed(&self, payload: &[u8]) -> Option<u32> {
         self.schema_registry.as_ref()?;
         let id = crate::codec::confluent_schema_id(payload).ok()?;
-        let known = self.decoder.knows_schema(id) || self.unusable_schemas.contains(&id);
-        (!known).then_some(id)
+        self.decoder.needs_schema(id).then_some(id)
     }
 
     /// Asks the registry for `id` beside the loop, unless it is asked already.
@@ -125,19 +124,8 @@ impl Live {
     /// partitions waiting go on; a registry away is asked again later. A
     /// refused request (credentials, a wrong URL) ends the run.
     pub(super) fn schema_answered(&mut self, (id, answer): SchemaAnswer) -> Result<()> {
-        match answer {
-            Ok(schema) => self.decoder.avro_mut().register(id, schema),
-            Err(RegistryError::Unknown(_)) => {
-                tracing::warn!(
-                    id,
-                    "the schema registry has no such schema: its records are dead-lettered"
-                );
-                self.unusable_schemas.insert(id);
-            }
-            Err(e @ RegistryError::Unusable { .. }) => {
-                tracing::warn!(error = %e, "records of this schema will be dead-lettered");
-                self.unusable_schemas.insert(id);
-            }
+        match self.decoder.settle_schema(id, answer) {
+            Ok(()) => {}
             Err(e) if e.is_transient() => {
                 self.metrics.schema_registry_failures.inc();
                 let retry_in = self.schema_fetches.failed(id, Instant::now());
