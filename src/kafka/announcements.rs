@@ -8,6 +8,7 @@
 
 use super::followed::{FollowedTopic, TopicRecord};
 use super::quiet::Quiet;
+use super::WriteError;
 use crate::payload::Announced;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
@@ -72,7 +73,7 @@ impl AnnouncementStore {
     pub fn store(
         &self,
         announced: Announced,
-    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
+    ) -> impl std::future::Future<Output = Result<(), WriteError>> + Send + 'static {
         let producer = self.producer.clone();
         let topic = self.topic.clone();
         async move {
@@ -84,7 +85,10 @@ impl AnnouncementStore {
                 .send(record, Duration::from_secs(30))
                 .await
                 .map(|_| ())
-                .map_err(|(e, _)| e.to_string())
+                .map_err(|(source, _)| WriteError {
+                    topic: topic.clone(),
+                    source,
+                })
         }
     }
 }

@@ -3,7 +3,7 @@
 //! committed, every start reads the topic from its beginning.
 
 use super::quiet::Quiet;
-use super::read::{partitions_of, read_to_end};
+use super::read::{own_topic_consumer, partitions_of, read_to_end};
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::ClientConfig;
@@ -40,15 +40,8 @@ impl FollowedTopic {
         topic: &str,
         timeout: Duration,
     ) -> Result<(FollowedTopic, Vec<TopicRecord>), String> {
-        let consumer: BaseConsumer<Quiet> = config
-            .clone()
-            .set("group.id", "reset-pipeline-topic-reader")
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false")
-            // A topic that changes now and then: asked twice a second at
-            // most, whatever the input's own fetch settings.
-            .set("fetch.wait.max.ms", "500")
-            .create_with_context(Quiet)
+        // Stays assigned between reads: fetched twice a second at most.
+        let consumer = own_topic_consumer(config, Quiet, Duration::from_millis(500))
             .map_err(|e| e.to_string())?;
         let partitions = partitions_of(&consumer, topic, timeout).map_err(|e| e.to_string())?;
         let mut records = Vec::new();

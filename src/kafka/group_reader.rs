@@ -99,21 +99,107 @@ const BATCHES_QUEUED: usize = 8;
 /// consumer's queue (rebalances) is looked at in between.
 const IDLE_WAIT_MS: i32 = 10;
 
-/// Reads progress for newly assigned partitions and starts them there; keeps
-/// the assignment changes until the reading thread passes them on.
+/// The latest progress of every partition, by (topic, partition).
+type Latest = HashMap<(String, i32), Stored>;
+
+/// Reads the progress topic on a thread of its own, so that neither the
+/// rebalance callback nor the reading thread ever waits for it. It reads
+/// the whole topic once at start (while the group is being joined); each
+/// later ask costs only what was written since. A broker that is down or
+/// slow is waited for, with backoff, until it answers or the reader stops:
+/// a partition cannot start without its progress, and starting it without
+/// would send again what RESET has.
+struct ProgressFollower {
+    asks: std::sync::mpsc::Sender<std::sync::mpsc::SyncSender<Latest>>,
+}
+
+impl ProgressFollower {
+    fn start(mut reader: ProgressReader, stop: Arc<AtomicBool>) -> ProgressFollower {
+        let (asks, asked) = std::sync::mpsc::channel::<std::sync::mpsc::SyncSender<Latest>>();
+        std::thread::Builder::new()
+            .name("progress-reader".into())
+            .spawn(move || {
+                if read_until_stopped(&mut reader, &stop).is_none() {
+                    return;
+                }
+                while let Ok(reply) = asked.recv() {
+                    match read_until_stopped(&mut reader, &stop) {
+                        Some(latest) => {
+                            let _ = reply.send(latest);
+                        }
+                        None => return,
+                    }
+                }
+            })
+            .expect("a thread can be started");
+        ProgressFollower { asks }
+    }
+
+    /// Asks for the progress written up to now; the answer comes once it is read.
+    fn ask(&self) -> std::sync::mpsc::Receiver<Latest> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let _ = self.asks.send(reply);
+        answer
+    }
+}
+
+/// The progress topic read to its end, retried with backoff until it is
+/// read (`None`: told to stop first).
+fn read_until_stopped(reader: &mut ProgressReader, stop: &AtomicBool) -> Option<Latest> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match reader.latest(Duration::from_secs(30)) {
+            Ok(latest) => return Some(latest.clone()),
+            Err(e) => {
+                if let Some(held_back) = crate::throttle::due("progress read") {
+                    tracing::warn!(error = %e, held_back, "cannot read progress for the assigned partitions yet: trying again");
+                }
+            }
+        }
+        let until = std::time::Instant::now() + backoff;
+        while std::time::Instant::now() < until {
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Partitions the group gave this member, waiting for their progress.
+struct PendingAssignment {
+    partitions: TopicPartitionList,
+    progress: std::sync::mpsc::Receiver<Latest>,
+}
+
+/// Asks for progress when the group assigns partitions and assigns them,
+/// each from its progress, once it is read (librdkafka waits for that
+/// assign call, and starts no other rebalance before it, while this
+/// member keeps polling and heartbeating); keeps the assignment changes
+/// until the reading thread passes them on.
 pub struct GroupContext {
-    progress: Mutex<ProgressReader>,
+    progress: ProgressFollower,
+    pending: Mutex<Vec<PendingAssignment>>,
     changes: Mutex<Vec<Assignment>>,
     /// Whether `changes` holds any: looked at after every poll, without the lock.
     changed: AtomicBool,
     /// Where assigned partitions' records are forwarded (gone once the
     /// reading thread has stopped).
     records: OnceLock<Weak<RecordQueue>>,
-    /// Set when the reader is told to stop: a progress read being retried gives up.
-    stop: Arc<AtomicBool>,
 }
 
 impl GroupContext {
+    fn new(progress: ProgressReader, stop: &Arc<AtomicBool>) -> GroupContext {
+        GroupContext {
+            progress: ProgressFollower::start(progress, Arc::clone(stop)),
+            pending: Mutex::new(Vec::new()),
+            changes: Mutex::new(Vec::new()),
+            changed: AtomicBool::new(false),
+            records: OnceLock::new(),
+        }
+    }
+
     fn tell(&self, change: Assignment) {
         self.changes.lock().expect("changes lock").push(change);
         self.changed.store(true, Ordering::Release);
@@ -124,6 +210,58 @@ impl GroupContext {
             return Vec::new();
         }
         std::mem::take(&mut *self.changes.lock().expect("changes lock"))
+    }
+
+    /// Whether partitions wait for their progress.
+    fn awaiting_progress(&self) -> bool {
+        !self.pending.lock().expect("pending lock").is_empty()
+    }
+
+    /// Assigns the pending partitions whose progress has been read
+    /// (`wait`: waiting for it, as long as it takes).
+    fn assign_ready(&self, consumer: &BaseConsumer<Self>, wait: bool) {
+        let mut pending = self.pending.lock().expect("pending lock");
+        let mut still = Vec::new();
+        for p in pending.drain(..) {
+            let answer = if wait {
+                p.progress.recv().ok()
+            } else {
+                match p.progress.try_recv() {
+                    Ok(latest) => Some(latest),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => {
+                        still.push(p);
+                        continue;
+                    }
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
+                }
+            };
+            let change = match answer {
+                Some(latest) => self.assign(consumer, &p.partitions, &latest),
+                None => Assignment::Failed("stopped before the progress could be read".into()),
+            };
+            self.tell(change);
+        }
+        *pending = still;
+    }
+
+    /// Answers librdkafka's wait for an assign call with no partitions
+    /// (told to stop before their progress was read), so that the
+    /// consumer can leave the group and close.
+    fn give_up_pending(&self, consumer: &BaseConsumer<Self>) {
+        if self
+            .pending
+            .lock()
+            .expect("pending lock")
+            .drain(..)
+            .next()
+            .is_some()
+        {
+            let none = TopicPartitionList::new();
+            let _ = match consumer.rebalance_protocol() {
+                RebalanceProtocol::Cooperative => consumer.incremental_assign(&none),
+                _ => consumer.assign(&none),
+            };
+        }
     }
 }
 
@@ -141,10 +279,12 @@ impl GroupContext {
     /// Assigns the partitions, each from its stored progress, its records
     /// forwarded to the record queue first, so that none reach the consumer's
     /// own queue.
-    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) -> Assignment {
-        let Some(latest) = self.latest_progress() else {
-            return Assignment::Failed("stopped before the progress could be read".into());
-        };
+    fn assign(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &TopicPartitionList,
+        latest: &Latest,
+    ) -> Assignment {
         // Start each partition where its progress says, not at the committed offset.
         let mut start = TopicPartitionList::new();
         let mut assigned = Vec::new();
@@ -178,34 +318,11 @@ impl GroupContext {
         }
     }
 
-    /// The progress topic read to its end. A broker that is down or slow
-    /// is waited for, with backoff, until it answers or the reader stops
-    /// (`None`): a partition cannot start without its progress, and
-    /// starting it without would send again what RESET has.
-    fn latest_progress(&self) -> Option<HashMap<(String, i32), Stored>> {
-        let mut progress = self.progress.lock().expect("progress lock");
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match progress.latest(Duration::from_secs(30)) {
-                Ok(latest) => return Some(latest.clone()),
-                Err(e) => {
-                    if let Some(held_back) = crate::throttle::due("progress read") {
-                        tracing::warn!(error = %e, held_back, "cannot read progress for the assigned partitions yet: trying again");
-                    }
-                }
-            }
-            let until = std::time::Instant::now() + backoff;
-            while std::time::Instant::now() < until {
-                if self.stop.load(Ordering::Relaxed) {
-                    return None;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
-    }
-
     fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        // librdkafka starts no rebalance while it waits for an assign call;
+        // should one come anyway, the partitions are assigned first, so that
+        // they are given up as the loop knows them.
+        self.assign_ready(consumer, true);
         let revoked = tpl
             .elements()
             .iter()
@@ -234,8 +351,11 @@ impl ConsumerContext for GroupContext {
     ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let change = self.assign(consumer, tpl);
-                self.tell(change);
+                let pending = PendingAssignment {
+                    partitions: tpl.clone(),
+                    progress: self.progress.ask(),
+                };
+                self.pending.lock().expect("pending lock").push(pending);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
             // The loop is told, as for a revocation, so that it stops
@@ -272,13 +392,7 @@ impl GroupReader {
         topics: &[&str],
     ) -> Result<(GroupReader, mpsc::Receiver<Input>), rdkafka::error::KafkaError> {
         let stop = Arc::new(AtomicBool::new(false));
-        let context = GroupContext {
-            progress: Mutex::new(progress),
-            changes: Mutex::new(Vec::new()),
-            changed: AtomicBool::new(false),
-            records: OnceLock::new(),
-            stop: Arc::clone(&stop),
-        };
+        let context = GroupContext::new(progress, &stop);
         let consumer: BaseConsumer<GroupContext> = config.create_with_context(context)?;
         let consumer = Arc::new(consumer);
         let records = Arc::new(RecordQueue::new(Arc::clone(&consumer)));
@@ -290,7 +404,10 @@ impl GroupReader {
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name("kafka-reader".into())
-                .spawn(move || read(&consumer, &records, &stop, inputs))
+                .spawn(move || {
+                    read(&consumer, &records, &stop, inputs);
+                    consumer.context().give_up_pending(&consumer);
+                })
                 .expect("a thread can be started")
         };
         let reader = GroupReader {
@@ -375,14 +492,18 @@ fn read(
     let mut taken: Vec<Taken> = Vec::with_capacity(BATCH_RECORDS);
     let mut assigned = 0usize;
     while !stop.load(Ordering::Relaxed) {
-        let mut wait = if assigned == 0 && out.batch.is_none() {
+        let awaiting = consumer.context().awaiting_progress();
+        let mut wait = if assigned == 0 && out.batch.is_none() && !awaiting {
             UNASSIGNED_WAIT
+        } else if awaiting {
+            Duration::from_millis(IDLE_WAIT_MS as u64)
         } else {
             Duration::ZERO
         };
         loop {
             let polled = consumer.poll(wait);
             wait = Duration::ZERO;
+            consumer.context().assign_ready(consumer, false);
             // Changes told during this poll come before the record it returned.
             for change in consumer.context().take_changes() {
                 match &change {
@@ -464,13 +585,8 @@ mod tests {
             .set("bootstrap.servers", "127.0.0.1:1")
             .set("group.id", "g")
             .clone();
-        let context = GroupContext {
-            progress: Mutex::new(ProgressReader::new(&config, "g.progress").unwrap()),
-            changes: Mutex::new(Vec::new()),
-            changed: AtomicBool::new(false),
-            records: OnceLock::new(),
-            stop: Arc::new(AtomicBool::new(false)),
-        };
+        let stop = Arc::new(AtomicBool::new(true));
+        let context = GroupContext::new(ProgressReader::new(&config, "g.progress").unwrap(), &stop);
         let consumer: BaseConsumer<GroupContext> = config.create_with_context(context).unwrap();
         let mut owned = TopicPartitionList::new();
         owned.add_partition("t", 0);

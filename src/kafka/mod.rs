@@ -14,6 +14,7 @@ pub mod quiet;
 pub mod read;
 pub mod record_queue;
 pub mod stall;
+pub mod write_error;
 
 pub use announcements::AnnouncementStore;
 pub use client::{client_config, ensure_topics, input_consumer_config, OwnTopic};
@@ -21,3 +22,4 @@ pub use dead_letter::{DeadLetters, Origin};
 pub use followed::{FollowedTopic, TopicRecord};
 pub use group_reader::{Assignment, GroupReader, Input, RecordBatch};
 pub use progress::{ProgressReader, ProgressWriter};
+pub use write_error::WriteError;

@@ -5,7 +5,8 @@
 //! Kafka-compatible brokers drop commit metadata.
 
 use super::quiet::Quiet;
-use super::read::{read_from, ReadError};
+use super::read::{own_topic_consumer, read_from, ReadError};
+use super::WriteError;
 use crate::offsets::Progress;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -100,7 +101,7 @@ impl ProgressWriter {
     /// Writes each record and waits for it before the next: one record per
     /// produce request (tansu 0.6.0 returned only the last record of a
     /// multi-record batch to readers of this topic).
-    pub async fn write(&self, records: &[ProgressRecord]) -> Result<(), String> {
+    pub async fn write(&self, records: &[ProgressRecord]) -> Result<(), WriteError> {
         for r in records {
             let payload = serde_json::to_string(r).expect("progress serializes");
             let k = key(&r.topic, r.partition);
@@ -113,7 +114,10 @@ impl ProgressWriter {
                     Duration::from_secs(10),
                 )
                 .await
-                .map_err(|(e, _)| e.to_string())?;
+                .map_err(|(source, _)| WriteError {
+                    topic: self.topic.clone(),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -134,12 +138,8 @@ pub struct ProgressReader {
 
 impl ProgressReader {
     pub fn new(config: &ClientConfig, topic: &str) -> rdkafka::error::KafkaResult<ProgressReader> {
-        let consumer = config
-            .clone()
-            .set("group.id", "reset-pipeline-progress-reader")
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false")
-            .create_with_context(Quiet)?;
+        // Unassigned between reads, so nothing is fetched in the background.
+        let consumer = own_topic_consumer(config, Quiet, Duration::from_millis(10))?;
         Ok(ProgressReader {
             consumer,
             topic: topic.to_string(),

@@ -3,11 +3,31 @@
 
 use super::{CommitDone, Committing, Live, Partition, PartitionKey};
 use crate::kafka::progress::ProgressRecord;
+use crate::kafka::WriteError;
 use crate::offsets::Progress;
 use anyhow::{anyhow, Result};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
+
+/// Why a commit's progress was not written.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum CommitError {
+    #[error("{0} dead letters the progress covers are not written yet")]
+    LettersUnconfirmed(usize),
+    #[error(transparent)]
+    Progress(#[from] WriteError),
+}
+
+impl CommitError {
+    /// Whether the commit may succeed at a later tick.
+    fn is_transient(&self) -> bool {
+        match self {
+            CommitError::LettersUnconfirmed(_) => true,
+            CommitError::Progress(e) => e.is_transient(),
+        }
+    }
+}
 
 /// The partition's progress record, when its progress moved since it was
 /// last written (a watermark raised further by idleness alone: now and
@@ -62,10 +82,10 @@ impl Live {
         Some(Box::pin(async move {
             let refused = letters.confirmed().await;
             if !refused.is_empty() {
-                let why = format!("{} dead letters not written yet", refused.len());
+                let why = CommitError::LettersUnconfirmed(refused.len());
                 return (Err(why), records, refused);
             }
-            let written = writer.write(&records).await;
+            let written = writer.write(&records).await.map_err(CommitError::from);
             (written, records, Vec::new())
         }))
     }
@@ -98,6 +118,9 @@ impl Live {
     ) -> Result<()> {
         if let Err(e) = written {
             self.metrics.progress_write_failures.inc();
+            if !e.is_transient() {
+                return Err(anyhow!(e).context("progress cannot be written"));
+            }
             if let Some(held_back) = crate::throttle::due("progress write") {
                 tracing::warn!(error = %e, held_back, "cannot write progress yet: trying again at every tick");
             }
