@@ -2,6 +2,7 @@
 //! one-line error naming the file and field, and a non-zero exit.
 
 use crate::config::{Config, PushMode, Secret};
+use crate::coverage::Coverage;
 use crate::emulator::EmulatorOptions;
 use crate::offline;
 use crate::output_file::{check_distinct, OutputFile};
@@ -55,6 +56,10 @@ pub enum Command {
         /// A config file whose `windowing` and `reset.push` settings apply.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Where to write the completeness report (CSV): per monitor and
+        /// local date, the half-hours with data and the missing ones.
+        #[arg(long)]
+        coverage: Option<PathBuf>,
         /// The time event times are judged against (RFC 3339): more than
         /// `windowing.max_future_skew` ahead of it is implausible. Give the
         /// same to a re-run for the same output (default: now).
@@ -79,6 +84,9 @@ pub enum Command {
         /// Write the emissions here as JSON lines instead of publishing them.
         #[arg(long)]
         dry_run: Option<PathBuf>,
+        /// Where to write the completeness report (CSV) of the replayed range.
+        #[arg(long)]
+        coverage: Option<PathBuf>,
     },
     /// Encode raw events (JSON lines) in the configured format and send them to the input topic.
     Produce {
@@ -164,12 +172,14 @@ pub fn run(cli: Cli) -> Result<()> {
             output,
             rejects,
             config,
+            coverage,
             now,
         } => aggregate(
             &monitors,
             &input,
             output.as_deref(),
             rejects.as_deref(),
+            coverage.as_deref(),
             config.as_deref(),
             now.unwrap_or_else(wall_clock_ms),
         ),
@@ -180,7 +190,8 @@ pub fn run(cli: Cli) -> Result<()> {
             from,
             to,
             dry_run,
-        } => replay(&config, from, to, dry_run.as_deref()),
+            coverage,
+        } => replay(&config, from, to, dry_run.as_deref(), coverage.as_deref()),
         Command::Produce { config, input } => produce(&config, &input),
         Command::Demo {
             monitors,
@@ -246,6 +257,7 @@ fn aggregate(
     input: &Path,
     output: Option<&Path>,
     rejects: Option<&Path>,
+    coverage: Option<&Path>,
     config: Option<&Path>,
     now_ms: i64,
 ) -> Result<()> {
@@ -254,6 +266,7 @@ fn aggregate(
     let mut outputs = Vec::new();
     outputs.extend(output.map(|p| ("--output", p)));
     outputs.extend(rejects.map(|p| ("--rejects", p)));
+    outputs.extend(coverage.map(|p| ("--coverage", p)));
     check_distinct(&inputs, &outputs)?;
     let (settings, push) = match config {
         Some(path) => {
@@ -282,18 +295,32 @@ fn aggregate(
         None => &mut stdout,
     };
     let mut rejects_file = rejects.map(OutputFile::create).transpose()?;
+    let mut coverage_file = coverage.map(OutputFile::create).transpose()?;
+    let mut counted = Coverage::default();
     let summary = offline::aggregate(
         registry,
         settings,
         push,
         now_ms,
         &mut reader,
-        out,
-        rejects_file.as_mut().map(|w| w as &mut dyn Write),
+        offline::Outputs {
+            emissions: out,
+            rejects: rejects_file.as_mut().map(|w| w as &mut dyn Write),
+            coverage: coverage_file.as_ref().map(|_| &mut counted),
+        },
     )
     .with_context(|| format!("{}: aggregate failed", input.display()))?;
     stdout.flush().context("cannot write the output")?;
-    for file in out_file.into_iter().chain(rejects_file) {
+    if let Some(file) = coverage_file.as_mut() {
+        counted
+            .write_csv(file)
+            .context("cannot write the coverage report")?;
+    }
+    for file in out_file
+        .into_iter()
+        .chain(rejects_file)
+        .chain(coverage_file)
+    {
         file.finish()?;
     }
     eprintln!("aggregate: {summary}");
@@ -477,14 +504,23 @@ fn run_live(path: &Path) -> Result<()> {
     })
 }
 
-fn replay(path: &Path, from: i64, to: i64, dry_run: Option<&Path>) -> Result<()> {
+fn replay(
+    path: &Path,
+    from: i64,
+    to: i64,
+    dry_run: Option<&Path>,
+    coverage: Option<&Path>,
+) -> Result<()> {
     anyhow::ensure!(from < to, "--from must be before --to");
     let (config, registry) = load_runnable(path)?;
-    if let Some(out) = dry_run {
+    {
         let monitors = config.monitors_file();
         let mut inputs = vec![("--config", path)];
         inputs.extend(monitors.as_deref().map(|m| ("monitors.file", m)));
-        check_distinct(&inputs, &[("--dry-run", out)])?;
+        let mut outputs = Vec::new();
+        outputs.extend(dry_run.map(|p| ("--dry-run", p)));
+        outputs.extend(coverage.map(|p| ("--coverage", p)));
+        check_distinct(&inputs, &outputs)?;
     }
     let (registry, _) = crate::live::with_monitor_topic(&config, registry, &Default::default())?;
     // Publishing, replay reads and updates the announcements store as `run`
@@ -517,6 +553,17 @@ fn replay(path: &Path, from: i64, to: i64, dry_run: Option<&Path>) -> Result<()>
             _ => 0,
         })
         .sum();
+    if let Some(path) = coverage {
+        let mut counted = Coverage::default();
+        for e in &emissions {
+            counted.add_emission(&registry, e);
+        }
+        let mut w = OutputFile::create(path)?;
+        counted
+            .write_csv(&mut w)
+            .context("cannot write the coverage report")?;
+        w.finish()?;
+    }
     if let Some(out) = dry_run {
         let mut w = OutputFile::create(out)?;
         for e in &emissions {

@@ -126,6 +126,10 @@ pub struct WindowingConfig {
     /// rejected as `implausible_time`.
     #[serde(default = "one_hour", deserialize_with = "humane")]
     pub max_future_skew: Duration,
+    /// A monitor with no accepted sample for this long (on the wall clock)
+    /// counts as silent in `reset_pipeline_silent_monitors`.
+    #[serde(default = "two_hours", deserialize_with = "humane")]
+    pub silent_after: Duration,
     /// An inferred bin emptying is a fall of at least this fraction of the previous weight...
     #[serde(default = "half")]
     pub bin_empty_min_fraction: f64,
@@ -140,6 +144,7 @@ impl Default for WindowingConfig {
             allowed_lateness: ten_minutes(),
             idle_timeout: five_minutes(),
             max_future_skew: one_hour(),
+            silent_after: two_hours(),
             bin_empty_min_fraction: half(),
             bin_empty_min_kg: one(),
         }
@@ -148,6 +153,9 @@ impl Default for WindowingConfig {
 
 fn one_hour() -> Duration {
     Duration::from_secs(3600)
+}
+fn two_hours() -> Duration {
+    Duration::from_secs(7200)
 }
 fn ten_minutes() -> Duration {
     Duration::from_secs(600)
@@ -453,6 +461,9 @@ impl Config {
         }
         if w.idle_timeout.is_zero() {
             problem("windowing.idle_timeout", "must be more than zero".into());
+        }
+        if w.silent_after.is_zero() {
+            problem("windowing.silent_after", "must be more than zero".into());
         }
         if self.kafka.progress_replication_factor < 1 {
             problem(

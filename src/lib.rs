@@ -9,7 +9,7 @@
 //! - [`payload`]: the exact JSON of `readings` and `monitors` messages
 //! - [`offsets`]: what a partition may commit, given RESET's answers, and where it resumes
 //! - [`pipeline`]: one partition through engine, batcher and offset tracker, monitors announced first
-//! - [`offline`]: the `aggregate` command over a JSON-lines file
+//! - [`offline`]: the `aggregate` command over a JSON-lines file; [`coverage`]: its completeness report
 //!
 //! The shell around that pure core:
 //! - [`sink`]: the authenticated Socket.IO connection to RESET's `/v2` and the publisher
@@ -30,6 +30,7 @@ pub mod batch;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod coverage;
 pub mod demo;
 pub mod emulator;
 pub mod event;

@@ -25,6 +25,9 @@ pub struct Metrics {
     pub watermark_delay: IntGaugeVec,
     pub consumer_lag: IntGaugeVec,
     pub stalled_partitions: IntGauge,
+    pub monitors_silent: IntGauge,
+    pub day_windows_expected: IntGauge,
+    pub day_windows_with_data: IntGauge,
     pub paused_partitions: IntGauge,
     pub waiting_for_reset_since: IntGauge,
     pub unmatched_answers: IntCounter,
@@ -140,6 +143,18 @@ impl Metrics {
             stalled_partitions: gauge(
                 "stalled_partitions",
                 "Partitions from which nothing was read for kafka.stall_after while the broker says records wait, or does not answer",
+            ),
+            monitors_silent: gauge(
+                "silent_monitors",
+                "Monitors of this replica's partitions with no accepted sample for windowing.silent_after, on the wall clock",
+            ),
+            day_windows_expected: gauge(
+                "last_day_expected_windows",
+                "Half-hour windows in the last complete local day of each monitor of this replica's partitions, summed",
+            ),
+            day_windows_with_data: gauge(
+                "last_day_covered_windows",
+                "Of last_day_expected_windows, those a reading was sent for",
             ),
             paused_partitions: gauge(
                 "paused_partitions",
@@ -292,6 +307,7 @@ mod tests {
                 "_windows",
                 "_messages",
                 "_partitions",
+                "_monitors",
             ];
             assert!(
                 counter_or_unit.iter().any(|s| name.ends_with(s)),

@@ -7,6 +7,7 @@
 use crate::codec::{DecodeError, Decoder, MAX_RECORD_BYTES};
 use crate::config::InputFormat;
 use crate::config::PushMode;
+use crate::coverage::Coverage;
 use crate::payload::{emission_line, Announcements};
 use crate::pipeline::{with_announcements, PartitionPipeline};
 use crate::registry::Registry;
@@ -85,17 +86,41 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// Runs events through the core, judging their times against `now_ms`;
-/// emissions go to `out`, rejects to `rejects` if given.
+/// Where `aggregate` writes what it finds.
+pub struct Outputs<'a> {
+    /// The emissions, one JSON line each.
+    pub emissions: &'a mut dyn Write,
+    /// Rejected samples, one JSON line each.
+    pub rejects: Option<&'a mut dyn Write>,
+    /// Each window sent, counted for the completeness report.
+    pub coverage: Option<&'a mut Coverage>,
+}
+
+impl<'a> Outputs<'a> {
+    /// Emissions only.
+    pub fn emissions(out: &'a mut dyn Write) -> Outputs<'a> {
+        Outputs {
+            emissions: out,
+            rejects: None,
+            coverage: None,
+        }
+    }
+}
+
+/// Runs events through the core, judging their times against `now_ms`.
 pub fn aggregate(
     registry: Arc<Registry>,
     settings: EngineSettings,
     push: PushMode,
     now_ms: i64,
     input: &mut dyn BufRead,
-    out: &mut dyn Write,
-    mut rejects_out: Option<&mut dyn Write>,
+    outputs: Outputs<'_>,
 ) -> io::Result<Summary> {
+    let Outputs {
+        emissions: out,
+        rejects: mut rejects_out,
+        mut coverage,
+    } = outputs;
     let mut pipeline = PartitionPipeline::new(Arc::clone(&registry), settings, push);
     let mut announcements = Announcements::default();
     let mut summary = Summary {
@@ -119,6 +144,9 @@ pub fn aggregate(
                     summary.readings_messages += 1;
                     summary.readings += b.ends.len() as u64;
                 }
+            }
+            if let Some(c) = coverage.as_deref_mut() {
+                c.add_emission(&registry, &emission);
             }
             writeln!(
                 out,

@@ -213,3 +213,103 @@ async fn scraped_by_prometheus(http: &str, dir: &std::path::Path, consumed: f64)
         names.unwrap_or(0.0)
     );
 }
+
+/// A fixed-offset zone in which it is now between noon and 1 pm, so that
+/// "yesterday" cannot change while the test runs; and that zone's
+/// yesterday midnight, as epoch milliseconds.
+fn zone_at_noon(now_ms: i64) -> (String, i64) {
+    let utc_hour = (now_ms / 3_600_000).rem_euclid(24);
+    let offset = 12 - utc_hour; // -11 ..= 12 hours east of UTC
+                                // The Etc zones' signs are inverted: Etc/GMT-5 is UTC+5.
+    let zone = match offset {
+        0 => "Etc/UTC".to_string(),
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    };
+    let local_now = now_ms + offset * 3_600_000;
+    let local_midnight_today = local_now - local_now.rem_euclid(86_400_000);
+    let yesterday = local_midnight_today - 86_400_000 - offset * 3_600_000;
+    (zone, yesterday)
+}
+
+/// Events of one monitor, one every 10 minutes in `[from, to)`.
+fn every_ten_minutes(id: &str, from: i64, to: i64) -> Vec<reset_pipeline::event::SensorEvent> {
+    (0..)
+        .map(|k| from + 5 * 60_000 + k * 600_000)
+        .take_while(|t| *t < to)
+        .map(|t| reset_pipeline::event::SensorEvent {
+            connection_id: id.to_string(),
+            event_time: t,
+            channel_id: None,
+            measurements: vec![reset_pipeline::event::Measurement {
+                parameter: "co2".into(),
+                value: reset_pipeline::event::SampleValue::Number(500.0),
+                unit: None,
+            }],
+            bin_emptied: false,
+        })
+        .collect()
+}
+
+/// The completeness gauges on wall-clock data: monitor LIVE sends every
+/// ten minutes from yesterday's local midnight until now; monitor GONE
+/// sent through yesterday morning only (its first 24 windows) and has
+/// been silent since. Then: one silent monitor, and of the 96 windows of
+/// their yesterday, 48 + 24 with data.
+async fn the_completeness_gauges_count_silent_monitors_and_yesterdays_windows(kind: BrokerKind) {
+    let broker = Broker::start(kind, TOPICS);
+    let dir = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let (zone, yesterday) = zone_at_noon(now);
+    let mut monitors = String::from("monitors:\n");
+    for id in ["LIVE", "GONE"] {
+        monitors.push_str(&format!("  - {{connection_id: {id}, module: air, timezone: {zone}, monitor_brand: B, monitor_sku: S, monitor_serial_id: {id}, parameters: {{co2: ppm}}}}\n"));
+    }
+    std::fs::write(dir.path().join("monitors.yaml"), monitors).unwrap();
+    let mut events = every_ten_minutes("LIVE", yesterday, now - 60_000);
+    events.extend(every_ten_minutes(
+        "GONE",
+        yesterday,
+        yesterday + 12 * 3_600_000,
+    ));
+    events.sort_by_key(|e| e.event_time);
+    produce_to(&broker.bootstrap, events).await;
+
+    let emulator = serve(
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        EmulatorOptions::default(),
+    )
+    .await
+    .unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let config = write_config(dir.path(), &broker.bootstrap, emulator.addr, "");
+    edit_config(
+        &config,
+        &[("listen: 127.0.0.1:0", &format!("listen: {http}"))],
+    );
+    let pipeline = Pipeline::start(&config, &dir.path().join("pipeline.log"));
+    let gauges = || {
+        http_get(&http, "/metrics").ok().map(|(_, text)| {
+            let m = scrape(&text);
+            let get = |k: &str| m.get(k).copied().unwrap_or(-1.0);
+            (
+                get("reset_pipeline_silent_monitors{}"),
+                get("reset_pipeline_last_day_expected_windows{}"),
+                get("reset_pipeline_last_day_covered_windows{}"),
+            )
+        })
+    };
+    let expected = Some((1.0, 96.0, 72.0));
+    let settled = wait_until(Duration::from_secs(90), || gauges() == expected).await;
+    assert!(
+        settled,
+        "(silent, expected, with data) = {:?}, not {expected:?}; zone {zone}",
+        gauges()
+    );
+    assert!(pipeline.terminate().success());
+}
+
+on_both_brokers!(the_completeness_gauges_count_silent_monitors_and_yesterdays_windows);

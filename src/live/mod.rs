@@ -11,6 +11,7 @@
 
 use crate::codec::Decoder;
 use crate::config::{Config, InputFormat};
+use crate::coverage::Coverage;
 use crate::http::Readiness;
 use crate::kafka::dead_letter::Letter;
 use crate::kafka::flow::Flow;
@@ -33,6 +34,7 @@ use crate::schema_registry::SchemaRegistry;
 use crate::sink::{Publisher, PublisherSettings, Status};
 use crate::window::EngineSettings;
 use anyhow::{anyhow, Context as _, Result};
+use commit::CommitError;
 use rdkafka::consumer::BaseConsumer;
 use schemas::{SchemaAnswer, SchemaFetches};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -78,7 +80,7 @@ impl Partition {
 
 /// A progress write's outcome, with its records, and the dead letters the
 /// broker did not take (the progress then waits for them).
-type CommitDone = (Result<(), String>, Vec<ProgressRecord>, Vec<Letter>);
+type CommitDone = (Result<(), CommitError>, Vec<ProgressRecord>, Vec<Letter>);
 
 /// A progress write under way beside the loop.
 type Committing = std::pin::Pin<Box<dyn Future<Output = CommitDone> + Send>>;
@@ -127,6 +129,11 @@ struct Live {
     flowing_since: Instant,
     /// Since when messages wait and RESET acknowledged none (`None`: none waits).
     waiting_for_reset_since: Option<SystemTime>,
+    /// The windows readings were sent for, by monitor and local day (the
+    /// last few days), for the completeness gauges.
+    coverage: Coverage,
+    /// The first day `coverage` keeps (set when it last forgot older ones).
+    coverage_kept_from: Option<chrono::NaiveDate>,
 }
 
 /// The registry `base` with `monitors.topic`, when configured, read to its
@@ -293,6 +300,8 @@ pub async fn run(
         flow: Flow::new(publisher_limit),
         flowing_since: Instant::now(),
         waiting_for_reset_since: None,
+        coverage: Coverage::default(),
+        coverage_kept_from: None,
         config,
         registry,
         metrics,

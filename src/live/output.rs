@@ -27,6 +27,7 @@ impl Live {
                     self.metrics.readings_sent.inc_by(b.ends.len() as u64);
                 }
             }
+            self.coverage.add_emission(&self.registry, &emission);
             let message = Outgoing::from(emission);
             self.sending(key, &message);
             messages.push(message);

@@ -4,7 +4,9 @@
 use super::{now_ms, Live, PartitionKey, WATERMARK_QUERY_TIMEOUT};
 use crate::kafka::record_queue::cached_watermarks;
 use crate::kafka::stall::StallChange;
+use crate::registry::MonitorId;
 use rdkafka::consumer::Consumer;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -137,5 +139,38 @@ impl Live {
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs() as i64);
         self.metrics.waiting_for_reset_since.set(since);
+        self.update_completeness(now);
+    }
+
+    /// The completeness gauges, over the monitors that had a sample go into
+    /// a window in this replica's partitions (a revoked partition's
+    /// monitors leave with it).
+    fn update_completeness(&mut self, now: i64) {
+        let mut latest: HashMap<MonitorId, i64> = HashMap::new();
+        for part in self.parts.values() {
+            for (id, t) in part.pipeline.engine().latest_samples() {
+                let l = latest.entry(id).or_insert(t);
+                *l = (*l).max(t);
+            }
+        }
+        let silent_after = self.config.windowing.silent_after.as_millis() as i64;
+        let c = self
+            .coverage
+            .completeness(&self.registry, &latest, now, silent_after);
+        self.metrics.monitors_silent.set(c.silent as i64);
+        self.metrics
+            .day_windows_expected
+            .set(c.windows_expected as i64);
+        self.metrics
+            .day_windows_with_data
+            .set(c.windows_with_data as i64);
+        // Days more than two before today (in any zone) are not looked at again.
+        if let Some(today) = chrono::DateTime::from_timestamp_millis(now) {
+            let oldest = today.date_naive() - chrono::Duration::days(3);
+            if self.coverage_kept_from != Some(oldest) {
+                self.coverage.forget_before(oldest);
+                self.coverage_kept_from = Some(oldest);
+            }
+        }
     }
 }

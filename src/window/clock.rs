@@ -56,15 +56,18 @@ pub fn local_day_end(tz: &Tz, end_ms: i64) -> i64 {
     } else {
         local.date().succ_opt()
     };
-    let Some(midnight) = date.map(|d| d.and_time(chrono::NaiveTime::MIN)) else {
-        return end_ms;
-    };
-    // A zone that skips midnight (a DST change at 00:00) starts that day
-    // at the end of the gap.
+    date.and_then(|d| local_midnight(tz, d))
+        .map_or(end_ms, |t| t.max(end_ms))
+}
+
+/// The instant the local day `date` starts: its midnight, or, in a zone
+/// that skips midnight (a DST change at 00:00), the end of the gap.
+pub fn local_midnight(tz: &Tz, date: chrono::NaiveDate) -> Option<i64> {
+    let midnight = date.and_time(chrono::NaiveTime::MIN);
     (0..=4)
         .map(|half_hours| midnight + chrono::Duration::minutes(30 * half_hours))
         .find_map(|t| tz.from_local_datetime(&t).earliest())
-        .map_or(end_ms, |t| t.timestamp_millis().max(end_ms))
+        .map(|t| t.timestamp_millis())
 }
 
 /// Whether `end_ms` is a local midnight (the last window of a local day).

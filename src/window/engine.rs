@@ -80,6 +80,8 @@ struct OpenWindow {
 struct MonitorWindows {
     /// The end of the window the last sample fell in, to skip the zone lookup.
     cached_end: Option<i64>,
+    /// The latest event time of a sample that went into a window.
+    latest_taken: Option<i64>,
     /// Open windows, by end.
     open: Vec<OpenWindow>,
 }
@@ -156,6 +158,16 @@ impl Engine {
 
     pub fn open_windows(&self) -> usize {
         self.windows.open_windows
+    }
+
+    /// Each monitor that had a sample go into a window, with the latest
+    /// such sample's event time.
+    pub fn latest_samples(&self) -> impl Iterator<Item = (MonitorId, i64)> + '_ {
+        self.windows
+            .monitors
+            .iter()
+            .enumerate()
+            .filter_map(|(id, m)| m.latest_taken.map(|t| (id as MonitorId, t)))
     }
 
     pub fn stats(&self) -> &EngineStats {
@@ -357,6 +369,10 @@ impl Windows {
                 }
                 None => self.stats.samples_null += 1,
             }
+        }
+        if window.is_some() {
+            let latest = &mut self.monitors[idx].latest_taken;
+            *latest = Some(latest.map_or(t, |l| l.max(t)));
         }
     }
 

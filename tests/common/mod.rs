@@ -22,7 +22,7 @@ macro_rules! on_both_brokers {
 
 use reset_pipeline::config::PushMode;
 use reset_pipeline::event::{Measurement, SensorEvent};
-use reset_pipeline::offline::{aggregate, Summary};
+use reset_pipeline::offline::{aggregate, Outputs, Summary};
 use reset_pipeline::registry::Registry;
 use reset_pipeline::window::EngineSettings;
 use serde_json::Value;
@@ -141,8 +141,11 @@ pub fn run_lines(
         push,
         TEST_NOW,
         &mut input.as_bytes(),
-        &mut out,
-        Some(&mut rejects),
+        Outputs {
+            emissions: &mut out,
+            rejects: Some(&mut rejects),
+            coverage: None,
+        },
     )
     .expect("in-memory io");
     let parse = |bytes: &[u8]| -> Vec<Value> {
@@ -184,8 +187,7 @@ pub fn sample_emissions() -> Vec<(String, String)> {
         PushMode::default(),
         TEST_NOW,
         &mut input.as_slice(),
-        &mut out,
-        None,
+        Outputs::emissions(&mut out),
     )
     .unwrap();
     String::from_utf8(out)
