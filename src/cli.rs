@@ -323,6 +323,7 @@ fn aggregate(
     {
         file.finish()?;
     }
+    reader.progress.finish();
     eprintln!("aggregate: {summary}");
     if let Some(warning) = summary.lateness_warning() {
         eprintln!("aggregate: warning: {warning}");

@@ -1,7 +1,10 @@
-//! How far a long command has come, on standard error: a line every five
-//! seconds (none for a command done sooner), with the share of the total
-//! when it is known, and the rate so far.
+//! How far a long command has come, on standard error: a progress bar when
+//! it is a terminal; otherwise (a log, a pipe) a line every five seconds
+//! (none for a command done sooner), with the share of the total when it is
+//! known, and the rate so far.
 
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 const EVERY: Duration = Duration::from_secs(5);
@@ -12,23 +15,72 @@ pub struct ProgressLine {
     total: Option<u64>,
     started: Instant,
     printed: Instant,
+    /// Drawn instead of the lines when standard error is a terminal.
+    bar: Option<ProgressBar>,
+}
+
+/// A bar (a spinner when the total is unknown) that draws itself at most a
+/// few times a second, however often it is moved.
+fn bar(command: &str, unit: &str, total: Option<u64>) -> ProgressBar {
+    let (bar, template) = match total {
+        Some(total) if unit == "bytes" => (
+            ProgressBar::new(total),
+            "{prefix}: {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {percent}%, {eta} left)"
+                .to_string(),
+        ),
+        Some(total) => (
+            ProgressBar::new(total),
+            format!("{{prefix}}: {{wide_bar}} {{human_pos}}/{{human_len}} {unit} ({{percent}}%, {{eta}} left)"),
+        ),
+        None => (
+            ProgressBar::new_spinner(),
+            format!("{{prefix}}: {{spinner}} {{human_pos}} {unit} in {{elapsed}}"),
+        ),
+    };
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar.set_prefix(command.to_string());
+    bar
+}
+
+impl Drop for ProgressLine {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
 
 impl ProgressLine {
     /// Progress of `command` counted in `unit`s, out of `total` when known.
     pub fn new(command: &'static str, unit: &'static str, total: Option<u64>) -> ProgressLine {
         let now = Instant::now();
+        let bar = std::io::stderr()
+            .is_terminal()
+            .then(|| bar(command, unit, total));
         ProgressLine {
             command,
             unit,
             total,
             started: now,
             printed: now,
+            bar,
         }
     }
 
-    /// `done` units so far: printed if the last line is five seconds old.
+    /// Takes the bar off the terminal, before the command's summary.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    /// `done` units so far: the bar moved, or a line printed if the last
+    /// one is five seconds old.
     pub fn update(&mut self, done: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+            return;
+        }
         if self.printed.elapsed() < EVERY {
             return;
         }
