@@ -242,3 +242,168 @@ async fn unauthenticated_messages_are_refused() {
     client.disconnect().await.unwrap();
     handle.stop();
 }
+
+/// What a raw client heard: each answer by event name, and whether the
+/// server closed the connection.
+#[derive(Debug)]
+enum Heard {
+    Answer(String, Value),
+    Closed,
+}
+
+/// A raw Socket.IO client on `/v2` and what it hears.
+async fn raw_client(
+    handle: &EmulatorHandle,
+) -> (
+    rust_socketio::asynchronous::Client,
+    UnboundedReceiver<Heard>,
+) {
+    use futures_util::FutureExt;
+    use rust_socketio::{Event, Payload};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut builder =
+        rust_socketio::asynchronous::ClientBuilder::new(format!("http://{}", handle.addr))
+            .namespace("/v2");
+    for event in ["auth", "ack", "errors"] {
+        let tx = tx.clone();
+        builder = builder.on(event, move |p, _| {
+            let tx = tx.clone();
+            async move {
+                if let Payload::Text(v) = p {
+                    let _ = tx.send(Heard::Answer(event.to_string(), v[0].clone()));
+                }
+            }
+            .boxed()
+        });
+    }
+    let closed = tx.clone();
+    builder = builder.on(Event::Close, move |_, _| {
+        let tx = closed.clone();
+        async move {
+            let _ = tx.send(Heard::Closed);
+        }
+        .boxed()
+    });
+    (builder.connect().await.unwrap(), rx)
+}
+
+/// Emits until the first answer (the namespace may not be joined yet when
+/// `connect` returns), and returns it.
+async fn emit_until_answered(
+    client: &rust_socketio::asynchronous::Client,
+    heard: &mut UnboundedReceiver<Heard>,
+    event: &str,
+    payload: rust_socketio::Payload,
+) -> (String, Value) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while tokio::time::Instant::now() < deadline {
+        // Refused until the connection is open.
+        if client.emit(event, payload.clone()).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        match tokio::time::timeout(Duration::from_millis(300), heard.recv()).await {
+            Ok(Some(Heard::Answer(name, body))) => return (name, body),
+            Ok(other) => panic!("{event}: heard {other:?} instead of an answer"),
+            Err(_) => {}
+        }
+    }
+    panic!("{event} was never answered");
+}
+
+/// Authenticates a raw client with the emulator's default credentials.
+async fn raw_auth(
+    client: &rust_socketio::asynchronous::Client,
+    heard: &mut UnboundedReceiver<Heard>,
+) {
+    let auth = serde_json::json!({"client_id": "demo", "client_secret": EmulatorOptions::default().client_secret.expose()});
+    let (name, body) = emit_until_answered(
+        client,
+        heard,
+        "auth",
+        rust_socketio::Payload::Text(vec![auth]),
+    )
+    .await;
+    assert_eq!(
+        (name.as_str(), &body["code"]),
+        ("auth", &Value::from("10200"))
+    );
+}
+
+#[tokio::test]
+async fn a_failed_auth_is_answered_and_then_the_connection_is_closed() {
+    let handle = emulator(EmulatorOptions::default()).await;
+    let (client, mut heard) = raw_client(&handle).await;
+    let wrong = serde_json::json!({"client_id": "demo", "client_secret": "wrong"});
+    let (name, body) = emit_until_answered(
+        &client,
+        &mut heard,
+        "auth",
+        rust_socketio::Payload::Text(vec![wrong]),
+    )
+    .await;
+    assert_eq!(
+        (name.as_str(), &body["code"]),
+        ("auth", &Value::from("10401"))
+    );
+    let next = tokio::time::timeout(TIMEOUT, heard.recv()).await;
+    assert!(
+        matches!(next, Ok(Some(Heard::Closed))),
+        "the connection stays open after a failed auth: {next:?}"
+    );
+    handle.stop();
+}
+
+#[tokio::test]
+async fn an_auth_without_an_argument_is_refused_and_closed() {
+    let handle = emulator(EmulatorOptions::default()).await;
+    let (client, mut heard) = raw_client(&handle).await;
+    let (name, body) = emit_until_answered(
+        &client,
+        &mut heard,
+        "auth",
+        rust_socketio::Payload::Text(vec![]),
+    )
+    .await;
+    assert_eq!(
+        (name.as_str(), &body["code"]),
+        ("auth", &Value::from("10401"))
+    );
+    assert!(matches!(
+        tokio::time::timeout(TIMEOUT, heard.recv()).await,
+        Ok(Some(Heard::Closed))
+    ));
+    assert_eq!(handle.state.lock().unwrap().stats.auth_failed, 1);
+    handle.stop();
+}
+
+#[tokio::test]
+async fn readings_without_a_usable_argument_are_answered_10400() {
+    let handle = emulator(EmulatorOptions::default()).await;
+    let (client, mut heard) = raw_client(&handle).await;
+    raw_auth(&client, &mut heard).await;
+    let mut deep = Value::from(1);
+    for _ in 0..200 {
+        deep = serde_json::json!({ "a": deep });
+    }
+    let odd = [
+        ("no argument", rust_socketio::Payload::Text(vec![])),
+        (
+            "a binary attachment",
+            rust_socketio::Payload::from(vec![0u8, 1, 2]),
+        ),
+        ("200 levels deep", rust_socketio::Payload::Text(vec![deep])),
+    ];
+    for (what, payload) in odd {
+        client.emit("readings", payload).await.unwrap();
+        let answer = tokio::time::timeout(TIMEOUT, heard.recv()).await;
+        let Ok(Some(Heard::Answer(name, body))) = answer else {
+            panic!("{what}: no answer, {answer:?}");
+        };
+        assert_eq!(name, "errors", "{what}: {body}");
+        assert_eq!(body["code"], "10400", "{what}: {body}");
+    }
+    assert!(handle.state.lock().unwrap().readings.is_empty());
+    client.disconnect().await.unwrap();
+    handle.stop();
+}

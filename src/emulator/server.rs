@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{json, Value};
-use socketioxide::extract::{Data, SocketRef};
+use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::SocketIo;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -216,23 +216,51 @@ where
     }
 }
 
-fn attach(socket: SocketRef, shared: Shared) {
-    let auth = shared.clone();
-    socket.on("auth", move |socket: SocketRef, Data(data): Data<Value>| {
-        let shared = auth.clone();
-        async move { on_auth(&socket, &shared, &data) }
-    });
-    for event in ["monitors", "readings"] {
-        let shared = shared.clone();
-        socket.on(event, move |socket: SocketRef, Data(data): Data<Value>| {
-            let shared = shared.clone();
-            async move { on_message(socket, shared, event, data).await }
-        });
+/// The first argument of an event, or why there is none to use: none at
+/// all, a binary attachment, or JSON nested deeper than can be read. Every
+/// event gets an answer either way, as RESET's would.
+type Argument = Result<Value, String>;
+
+fn argument(data: Result<Value, socketioxide::ParserError>) -> Argument {
+    match data {
+        Ok(Value::Null) => Err("the event carries no argument".into()),
+        Ok(v) if v.is_object() => Ok(v),
+        Ok(_) => Err("the event's argument is not a JSON object".into()),
+        Err(e) => Err(format!("the event's argument cannot be read: {e}")),
     }
 }
 
-fn on_auth(socket: &SocketRef, shared: &Shared, data: &Value) {
-    let given = |k: &str| data.get(k).and_then(Value::as_str).unwrap_or("");
+fn attach(socket: SocketRef, shared: Shared) {
+    let auth = shared.clone();
+    socket.on(
+        "auth",
+        move |socket: SocketRef, TryData(data): TryData<Value>| {
+            let shared = auth.clone();
+            async move { on_auth(&socket, &shared, &argument(data)) }
+        },
+    );
+    for event in ["monitors", "readings"] {
+        let shared = shared.clone();
+        socket.on(
+            event,
+            move |socket: SocketRef, TryData(data): TryData<Value>| {
+                let shared = shared.clone();
+                async move { on_message(socket, shared, event, argument(data)).await }
+            },
+        );
+    }
+}
+
+/// Answers `auth`; a failed one closes the connection, as RESET's document
+/// says (after the answer).
+fn on_auth(socket: &SocketRef, shared: &Shared, data: &Argument) {
+    let given = |k: &str| {
+        data.as_ref()
+            .ok()
+            .and_then(|d| d.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    };
     // Both must be given: an emulator started with an empty secret accepts
     // no `auth` without one.
     let ok = given("client_id") == shared.options.client_id
@@ -251,6 +279,9 @@ fn on_auth(socket: &SocketRef, shared: &Shared, data: &Value) {
     };
     drop(state);
     send_answer(socket, shared, "auth", &reply);
+    if !ok {
+        let _ = socket.clone().disconnect();
+    }
 }
 
 /// What to answer a message with, decided under the state lock.
@@ -261,8 +292,8 @@ enum Answer {
     Disconnect,
 }
 
-async fn on_message(socket: SocketRef, shared: Shared, event: &'static str, data: Value) {
-    let id = message_id(&data).unwrap_or_default();
+async fn on_message(socket: SocketRef, shared: Shared, event: &'static str, data: Argument) {
+    let id = data.as_ref().ok().and_then(message_id).unwrap_or_default();
     let answer = decide(&socket, &shared, event, data, &id);
     match answer {
         Answer::Disconnect => {
@@ -288,7 +319,7 @@ async fn on_message(socket: SocketRef, shared: Shared, event: &'static str, data
     }
 }
 
-fn decide(socket: &SocketRef, shared: &Shared, event: &str, data: Value, id: &str) -> Answer {
+fn decide(socket: &SocketRef, shared: &Shared, event: &str, data: Argument, id: &str) -> Answer {
     let options = &shared.options;
     let mut state = shared.state.lock().expect("state lock");
     let state = &mut *state;
@@ -296,6 +327,13 @@ fn decide(socket: &SocketRef, shared: &Shared, event: &str, data: Value, id: &st
         state.stats.errors_10401 += 1;
         return Answer::Error("10401", "Unauthorized access: authenticate first.".into());
     }
+    let data = match data {
+        Ok(data) => data,
+        Err(reason) => {
+            state.stats.errors_10400 += 1;
+            return Answer::Error("10400", reason);
+        }
+    };
     state.stats.messages += 1;
     if options.disconnect_every > 0
         && state
