@@ -131,6 +131,7 @@ async fn replay_of_a_sub_range_equals_the_live_readings_inside_it(kind: BrokerKi
         START + 5 * 3_600_000 + 60_000,
     );
     let out = s.dir.path().join("replay.jsonl");
+    let coverage = s.dir.path().join("coverage.csv");
     let fmt = |t: i64| {
         chrono::DateTime::from_timestamp_millis(t)
             .unwrap()
@@ -147,6 +148,8 @@ async fn replay_of_a_sub_range_equals_the_live_readings_inside_it(kind: BrokerKi
             &fmt(to),
             "--dry-run",
             out.to_str().unwrap(),
+            "--coverage",
+            coverage.to_str().unwrap(),
         ])
         .env("RESET_CLIENT_SECRET", "demo")
         .output()
@@ -178,6 +181,18 @@ async fn replay_of_a_sub_range_equals_the_live_readings_inside_it(kind: BrokerKi
         .collect();
     assert!(!inside.is_empty());
     assert_eq!(replayed, inside);
+    // The coverage report counts each replayed window once, by monitor.
+    let report = std::fs::read_to_string(&coverage).unwrap();
+    let mut counted: BTreeMap<String, usize> = BTreeMap::new();
+    for row in report.lines().skip(1) {
+        let fields: Vec<&str> = row.split(',').collect();
+        *counted.entry(fields[0].to_string()).or_default() += fields[3].parse::<usize>().unwrap();
+    }
+    let mut expected: BTreeMap<String, usize> = BTreeMap::new();
+    for (connection_id, _) in replayed.keys() {
+        *expected.entry(connection_id.clone()).or_default() += 1;
+    }
+    assert_eq!(counted, expected, "{report}");
 }
 
 fn one_monitor() -> Registry {
