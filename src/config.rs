@@ -366,9 +366,15 @@ impl Config {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| Problems::one(Problem::new(file.clone(), format!("cannot read: {e}"))))?;
-        let mut config: Config = crate::problem::from_yaml(&text, &file)?;
+        let mut config = Config::parse(&text, &file)?;
         config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(config)
+    }
+
+    /// Parses config YAML; `file` names it in problems. Relative paths in
+    /// it are taken from the current folder.
+    pub fn parse(text: &str, file: &str) -> Result<Config, Problems> {
+        crate::problem::from_yaml(text, file)
     }
 
     /// Fills the RESET credentials from the environment where the file leaves
