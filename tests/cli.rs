@@ -340,3 +340,59 @@ fn unquoted_numbers_as_ids_are_refused_with_the_quoted_form_to_write() {
         "{out}"
     );
 }
+
+#[test]
+fn validate_reports_a_type_error_in_each_monitor_not_only_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let monitor = |id: &str, extra: &str| {
+        format!("  - connection_id: {id}\n    module: air\n    timezone: UTC\n    monitor_brand: B\n    monitor_sku: S\n    monitor_serial_id: {id}\n    parameters: {{co2: ppm}}\n{extra}")
+    };
+    let yaml = [
+        "monitors:\n".to_string(),
+        monitor("A", "    label: [first, floor]\n"),
+        monitor("GOOD", ""),
+        "  - connection_id: B\n    module: air\n    timezone: UTC\n    monitor_brand: B\n    monitor_sku: S\n    monitor_serial_id: 0x1F\n    parameters: {co2: ppm}\n".to_string(),
+        "  - connection_id: C\n    module: air\n    timezone: {zone: UTC}\n    monitor_brand: B\n    monitor_sku: S\n    monitor_serial_id: C\n    parameters: {co2: ppm}\n".to_string(),
+        monitor("D", "    channels: yes\n"),
+        "  - {connection_id: E, module: air, timezone: UTC, monitor_brand: B, monitor_sku: S, monitor_serial_id: E, parameters: [co2]}\n".to_string(),
+    ]
+    .concat();
+    let file = dir.path().join("m.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let o = bin(&["validate", "--monitors", file.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let out = text(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    let expected = [
+        "monitors[0].label",
+        "monitors[2].monitor_serial_id",
+        "monitors[3].timezone",
+        "monitors[4].channels",
+        "monitors[5].parameters",
+    ];
+    assert_eq!(lines.len(), expected.len(), "{out}");
+    for (line, path) in lines.iter().zip(expected) {
+        assert!(line.contains(&format!("m.yaml: {path}: ")), "{path}: {out}");
+    }
+    assert!(lines[1].contains("\"0x1F\""), "{out}");
+    assert!(!out.contains("variant") && !out.contains("untagged"), "{out}");
+    assert_eq!(text(&o.stderr), "error: 5 problem(s) found\n");
+}
+
+#[test]
+fn validate_reports_a_type_error_in_each_config_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "c.yaml",
+        "kafka: {bootstrap_servers: 'k:9092', topics: sensor-events}\ninput: {format: json}\nwindowing: {allowed_lateness: 5}\nreset: {url: 'http://x', client_id: me, client_secret: s, max_attempts: many}\nmonitors: {file: m.yaml}\n",
+    );
+    write(dir.path(), "m.yaml", "monitors: []\n");
+    let o = bin(&["validate", "--config", &config]);
+    assert!(!o.status.success());
+    let out = text(&o.stdout);
+    for path in ["kafka.topics", "windowing.allowed_lateness", "reset.max_attempts"] {
+        assert!(out.contains(&format!("c.yaml: {path}: ")), "{path}: {out}");
+    }
+    assert_eq!(out.lines().count(), 3, "{out}");
+}
