@@ -56,3 +56,4 @@ pub mod sink;
 pub mod synthetic;
 pub mod throttle;
 pub mod window;
+pub mod yaml_parts;

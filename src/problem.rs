@@ -85,7 +85,11 @@ pub const UNQUOTED: &str = "is a number to YAML, and ids are text";
 /// thousand levels took the YAML loader 25 s of CPU.
 pub const MAX_NESTING: usize = 64;
 
-/// Deserializes YAML, naming the field path of the first error.
+/// Deserializes YAML. On failure, every part of the file that can be
+/// parsed alone (each top-level key's block, each entry of a top-level
+/// block list: see `yaml_parts`) is parsed alone, so that the first error
+/// of each part is reported, not only the first of the file; each names
+/// its field path.
 pub fn from_yaml<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, Problems> {
     if flow_depth(text) > MAX_NESTING {
         return Err(Problems::one(Problem::new(
@@ -93,37 +97,85 @@ pub fn from_yaml<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, Probl
             format!("nested more than {MAX_NESTING} levels deep"),
         )));
     }
+    let first = match parse::<T>(text) {
+        Ok(value) => return Ok(value),
+        Err(e) => e.problem(file, text, |path| path.to_string(), |m| m.to_string()),
+    };
+    let mut found = Problems::default();
+    for part in crate::yaml_parts::parts(text) {
+        if let Err(e) = parse::<T>(&part.text) {
+            let problem = e.problem(
+                file,
+                &part.text,
+                |path| crate::yaml_parts::file_path(&part, path),
+                |message| crate::yaml_parts::file_message(&part, message),
+            );
+            if !found.0.contains(&problem) {
+                found.push(problem);
+            }
+        }
+    }
+    // An error that only the whole file has (a key given twice) comes first.
+    if !found.0.iter().any(|p| p.location == first.location) {
+        found.0.insert(0, first);
+    }
+    Err(found)
+}
+
+/// Why a text did not deserialize: the field path, the parser's message
+/// and where in the text it stopped.
+struct ParseError {
+    path: String,
+    message: String,
+    at: Option<usize>,
+}
+
+fn parse<T: DeserializeOwned>(text: &str) -> Result<T, ParseError> {
     let deserializer = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = e.path().to_string();
+        let error = e.into_inner();
+        ParseError {
+            at: error.location().map(|l| l.index()),
+            message: error.to_string(),
+            path,
+        }
+    })
+}
+
+impl ParseError {
+    /// The problem in `file`, its path and message mapped from the parsed
+    /// `text` to the file's.
+    fn problem(
+        self,
+        file: &str,
+        text: &str,
+        file_path: impl Fn(&str) -> String,
+        file_message: impl Fn(&str) -> String,
+    ) -> Problem {
+        let path = self.path;
         let location = if path == "." || path.is_empty() {
             file.to_string()
         } else {
-            format!("{file}: {path}")
+            format!("{file}: {}", file_path(&path))
         };
-        let error = e.into_inner();
-        let at = error.location().map(|l| l.index());
         // serde_yaml prefixes the path of the enclosing mapping; ours is more precise.
-        let message = error.to_string();
-        let mut message = match message.split_once(": ") {
+        let mut message = match self.message.split_once(": ") {
             Some((head, rest)) if path.starts_with(head) => rest.to_string(),
-            _ => message,
+            _ => self.message.clone(),
         };
         if message.contains(UNQUOTED) {
             // The scalar as written, shown in the quotes it needs.
-            message = match at.and_then(|i| scalar_at(text, i)) {
-                Some(written) => {
-                    let written = written.to_string();
-                    format!(
-                        "{} (read as a number): write it in quotes, {written:?}",
-                        UNQUOTED
-                    )
-                }
-                None => message,
-            };
+            if let Some(written) = self.at.and_then(|i| scalar_at(text, i)) {
+                message = format!(
+                    "{} (read as a number): write it in quotes, {:?}",
+                    UNQUOTED,
+                    written.to_string()
+                );
+            }
         }
-        Problems::one(Problem::new(location, message))
-    })
+        Problem::new(location, file_message(&message))
+    }
 }
 
 /// How deep the flow collections of a YAML text nest (brackets outside

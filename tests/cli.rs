@@ -375,7 +375,10 @@ fn validate_reports_a_type_error_in_each_monitor_not_only_the_first() {
         assert!(line.contains(&format!("m.yaml: {path}: ")), "{path}: {out}");
     }
     assert!(lines[1].contains("\"0x1F\""), "{out}");
-    assert!(!out.contains("variant") && !out.contains("untagged"), "{out}");
+    assert!(
+        !out.contains("variant") && !out.contains("untagged"),
+        "{out}"
+    );
     assert_eq!(text(&o.stderr), "error: 5 problem(s) found\n");
 }
 
@@ -391,7 +394,11 @@ fn validate_reports_a_type_error_in_each_config_section() {
     let o = bin(&["validate", "--config", &config]);
     assert!(!o.status.success());
     let out = text(&o.stdout);
-    for path in ["kafka.topics", "windowing.allowed_lateness", "reset.max_attempts"] {
+    for path in [
+        "kafka.topics",
+        "windowing.allowed_lateness",
+        "reset.max_attempts",
+    ] {
         assert!(out.contains(&format!("c.yaml: {path}: ")), "{path}: {out}");
     }
     assert_eq!(out.lines().count(), 3, "{out}");

@@ -1,0 +1,176 @@
+//! A YAML file cut into the parts that can be parsed alone, so that a file
+//! with several mistakes is reported whole: each top-level key's block,
+//! and each entry of a top-level block list (a registry's monitors). Only
+//! the text is cut; each part is parsed by the same typed parser as the
+//! whole file, so its first error reads exactly as it would there.
+
+/// One part: the text to parse alone, what to put in front of the paths
+/// of its errors, and how its line numbers map to the file's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub text: String,
+    /// For an entry of a list: the list's key and the entry's index; an
+    /// error's path `key[0]` in the part is `key[index]` in the file.
+    pub entry: Option<(String, usize)>,
+    /// Line `n` of `text` (from 1) is line `n + line_offset` of the file.
+    pub line_offset: i64,
+}
+
+/// The parts of `text`, in order; empty when it has fewer than two (a file
+/// of one part has nothing to gain from being cut).
+pub fn parts(text: &str) -> Vec<Part> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut blocks: Vec<(usize, usize)> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if starts_top_level_key(line) {
+            if let Some(last) = blocks.last_mut() {
+                last.1 = i;
+            }
+            blocks.push((i, lines.len()));
+        }
+    }
+    let mut out = Vec::new();
+    for (start, end) in blocks {
+        match list_entries(&lines[start + 1..end]) {
+            Some(entries) => {
+                let key = lines[start].split(':').next().unwrap_or_default().trim();
+                for (index, (from, to)) in entries.into_iter().enumerate() {
+                    let body = lines[start + 1 + from..start + 1 + to].join("\n");
+                    out.push(Part {
+                        text: format!("{key}:\n{body}\n"),
+                        entry: Some((key.to_string(), index)),
+                        // Line 2 of the part is the entry's first line.
+                        line_offset: (start + 1 + from) as i64 - 1,
+                    });
+                }
+            }
+            None => out.push(Part {
+                text: lines[start..end].join("\n") + "\n",
+                entry: None,
+                line_offset: start as i64,
+            }),
+        }
+    }
+    if out.len() < 2 {
+        out.clear();
+    }
+    out
+}
+
+/// `key:` at the first column (not a comment, a list item, or a document marker).
+fn starts_top_level_key(line: &str) -> bool {
+    let first = line.chars().next();
+    !matches!(
+        first,
+        None | Some(' ' | '\t' | '#' | '-' | '.' | '{' | '[' | '}' | ']')
+    ) && line.contains(':')
+}
+
+/// The entries of a block list that is the whole of `block` (the lines
+/// under a key), as line ranges; `None` when `block` is something else.
+fn list_entries(block: &[&str]) -> Option<Vec<(usize, usize)>> {
+    let content = |l: &&str| !l.trim().is_empty() && !l.trim_start().starts_with('#');
+    let first = block.iter().position(|l| content(l))?;
+    let indent = block[first].len() - block[first].trim_start().len();
+    let is_item = |l: &str| {
+        l.len() > indent
+            && l[indent..].starts_with('-')
+            && l[..indent].trim().is_empty()
+            && matches!(l[indent + 1..].chars().next(), None | Some(' '))
+    };
+    if !is_item(block[first]) {
+        return None;
+    }
+    let mut entries: Vec<(usize, usize)> = Vec::new();
+    for (i, line) in block.iter().enumerate().skip(first) {
+        if is_item(line) {
+            if let Some(last) = entries.last_mut() {
+                last.1 = i;
+            }
+            entries.push((i, block.len()));
+        } else if content(line) && line.len() - line.trim_start().len() <= indent {
+            // Something else at the list's own level: not a plain list.
+            return None;
+        }
+    }
+    Some(entries)
+}
+
+/// A path of an error found in `part`, as a path of the whole file.
+pub fn file_path(part: &Part, path: &str) -> String {
+    match &part.entry {
+        Some((key, index)) => match path.strip_prefix(&format!("{key}[0]")) {
+            Some(rest) => format!("{key}[{index}]{rest}"),
+            None => path.to_string(),
+        },
+        None => path.to_string(),
+    }
+}
+
+/// A message of a parser, with `at line N` moved to the file's line.
+pub fn file_message(part: &Part, message: &str) -> String {
+    let Some((head, tail)) = message.rsplit_once(" at line ") else {
+        return message.to_string();
+    };
+    let digits: String = tail.chars().take_while(char::is_ascii_digit).collect();
+    match digits.parse::<i64>() {
+        Ok(line) => format!(
+            "{head} at line {}{}",
+            line + part.line_offset,
+            &tail[digits.len()..]
+        ),
+        Err(_) => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registry_is_cut_into_its_monitors_and_a_config_into_its_sections() {
+        let registry = "# fleet\nmonitors:\n  - connection_id: A\n    module: air\n\n  - {connection_id: B}\n  # done\n";
+        let p = parts(registry);
+        assert_eq!(p.len(), 2);
+        assert_eq!(
+            p[0].text,
+            "monitors:\n  - connection_id: A\n    module: air\n\n"
+        );
+        assert_eq!(p[0].entry, Some(("monitors".to_string(), 0)));
+        assert_eq!(p[1].text, "monitors:\n  - {connection_id: B}\n  # done\n");
+        assert_eq!(file_path(&p[1], "monitors[0].module"), "monitors[1].module");
+        // Line 2 of the second part is line 6 of the file.
+        assert_eq!(
+            file_message(&p[1], "invalid type: integer at line 2 column 5"),
+            "invalid type: integer at line 6 column 5"
+        );
+
+        let config = "kafka:\n  topics: x\nreset: {url: y}\nwindowing:\n  allowed_lateness: 5\n";
+        let p = parts(config);
+        let texts: Vec<&str> = p.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            vec![
+                "kafka:\n  topics: x\n",
+                "reset: {url: y}\n",
+                "windowing:\n  allowed_lateness: 5\n"
+            ]
+        );
+        assert!(p.iter().all(|p| p.entry.is_none()));
+        assert_eq!(
+            file_message(&p[2], "bad at line 2 column 21"),
+            "bad at line 5 column 21"
+        );
+    }
+
+    #[test]
+    fn a_file_of_one_part_or_of_flow_style_is_not_cut() {
+        assert!(parts("monitors: [{connection_id: A}, {connection_id: B}]\n").is_empty());
+        assert!(parts("{kafka: {}, reset: {}}\n").is_empty());
+        assert!(parts("").is_empty());
+        // A list with something else at its own level is not cut into entries.
+        let p = parts("monitors:\n  - a\n  b: c\nother: 1\n");
+        assert_eq!(p.len(), 2);
+        assert!(p[0].entry.is_none());
+    }
+}
