@@ -70,7 +70,7 @@ fn starts_top_level_key(line: &str) -> bool {
 /// under a key), as line ranges; `None` when `block` is something else.
 fn list_entries(block: &[&str]) -> Option<Vec<(usize, usize)>> {
     let content = |l: &&str| !l.trim().is_empty() && !l.trim_start().starts_with('#');
-    let first = block.iter().position(|l| content(l))?;
+    let first = block.iter().position(content)?;
     let indent = block[first].len() - block[first].trim_start().len();
     let is_item = |l: &str| {
         l.len() > indent
