@@ -10,6 +10,7 @@
 use crate::codec::{confluent_schema_id, Decoder};
 use crate::config::{Config, InputFormat};
 use crate::kafka::input_consumer_config;
+use crate::kafka::record_queue::{RawRecord, RecordQueue, Taken};
 use crate::payload::Announcements;
 use crate::pipeline::{with_announcements, Emission, PartitionPipeline};
 use crate::progress_line::ProgressLine;
@@ -28,6 +29,9 @@ use std::time::{Duration, Instant};
 /// too: a producer that wrote a sample late stamps its record later than
 /// the sample, and the watermark before the range must be built whole.
 pub const START_MARGIN_MS: i64 = 3_600_000;
+
+/// The most records taken from the queue at once.
+const TAKE_AT_ONCE: usize = 4096;
 
 /// Where a partition's replay starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,10 +81,12 @@ pub fn replay(
     to_ms: i64,
     mut announcements: Announcements,
 ) -> Result<Vec<Emission>> {
-    let consumer: BaseConsumer = input_consumer_config(&config.kafka)
-        .set("group.id", format!("{}.replay", config.kafka.group_id))
-        .create()
-        .context("cannot create the Kafka consumer")?;
+    let consumer: Arc<BaseConsumer> = Arc::new(
+        input_consumer_config(&config.kafka)
+            .set("group.id", format!("{}.replay", config.kafka.group_id))
+            .create()
+            .context("cannot create the Kafka consumer")?,
+    );
     let timeout = Duration::from_secs(10);
     let target = from_ms - config.windowing.allowed_lateness.as_millis() as i64 - START_MARGIN_MS;
     let mut ends: HashMap<(String, i32), i64> = HashMap::new();
@@ -118,7 +124,18 @@ pub fn replay(
             }
         }
     }
+    // Each partition's records are taken many at a time from a queue of
+    // replay's own, as the live group's reading thread takes them; any
+    // that reach the consumer's queue first are taken from there. (A
+    // partition forwarded before it was assigned, not yet the consumer's,
+    // lost its records now and then on the mock cluster.)
     consumer.assign(&assignment)?;
+    let records = RecordQueue::new(Arc::clone(&consumer));
+    for e in assignment.elements() {
+        if !records.forward(e.topic(), e.partition()) {
+            anyhow::bail!("cannot read {}/{}", e.topic(), e.partition());
+        }
+    }
     let total: i64 = assignment
         .elements()
         .iter()
@@ -130,52 +147,115 @@ pub fn replay(
         })
         .sum();
     let mut progress = ProgressLine::new("replay", "records", Some(total.max(0) as u64));
-    let mut read = 0u64;
-    let settings = EngineSettings::from(&config.windowing);
-    let mut parts: HashMap<(String, i32), PartitionPipeline> = HashMap::new();
-    let mut batches = Vec::new();
-    let mut rejects = Vec::new();
-    let mut schemas = Schemas::new(config)?;
+    let mut replayed = Replayed {
+        settings: EngineSettings::from(&config.windowing),
+        push: config.reset.push,
+        registry: Arc::clone(&registry),
+        keep: Arc::new(move |end: i64| end - HALF_HOUR_MS >= from_ms && end <= to_ms),
+        schemas: Schemas::new(config)?,
+        parts: HashMap::new(),
+        batches: Vec::new(),
+        ends,
+        read: 0,
+    };
     let mut last_progress = Instant::now();
-    let keep = move |end: i64| end - HALF_HOUR_MS >= from_ms && end <= to_ms;
-    while !ends.is_empty() {
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+    let mut taken: Vec<Taken> = Vec::with_capacity(TAKE_AT_ONCE);
+    while !replayed.ends.is_empty() {
+        // The consumer's own queue brings errors, logs, and any record read
+        // before its partition was forwarded.
+        match consumer.poll(Duration::ZERO) {
+            Some(Err(e)) => tracing::warn!(error = %e, "while reading"),
+            Some(Ok(m)) => {
+                last_progress = Instant::now();
+                replayed.take(RawRecord {
+                    topic: m.topic(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    timestamp: m.timestamp().to_millis(),
+                    payload: m.payload().unwrap_or(&[]),
+                })?;
+            }
+            None => {}
+        }
+        if records.take(100, TAKE_AT_ONCE, &mut taken) == 0 {
             if last_progress.elapsed() > Duration::from_secs(60) {
                 anyhow::bail!(
-                    "no records for 60 s while {} partitions were unfinished",
-                    ends.len()
+                    "no records for 60 s while partitions were unfinished: {}",
+                    replayed.unfinished(&consumer)
                 );
             }
             continue;
-        };
-        let m = message.context("Kafka")?;
-        last_progress = Instant::now();
-        read += 1;
-        progress.update(read);
-        let key = (m.topic().to_string(), m.partition());
-        let payload = m.payload().unwrap_or(&[]);
-        schemas.learn(payload)?;
-        let pipeline = parts.entry(key.clone()).or_insert_with(|| {
-            PartitionPipeline::new(Arc::clone(&registry), settings, config.reset.push).keeping(keep)
-        });
-        batches.extend(pipeline.record_bytes(
-            &schemas.decoder,
-            m.offset() as u64,
-            m.timestamp().to_millis(),
-            payload,
-            &mut rejects,
-        ));
-        rejects.clear();
-        if ends.get(&key).is_some_and(|&end| m.offset() + 1 >= end) {
-            ends.remove(&key);
         }
+        last_progress = Instant::now();
+        for t in taken.drain(..) {
+            replayed.take(t.record().context("Kafka")?)?;
+        }
+        progress.update(replayed.read);
     }
-    let mut keys: Vec<_> = parts.keys().cloned().collect();
+    let mut keys: Vec<_> = replayed.parts.keys().cloned().collect();
     keys.sort();
+    let mut batches = replayed.batches;
     for key in keys {
-        batches.extend(parts.get_mut(&key).expect("known").finish());
+        batches.extend(replayed.parts.get_mut(&key).expect("known").finish());
     }
     Ok(with_announcements(&registry, &mut announcements, batches))
+}
+
+/// What a replay has read: a pipeline per partition, the batches of the
+/// windows kept, and the partitions still to read to their end.
+struct Replayed {
+    settings: EngineSettings,
+    push: crate::config::PushMode,
+    registry: Arc<Registry>,
+    keep: Arc<dyn Fn(i64) -> bool + Send + Sync>,
+    schemas: Schemas,
+    parts: HashMap<(String, i32), PartitionPipeline>,
+    batches: Vec<crate::batch::Batch>,
+    /// Each unfinished partition's end offset.
+    ends: HashMap<(String, i32), i64>,
+    read: u64,
+}
+
+impl Replayed {
+    fn take(&mut self, m: RawRecord<'_>) -> Result<()> {
+        self.read += 1;
+        let key = (m.topic.to_string(), m.partition);
+        self.schemas.learn(m.payload)?;
+        let pipeline = self.parts.entry(key.clone()).or_insert_with(|| {
+            let keep = Arc::clone(&self.keep);
+            PartitionPipeline::new(Arc::clone(&self.registry), self.settings, self.push)
+                .keeping(move |end| keep(end))
+        });
+        let mut rejects = Vec::new();
+        self.batches.extend(pipeline.record_bytes(
+            &self.schemas.decoder,
+            m.offset as u64,
+            m.timestamp,
+            m.payload,
+            &mut rejects,
+        ));
+        if self.ends.get(&key).is_some_and(|&end| m.offset + 1 >= end) {
+            self.ends.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// The unfinished partitions, with their ends and the consumer's positions.
+    fn unfinished(&self, consumer: &BaseConsumer) -> String {
+        let positions = consumer.position().ok();
+        let shown: Vec<String> = self
+            .ends
+            .iter()
+            .map(|((topic, partition), end)| {
+                let at = positions
+                    .as_ref()
+                    .and_then(|p| p.find_partition(topic, *partition))
+                    .map(|e| e.offset());
+                format!("{topic}/{partition} (end {end}, position {at:?})")
+            })
+            .collect();
+        shown.join(", ")
+    }
 }
 
 /// Where a partition's replay starts: the broker asked for the offset of

@@ -1,5 +1,5 @@
-//! A librdkafka queue of the reading thread's own, which every assigned
-//! partition's records are forwarded to, so that they can be taken many at a
+//! A librdkafka queue of a reader's own (the live group's reading thread,
+//! `replay`), which every assigned partition's records are forwarded to, so that they can be taken many at a
 //! time (`rd_kafka_consume_batch_queue`) instead of one event per poll.
 //! rdkafka's safe API has no batch read, nor a way to see the watermarks
 //! the consumer last heard of (`cached_watermarks`); this module holds the
@@ -7,7 +7,7 @@
 
 use crate::kafka::group_reader::GroupContext;
 use rdkafka::bindings as rd;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use std::ffi::{CStr, CString};
@@ -17,15 +17,15 @@ use std::sync::Arc;
 /// The queue, and the consumer it belongs to: librdkafka's queue must be
 /// destroyed before the consumer's handle, which holding the consumer here
 /// guarantees.
-pub struct RecordQueue {
+pub struct RecordQueue<C: ConsumerContext + 'static = GroupContext> {
     queue: NonNull<rd::rd_kafka_queue_t>,
-    consumer: Arc<BaseConsumer<GroupContext>>,
+    consumer: Arc<BaseConsumer<C>>,
 }
 
 // SAFETY: librdkafka queues are thread-safe (every operation takes the
 // queue's lock); the pointer is only used through librdkafka's functions.
-unsafe impl Send for RecordQueue {}
-unsafe impl Sync for RecordQueue {}
+unsafe impl<C: ConsumerContext> Send for RecordQueue<C> {}
+unsafe impl<C: ConsumerContext> Sync for RecordQueue<C> {}
 
 /// One record taken from the queue; it is given back to librdkafka on drop.
 pub struct Taken(NonNull<rd::rd_kafka_message_t>);
@@ -90,8 +90,8 @@ impl Drop for Taken {
     }
 }
 
-impl RecordQueue {
-    pub fn new(consumer: Arc<BaseConsumer<GroupContext>>) -> RecordQueue {
+impl<C: ConsumerContext> RecordQueue<C> {
+    pub fn new(consumer: Arc<BaseConsumer<C>>) -> RecordQueue<C> {
         // SAFETY: the consumer's handle is valid while `consumer` is held.
         let queue = unsafe { rd::rd_kafka_queue_new(consumer.client().native_ptr()) };
         RecordQueue {
@@ -145,7 +145,7 @@ impl RecordQueue {
     }
 }
 
-impl Drop for RecordQueue {
+impl<C: ConsumerContext> Drop for RecordQueue<C> {
     fn drop(&mut self) {
         // SAFETY: created by `rd_kafka_queue_new` and destroyed once, here,
         // before `self.consumer` (and so possibly the handle) is dropped.
