@@ -71,12 +71,9 @@ fn starts_top_level_key(line: &str) -> bool {
 fn list_entries(block: &[&str]) -> Option<Vec<(usize, usize)>> {
     let content = |l: &&str| !l.trim().is_empty() && !l.trim_start().starts_with('#');
     let first = block.iter().position(content)?;
-    let indent = block[first].len() - block[first].trim_start().len();
+    let indent = spaces(block[first]);
     let is_item = |l: &str| {
-        l.len() > indent
-            && l[indent..].starts_with('-')
-            && l[..indent].trim().is_empty()
-            && matches!(l[indent + 1..].chars().next(), None | Some(' '))
+        spaces(l) == indent && matches!(l.as_bytes()[indent..], [b'-'] | [b'-', b' ', ..])
     };
     if !is_item(block[first]) {
         return None;
@@ -88,12 +85,17 @@ fn list_entries(block: &[&str]) -> Option<Vec<(usize, usize)>> {
                 last.1 = i;
             }
             entries.push((i, block.len()));
-        } else if content(line) && line.len() - line.trim_start().len() <= indent {
+        } else if content(line) && spaces(line) <= indent {
             // Something else at the list's own level: not a plain list.
             return None;
         }
     }
     Some(entries)
+}
+
+/// The leading spaces of a line (YAML indents with spaces only).
+fn spaces(line: &str) -> usize {
+    line.bytes().take_while(|b| *b == b' ').count()
 }
 
 /// A path of an error found in `part`, as a path of the whole file.
@@ -161,6 +163,15 @@ mod tests {
             file_message(&p[2], "bad at line 2 column 21"),
             "bad at line 5 column 21"
         );
+    }
+
+    #[test]
+    fn lines_of_any_characters_are_cut_without_a_panic() {
+        // Found by fuzzing: a wide character where a list's indentation ends.
+        let text = ":[\"\u{1f}\n- \n&\0\0\0\0\0\0\0\u{428a}\n:\n  -\n.\u{428a}\n\u{1a}\n";
+        let _ = parts(text);
+        let p = parts("a:\n\u{3000}- x\n  - y\nb: 1\n");
+        assert_eq!(p.len(), 2);
     }
 
     #[test]
