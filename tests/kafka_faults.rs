@@ -26,6 +26,7 @@ on_both_brokers!(
     a_flood_of_undecodable_records_is_dead_lettered_and_the_good_windows_are_exact,
     a_reset_outage_pauses_the_input_and_sigterm_drains_in_time,
     the_broker_down_mid_run_is_waited_out_and_the_end_is_exact,
+    the_broker_down_at_start_is_waited_for_and_the_end_is_exact,
     random_10500s_end_exact_with_few_resends,
     random_10500s_and_dropped_connections_end_exact_with_few_resends,
     replicas_join_and_leave_while_messages_are_in_flight,
@@ -257,6 +258,39 @@ async fn the_broker_down_mid_run_is_waited_out_and_the_end_is_exact(kind: Broker
         "lines repeated during the outage: {noisy:#?}"
     );
     eprintln!("{kind:?}: {} log lines during the outage", outage_log.len());
+}
+
+/// `run` started while the broker is down (a pod scheduled before Kafka is
+/// back) waits for it, saying so, instead of exiting; once the broker is
+/// up, the end is exact.
+async fn the_broker_down_at_start_is_waited_for_and_the_end_is_exact(kind: BrokerKind) {
+    let Setup {
+        mut broker,
+        emulator,
+        dir,
+        registry,
+    } = setup_with(kind, fleet(10), EmulatorOptions::default()).await;
+    let events = samples(&registry, 9, 120 * 6);
+    let expected = expected_rows(&registry, &events);
+    produce_to(&broker.bootstrap, events).await;
+    let config = write_config(dir.path(), &broker.bootstrap, emulator.addr, "");
+    let log = dir.path().join("pipeline.log");
+    broker.down();
+    let mut pipeline = Pipeline::start(&config, &log);
+    let waiting = || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("waiting for Kafka"))
+    };
+    let told = wait_until(Duration::from_secs(60), waiting).await;
+    assert!(
+        told && pipeline.is_running(),
+        "run did not wait for the broker (running: {}):\n{}",
+        pipeline.is_running(),
+        log_tail(&log)
+    );
+    broker.up();
+    assert_reset_receives(&emulator, expected.len(), Duration::from_secs(240)).await;
+    assert!(pipeline.terminate().success());
+    assert_eq!(emulator_rows(&emulator.state.lock().unwrap()), expected);
 }
 
 /// A log line without its time stamp and figures, to count its kind.

@@ -14,7 +14,6 @@ use reset_pipeline::registry::Registry;
 use reset_pipeline::synthetic::{fleet, SampleStream};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,11 +66,6 @@ impl Setup {
     }
 }
 
-fn tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines().rev().take(15).collect::<Vec<_>>().join("\n")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_survivor_takes_over_the_partitions_of_a_killed_replica() {
     // On the mock cluster only: tansu 0.6.0 never expires the group member of
@@ -92,7 +86,7 @@ async fn a_survivor_takes_over_the_partitions_of_a_killed_replica() {
     })
     .await;
     a.kill();
-    assert!(s.wait_for_rows(expected.len()).await, "{}", tail(&s.log()));
+    assert!(s.wait_for_rows(expected.len()).await, "{}", log_tail(&s.log()));
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(b.terminate().success());
     let log = std::fs::read_to_string(s.log()).unwrap();
@@ -122,7 +116,7 @@ async fn replay_of_a_sub_range_equals_the_live_readings_inside_it(kind: BrokerKi
     s.produce(events).await;
     let config = s.config("");
     let p = Pipeline::start(&config, &s.log());
-    assert!(s.wait_for_rows(expected.len()).await, "{}", tail(&s.log()));
+    assert!(s.wait_for_rows(expected.len()).await, "{}", log_tail(&s.log()));
     assert!(p.terminate().success());
     let live = s.rows();
     // A range that starts and ends off the half-hour grid: only whole windows inside count.
@@ -254,7 +248,7 @@ async fn a_description_changed_while_stopped_reaches_reset_as_modify(kind: Broke
         let config = s.config("");
         edit_config(&config, &[("idle_timeout: 2s", "idle_timeout: 1h")]);
         let p = Pipeline::start(&config, &s.log());
-        assert!(s.wait_for_rows(expected.len()).await, "{}", tail(&s.log()));
+        assert!(s.wait_for_rows(expected.len()).await, "{}", log_tail(&s.log()));
         assert!(p.terminate().success());
         assert_eq!(s.rows(), expected);
     }
@@ -307,7 +301,7 @@ async fn late_samples_are_dead_lettered_and_idle_partitions_close_their_windows(
     s.produce(events).await;
     let p = Pipeline::start(&s.config(""), &s.log());
     // The last window only closes when the idle partition's watermark is raised.
-    assert!(s.wait_for_rows(expected.len()).await, "{}", tail(&s.log()));
+    assert!(s.wait_for_rows(expected.len()).await, "{}", log_tail(&s.log()));
     assert!(p.terminate().success());
     assert_eq!(s.rows(), expected, "the late sample changed nothing");
     let letters = read_topic(&s.broker.bootstrap, "sensor-events.dlq");
@@ -346,7 +340,7 @@ async fn bad_records_are_dead_lettered_with_origin_and_good_windows_all_sent(kin
         send(&s.broker.bootstrap, "sensor-events", "A", Some(b)).await;
     }
     let p = Pipeline::start(&s.config(""), &s.log());
-    assert!(s.wait_for_rows(expected.len()).await, "{}", tail(&s.log()));
+    assert!(s.wait_for_rows(expected.len()).await, "{}", log_tail(&s.log()));
     // The progress that covers every record, the last dead letter's included.
     let bootstrap = s.broker.bootstrap.clone();
     let covered = || {
@@ -357,7 +351,7 @@ async fn bad_records_are_dead_lettered_with_origin_and_good_windows_all_sent(kin
     assert!(
         wait_until(Duration::from_secs(30), covered).await,
         "{}",
-        tail(&s.log())
+        log_tail(&s.log())
     );
     assert!(p.terminate().success());
     assert_eq!(s.rows(), expected);
@@ -479,7 +473,7 @@ async fn the_registry_topic_adds_monitors_and_a_changed_record_is_sent_as_modify
     assert!(
         wait_until(Duration::from_secs(120), rows(2)).await,
         "{}",
-        tail(&log)
+        log_tail(&log)
     );
     assert_eq!(state.lock().unwrap().monitors["A"].data["label"], "Lobby");
 
@@ -509,7 +503,7 @@ async fn the_registry_topic_adds_monitors_and_a_changed_record_is_sent_as_modify
     assert!(
         wait_until(Duration::from_secs(30), logged("connection_id=\"B\"")).await,
         "{}",
-        tail(&log)
+        log_tail(&log)
     );
     let mut second: Vec<SensorEvent> = co2("A", 60, 120)
         .into_iter()
@@ -538,7 +532,7 @@ async fn the_registry_topic_adds_monitors_and_a_changed_record_is_sent_as_modify
     assert!(
         wait_until(Duration::from_secs(120), rows(expected.len())).await,
         "{}",
-        tail(&log)
+        log_tail(&log)
     );
     assert!(p.terminate().success());
     assert_eq!(emulator_rows(&emulator.state.lock().unwrap()), expected);

@@ -495,6 +495,13 @@ pub fn write_config_with(
     path
 }
 
+/// The last 15 lines of a pipeline's log, to show when a wait runs out.
+pub fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
 /// Replaces each `(from, to)` in the config file at `path`; each `from`
 /// must be there (a test must not run on a config it did not mean).
 pub fn edit_config(path: &Path, edits: &[(&str, &str)]) {
