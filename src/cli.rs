@@ -484,7 +484,8 @@ fn load_runnable(path: &Path) -> Result<(Config, Arc<Registry>)> {
 
 fn run_live(path: &Path) -> Result<()> {
     let (config, registry) = load_runnable(path)?;
-    runtime()?.block_on(async move {
+    let runtime = runtime()?;
+    let outcome = runtime.block_on(async move {
         let metrics = crate::metrics::Metrics::new();
         let readiness = Arc::new(crate::http::Readiness::default());
         let listen: std::net::SocketAddr = config.http.listen.parse().context("http.listen")?;
@@ -502,7 +503,11 @@ fn run_live(path: &Path) -> Result<()> {
             "stopped"
         );
         Ok(())
-    })
+    });
+    // A read still waiting for a broker that is away (SIGTERM during the
+    // start-up wait) is not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    outcome
 }
 
 fn replay(

@@ -277,9 +277,7 @@ async fn the_broker_down_at_start_is_waited_for_and_the_end_is_exact(kind: Broke
     let log = dir.path().join("pipeline.log");
     broker.down();
     let mut pipeline = Pipeline::start(&config, &log);
-    let waiting = || {
-        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("waiting for Kafka"))
-    };
+    let waiting = || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("waiting for Kafka"));
     let told = wait_until(Duration::from_secs(60), waiting).await;
     assert!(
         told && pipeline.is_running(),

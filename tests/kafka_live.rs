@@ -86,7 +86,11 @@ async fn a_survivor_takes_over_the_partitions_of_a_killed_replica() {
     })
     .await;
     a.kill();
-    assert!(s.wait_for_rows(expected.len()).await, "{}", log_tail(&s.log()));
+    assert!(
+        s.wait_for_rows(expected.len()).await,
+        "{}",
+        log_tail(&s.log())
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(b.terminate().success());
     let log = std::fs::read_to_string(s.log()).unwrap();
@@ -116,7 +120,11 @@ async fn replay_of_a_sub_range_equals_the_live_readings_inside_it(kind: BrokerKi
     s.produce(events).await;
     let config = s.config("");
     let p = Pipeline::start(&config, &s.log());
-    assert!(s.wait_for_rows(expected.len()).await, "{}", log_tail(&s.log()));
+    assert!(
+        s.wait_for_rows(expected.len()).await,
+        "{}",
+        log_tail(&s.log())
+    );
     assert!(p.terminate().success());
     let live = s.rows();
     // A range that starts and ends off the half-hour grid: only whole windows inside count.
@@ -248,7 +256,11 @@ async fn a_description_changed_while_stopped_reaches_reset_as_modify(kind: Broke
         let config = s.config("");
         edit_config(&config, &[("idle_timeout: 2s", "idle_timeout: 1h")]);
         let p = Pipeline::start(&config, &s.log());
-        assert!(s.wait_for_rows(expected.len()).await, "{}", log_tail(&s.log()));
+        assert!(
+            s.wait_for_rows(expected.len()).await,
+            "{}",
+            log_tail(&s.log())
+        );
         assert!(p.terminate().success());
         assert_eq!(s.rows(), expected);
     }
@@ -301,7 +313,11 @@ async fn late_samples_are_dead_lettered_and_idle_partitions_close_their_windows(
     s.produce(events).await;
     let p = Pipeline::start(&s.config(""), &s.log());
     // The last window only closes when the idle partition's watermark is raised.
-    assert!(s.wait_for_rows(expected.len()).await, "{}", log_tail(&s.log()));
+    assert!(
+        s.wait_for_rows(expected.len()).await,
+        "{}",
+        log_tail(&s.log())
+    );
     assert!(p.terminate().success());
     assert_eq!(s.rows(), expected, "the late sample changed nothing");
     let letters = read_topic(&s.broker.bootstrap, "sensor-events.dlq");
@@ -340,7 +356,11 @@ async fn bad_records_are_dead_lettered_with_origin_and_good_windows_all_sent(kin
         send(&s.broker.bootstrap, "sensor-events", "A", Some(b)).await;
     }
     let p = Pipeline::start(&s.config(""), &s.log());
-    assert!(s.wait_for_rows(expected.len()).await, "{}", log_tail(&s.log()));
+    assert!(
+        s.wait_for_rows(expected.len()).await,
+        "{}",
+        log_tail(&s.log())
+    );
     // The progress that covers every record, the last dead letter's included.
     let bootstrap = s.broker.bootstrap.clone();
     let covered = || {

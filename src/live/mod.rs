@@ -251,9 +251,40 @@ pub async fn run(
             compacted: false,
         });
     }
-    ensure_topics(kafka, &topics).await;
-    let (registry, monitor_topic) = with_monitor_topic(&config, registry, &metrics)?;
-    let (announcement_store, announcements) = open_announcements(&client, &announcements_topic)?;
+    tokio::pin!(shutdown);
+    // A broker that is away at start (a pod scheduled before Kafka is
+    // back) is waited for, as one that goes away later is.
+    let mut backoff = Duration::from_millis(500);
+    let (registry, monitor_topic, announcement_store, announcements) = loop {
+        ensure_topics(kafka, &topics).await;
+        let attempt = {
+            let (config, registry, metrics) =
+                (config.clone(), Arc::clone(&registry), metrics.clone());
+            let (client, topic) = (client.clone(), announcements_topic.clone());
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                let (registry, monitor_topic) = with_monitor_topic(&config, registry, &metrics)?;
+                let (store, announcements) = open_announcements(&client, &topic)?;
+                Ok((registry, monitor_topic, store, announcements))
+            })
+        };
+        let read = tokio::select! {
+            read = attempt => read.context("the start-up reads stopped")?,
+            _ = &mut shutdown => return Ok(LiveReport::default()),
+        };
+        match read {
+            Ok(state) => break state,
+            Err(e) => {
+                if let Some(held_back) = crate::throttle::due("start-up read") {
+                    tracing::warn!(error = %format!("{e:#}"), held_back, "waiting for Kafka: the pipeline's own topics cannot be read yet");
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = &mut shutdown => return Ok(LiveReport::default()),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    };
     let topic_names: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
     let (reader, mut inputs) = GroupReader::start(
         input_consumer_config(kafka)
@@ -308,7 +339,6 @@ pub async fn run(
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
     let mut committing: Option<Committing> = None;
     let outcome = loop {
         // RESET's answers come first: they only ever arrive for messages
