@@ -149,15 +149,21 @@ impl Coverage {
         let Some(now) = chrono::DateTime::from_timestamp_millis(now_ms) else {
             return c;
         };
+        // Each zone's yesterday and its window count, worked out once: a
+        // fleet has many monitors and few zones.
+        let mut days: HashMap<Tz, Option<(NaiveDate, usize)>> = HashMap::new();
         for (&id, &latest) in monitors {
             if now_ms.saturating_sub(latest) > silent_after_ms {
                 c.silent += 1;
             }
             let monitor = registry.get(id);
-            let Some(day) = now.with_timezone(&monitor.tz).date_naive().pred_opt() else {
+            let day = *days.entry(monitor.tz).or_insert_with(|| {
+                let day = now.with_timezone(&monitor.tz).date_naive().pred_opt()?;
+                Some((day, day_window_ends(&monitor.tz, day).len()))
+            });
+            let Some((day, expected)) = day else {
                 continue;
             };
-            let expected = day_window_ends(&monitor.tz, day).len();
             let bits = self
                 .monitors
                 .get(monitor.connection_id())

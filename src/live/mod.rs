@@ -134,6 +134,8 @@ struct Live {
     coverage: Coverage,
     /// The first day `coverage` keeps (set when it last forgot older ones).
     coverage_kept_from: Option<chrono::NaiveDate>,
+    /// When the completeness gauges were last set.
+    completeness_at: Instant,
 }
 
 /// The registry `base` with `monitors.topic`, when configured, read to its
@@ -333,6 +335,9 @@ pub async fn run(
         waiting_for_reset_since: None,
         coverage: Coverage::default(),
         coverage_kept_from: None,
+        completeness_at: Instant::now()
+            .checked_sub(Duration::from_secs(10))
+            .unwrap_or_else(Instant::now),
         config,
         registry,
         metrics,

@@ -8,7 +8,7 @@ use crate::registry::MonitorId;
 use rdkafka::consumer::Consumer;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 impl Live {
     /// Asks the broker for the watermarks of partitions that have had nothing
@@ -139,7 +139,11 @@ impl Live {
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs() as i64);
         self.metrics.waiting_for_reset_since.set(since);
-        self.update_completeness(now);
+        // Every 10 s: silence is counted in hours, days in windows.
+        if self.completeness_at.elapsed() >= Duration::from_secs(10) {
+            self.completeness_at = Instant::now();
+            self.update_completeness(now);
+        }
     }
 
     /// The completeness gauges, over the monitors that had a sample go into
