@@ -535,14 +535,14 @@ fn replay(
         Some(_) => None,
         None => {
             let topic = config.kafka.announcements_topic();
-            runtime()?.block_on(crate::kafka::ensure_topics(
-                &config.kafka,
-                &[crate::kafka::OwnTopic {
-                    name: &topic,
-                    partitions: 1,
-                    compacted: true,
-                }],
-            ));
+            let own = [crate::kafka::OwnTopic {
+                name: &topic,
+                partitions: 1,
+                compacted: true,
+            }];
+            if let Err(e) = runtime()?.block_on(crate::kafka::ensure_topics(&config.kafka, &own)) {
+                tracing::warn!(error = %e, "the announcements store topic was not checked");
+            }
             let client = crate::kafka::client_config(&config.kafka);
             Some(crate::live::open_announcements(&client, &topic)?)
         }

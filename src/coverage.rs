@@ -49,13 +49,12 @@ impl Coverage {
         let Some((date, index)) = day_and_index(&tz, end_ms) else {
             return;
         };
-        let monitor = self
-            .monitors
-            .entry(connection_id.to_string())
-            .or_insert_with(|| MonitorDays {
-                tz,
-                days: BTreeMap::new(),
-            });
+        if !self.monitors.contains_key(connection_id) {
+            let days = BTreeMap::new();
+            self.monitors
+                .insert(connection_id.to_string(), MonitorDays { tz, days });
+        }
+        let monitor = self.monitors.get_mut(connection_id).expect("inserted");
         *monitor.days.entry(date).or_default() |= 1 << index;
     }
 

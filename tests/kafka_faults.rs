@@ -261,8 +261,8 @@ async fn the_broker_down_mid_run_is_waited_out_and_the_end_is_exact(kind: Broker
 }
 
 /// `run` started while the broker is down (a pod scheduled before Kafka is
-/// back) waits for it, saying so, instead of exiting; once the broker is
-/// up, the end is exact.
+/// back) waits for it, saying so, instead of exiting, and exits 0 at once
+/// when told to stop meanwhile; once the broker is up, the end is exact.
 async fn the_broker_down_at_start_is_waited_for_and_the_end_is_exact(kind: BrokerKind) {
     let Setup {
         mut broker,
@@ -274,11 +274,27 @@ async fn the_broker_down_at_start_is_waited_for_and_the_end_is_exact(kind: Broke
     let expected = expected_rows(&registry, &events);
     produce_to(&broker.bootstrap, events).await;
     let config = write_config(dir.path(), &broker.bootstrap, emulator.addr, "");
-    let log = dir.path().join("pipeline.log");
     broker.down();
+    // SIGTERM during the wait is served: the first pipeline exits 0 at once.
+    let first_log = dir.path().join("first.log");
+    let first = Pipeline::start(&config, &first_log);
+    let waiting_in = |log: &std::path::Path| {
+        std::fs::read_to_string(log).is_ok_and(|l| l.contains("waiting for Kafka"))
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || waiting_in(&first_log)).await,
+        "{}",
+        log_tail(&first_log)
+    );
+    let status = first.terminate_within(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM during the start-up wait: {status:?}\n{}",
+        log_tail(&first_log)
+    );
+    let log = dir.path().join("pipeline.log");
     let mut pipeline = Pipeline::start(&config, &log);
-    let waiting = || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("waiting for Kafka"));
-    let told = wait_until(Duration::from_secs(60), waiting).await;
+    let told = wait_until(Duration::from_secs(60), || waiting_in(&log)).await;
     assert!(
         told && pipeline.is_running(),
         "run did not wait for the broker (running: {}):\n{}",

@@ -49,19 +49,21 @@ pub fn replication_factor(asked: i32, brokers: usize) -> i32 {
 }
 
 /// The `topics` the broker does not know (or that have no partition), and
-/// the number of brokers, found with one client. If the broker cannot be
-/// asked, all of them and one broker.
+/// the number of brokers, found with one client; an error when the
+/// cluster cannot be asked at all (a broker away).
 fn missing_topics<'a>(
     kafka: &KafkaConfig,
     topics: &'a [OwnTopic<'a>],
-) -> (Vec<&'a OwnTopic<'a>>, usize) {
+) -> Result<(Vec<&'a OwnTopic<'a>>, usize), String> {
     use rdkafka::consumer::Consumer;
-    let Ok(consumer) = client_config(kafka).create::<rdkafka::consumer::BaseConsumer>() else {
-        return (topics.iter().collect(), 1);
-    };
+    let consumer = client_config(kafka)
+        .create::<rdkafka::consumer::BaseConsumer>()
+        .map_err(|e| e.to_string())?;
     let brokers = consumer
         .fetch_metadata(None, Duration::from_secs(5))
-        .map_or(1, |m| m.brokers().len());
+        .map_err(|e| format!("cannot reach Kafka: {e}"))?
+        .brokers()
+        .len();
     let exists = |topic: &str| {
         consumer
             .fetch_metadata(Some(topic), Duration::from_secs(5))
@@ -72,23 +74,24 @@ fn missing_topics<'a>(
             })
     };
     let missing = topics.iter().filter(|t| !exists(t.name)).collect();
-    (missing, brokers)
+    Ok((missing, brokers))
 }
 
 /// Creates topics that do not exist yet (best effort: a broker may refuse the
 /// admin API, and the topics may have been made by the operator), each with
 /// `kafka.progress_replication_factor` replicas or as many as there are
-/// brokers, and compacted where asked.
-pub async fn ensure_topics(kafka: &KafkaConfig, topics: &[OwnTopic<'_>]) {
-    let (missing, brokers) = missing_topics(kafka, topics);
+/// brokers, and compacted where asked. An error only when the cluster
+/// cannot be asked which topics exist (a broker away): nothing is tried then.
+pub async fn ensure_topics(kafka: &KafkaConfig, topics: &[OwnTopic<'_>]) -> Result<(), String> {
+    let (missing, brokers) = missing_topics(kafka, topics)?;
     if missing.is_empty() {
-        return;
+        return Ok(());
     }
     let admin: AdminClient<DefaultClientContext> = match client_config(kafka).create() {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(error = %e, "cannot create an admin client");
-            return;
+            return Ok(());
         }
     };
     let replicas = replication_factor(kafka.progress_replication_factor, brokers);
@@ -118,7 +121,7 @@ pub async fn ensure_topics(kafka: &KafkaConfig, topics: &[OwnTopic<'_>]) {
         tokio::time::timeout(Duration::from_secs(6), admin.create_topics(&new, &options)).await;
     let Ok(created) = created else {
         tracing::debug!("the broker did not answer the topic creation");
-        return;
+        return Ok(());
     };
     match created {
         Ok(results) => {
@@ -131,6 +134,7 @@ pub async fn ensure_topics(kafka: &KafkaConfig, topics: &[OwnTopic<'_>]) {
         }
         Err(e) => tracing::debug!(error = %e, "the broker did not create topics"),
     }
+    Ok(())
 }
 
 #[cfg(test)]

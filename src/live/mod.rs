@@ -222,6 +222,39 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// What `run` reads before it joins the group.
+type OwnState = (
+    Arc<Registry>,
+    Option<FollowedTopic>,
+    AnnouncementStore,
+    Announcements,
+);
+
+/// One attempt at the pipeline's own topics: created where missing, then
+/// the monitor registry topic and the announcements store read to their
+/// ends (on a blocking thread: the reads wait for the broker).
+async fn read_own_topics(
+    config: &Config,
+    registry: &Arc<Registry>,
+    metrics: &Metrics,
+    client: &rdkafka::ClientConfig,
+    topics: &[OwnTopic<'_>],
+) -> Result<OwnState> {
+    ensure_topics(&config.kafka, topics)
+        .await
+        .map_err(|e| anyhow!(e))?;
+    let (config, registry, metrics) = (config.clone(), Arc::clone(registry), metrics.clone());
+    let client = client.clone();
+    tokio::task::spawn_blocking(move || {
+        let (registry, monitor_topic) = with_monitor_topic(&config, registry, &metrics)?;
+        let topic = config.kafka.announcements_topic();
+        let (store, announcements) = open_announcements(&client, &topic)?;
+        Ok((registry, monitor_topic, store, announcements))
+    })
+    .await
+    .context("the start-up reads stopped")?
+}
+
 /// Runs until `shutdown` resolves, then drains.
 pub async fn run(
     config: Config,
@@ -258,19 +291,9 @@ pub async fn run(
     // back) is waited for, as one that goes away later is.
     let mut backoff = Duration::from_millis(500);
     let (registry, monitor_topic, announcement_store, announcements) = loop {
-        ensure_topics(kafka, &topics).await;
-        let attempt = {
-            let (config, registry, metrics) =
-                (config.clone(), Arc::clone(&registry), metrics.clone());
-            let (client, topic) = (client.clone(), announcements_topic.clone());
-            tokio::task::spawn_blocking(move || -> Result<_> {
-                let (registry, monitor_topic) = with_monitor_topic(&config, registry, &metrics)?;
-                let (store, announcements) = open_announcements(&client, &topic)?;
-                Ok((registry, monitor_topic, store, announcements))
-            })
-        };
+        let attempt = read_own_topics(&config, &registry, &metrics, &client, &topics);
         let read = tokio::select! {
-            read = attempt => read.context("the start-up reads stopped")?,
+            read = attempt => read,
             _ = &mut shutdown => return Ok(LiveReport::default()),
         };
         match read {
