@@ -170,7 +170,7 @@ impl Coverage {
                 .copied()
                 .unwrap_or(0);
             c.windows_expected += expected;
-            c.windows_with_data += (0..expected).filter(|k| bits & (1 << k) != 0).count();
+            c.windows_with_data += with_data(bits, expected);
         }
         c
     }
@@ -197,6 +197,14 @@ pub fn day_window_ends(tz: &Tz, date: NaiveDate) -> Vec<i64> {
         .map(|k| start + k * HALF_HOUR_MS)
         .take_while(|e| *e <= end)
         .collect()
+}
+
+/// How many of a day's first `windows` have their bit set in `bits`.
+fn with_data(bits: u64, windows: usize) -> usize {
+    let mask = u64::MAX
+        .checked_shr(64 - windows.min(64) as u32)
+        .unwrap_or(0);
+    (bits & mask).count_ones() as usize
 }
 
 /// The local date of the window ending `end_ms` and its place in that day.
@@ -244,7 +252,7 @@ fn day_row(connection_id: &str, tz: &Tz, date: NaiveDate, bits: u64) -> Option<D
         connection_id: connection_id.to_string(),
         date,
         windows_expected: ends.len(),
-        windows_with_data: (0..ends.len()).filter(|k| bits & (1 << k) != 0).count(),
+        windows_with_data: with_data(bits, ends.len()),
         missing,
     })
 }

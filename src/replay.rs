@@ -151,7 +151,7 @@ pub fn replay(
         settings: EngineSettings::from(&config.windowing),
         push: config.reset.push,
         registry: Arc::clone(&registry),
-        keep: Arc::new(move |end: i64| end - HALF_HOUR_MS >= from_ms && end <= to_ms),
+        range: (from_ms, to_ms),
         schemas: Schemas::new(config)?,
         parts: HashMap::new(),
         batches: Vec::new(),
@@ -207,7 +207,8 @@ struct Replayed {
     settings: EngineSettings,
     push: crate::config::PushMode,
     registry: Arc<Registry>,
-    keep: Arc<dyn Fn(i64) -> bool + Send + Sync>,
+    /// `[from, to]`: the windows lying wholly inside are kept.
+    range: (i64, i64),
     schemas: Schemas,
     parts: HashMap<(String, i32), PartitionPipeline>,
     batches: Vec<crate::batch::Batch>,
@@ -222,9 +223,9 @@ impl Replayed {
         let key = (m.topic.to_string(), m.partition);
         self.schemas.learn(m.payload)?;
         let pipeline = self.parts.entry(key.clone()).or_insert_with(|| {
-            let keep = Arc::clone(&self.keep);
+            let (from, to) = self.range;
             PartitionPipeline::new(Arc::clone(&self.registry), self.settings, self.push)
-                .keeping(move |end| keep(end))
+                .keeping(move |end| end - HALF_HOUR_MS >= from && end <= to)
         });
         let mut rejects = Vec::new();
         self.batches.extend(pipeline.record_bytes(
