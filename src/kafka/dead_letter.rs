@@ -35,7 +35,7 @@ struct DeadLetter<'a> {
 }
 
 /// A letter as produced: its key and JSON, kept until the broker has it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Letter {
     key: String,
     json: String,

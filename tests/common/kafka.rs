@@ -689,16 +689,25 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Value> {
 
 /// Produces Avro `events` keyed by connection_id (as `produce` does), each
 /// partition's share as a single zstd record batch: librdkafka's mock cluster
-/// drops a partition's oldest batches past 5 MB, but keeps its last batch
-/// whatever its size, so a long backlog fits there only as one batch. A
-/// consumer that starts inside it gets the whole batch and skips to its
-/// position, as with any Kafka broker.
+/// drops a partition's oldest batches past 5 MB (it keeps the last one
+/// whatever its size, but a share of some 200,000 records arrived there cut
+/// in two). A consumer that starts inside a batch gets the whole batch and
+/// skips to its position, as with any Kafka broker.
+///
+/// The records are encoded first and then queued at once, within
+/// `linger.ms` (10 s) of the first: each partition's batch goes out whole
+/// when it runs out (a flush does not cut it short here).
 pub fn produce_one_batch_per_partition(bootstrap: &str, topic: &str, events: &[SensorEvent]) {
     use rdkafka::producer::{BaseRecord, Producer};
+    let linger = Duration::from_secs(10);
+    let payloads: Vec<Vec<u8>> = events
+        .iter()
+        .map(|e| reset_pipeline::codec::encode(InputFormat::Avro, 0, e))
+        .collect();
     let producer: rdkafka::producer::BaseProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("compression.type", "zstd")
-        .set("linger.ms", "120000")
+        .set("linger.ms", linger.as_millis().to_string())
         .set("message.timeout.ms", "600000")
         .set("batch.num.messages", "1000000")
         .set("batch.size", "1000000000")
@@ -707,17 +716,22 @@ pub fn produce_one_batch_per_partition(bootstrap: &str, topic: &str, events: &[S
         .set("queue.buffering.max.kbytes", "2097151")
         .create()
         .unwrap();
-    for event in events {
-        let payload = reset_pipeline::codec::encode(InputFormat::Avro, 0, event);
+    let queued = Instant::now();
+    for (event, payload) in events.iter().zip(&payloads) {
         producer
             .send(
                 BaseRecord::to(topic)
                     .key(&event.connection_id)
-                    .payload(&payload),
+                    .payload(payload),
             )
             .map_err(|(e, _)| e)
             .unwrap();
     }
-    // flush sends at once, without waiting for linger.ms.
+    assert!(
+        queued.elapsed() < linger / 2,
+        "queueing {} records took {:?}: a batch may have been cut",
+        events.len(),
+        queued.elapsed()
+    );
     producer.flush(Duration::from_secs(300)).unwrap();
 }
