@@ -145,7 +145,8 @@ fn local_midnight_after(tz: chrono_tz::Tz, t: i64) -> i64 {
         .timestamp_millis()
 }
 
-/// Writes one registry-topic record: `monitor`'s description with `label`.
+/// Writes one registry-topic record: the description of `connection_id`
+/// in `registry`, with `label` instead of its own.
 async fn describe(
     bootstrap: &str,
     registry: &reset_pipeline::registry::Registry,
