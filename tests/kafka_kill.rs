@@ -136,13 +136,7 @@ impl Story {
 
 /// The first local midnight of `tz` after `t` (epoch ms).
 fn local_midnight_after(tz: chrono_tz::Tz, t: i64) -> i64 {
-    use chrono::TimeZone;
-    let day = tz.timestamp_millis_opt(t).unwrap().date_naive();
-    let next = day.succ_opt().unwrap().and_hms_opt(0, 0, 0).unwrap();
-    tz.from_local_datetime(&next)
-        .earliest()
-        .unwrap()
-        .timestamp_millis()
+    reset_pipeline::window::clock::local_day_end(&tz, t + 1)
 }
 
 /// Writes one registry-topic record: the description of `connection_id`
@@ -159,19 +153,13 @@ async fn describe(
         .clone();
     record.label = label.map(str::to_string);
     let value = serde_json::to_string(&record).unwrap();
-    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    producer
-        .send(
-            rdkafka::producer::FutureRecord::to("monitor-registry")
-                .key(connection_id)
-                .payload(&value),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+    send(
+        bootstrap,
+        "monitor-registry",
+        connection_id,
+        Some(value.as_bytes()),
+    )
+    .await;
 }
 
 /// Produces one part of the samples; on the mock as one batch per

@@ -416,23 +416,6 @@ fn registry_record(id: &str, label: &str) -> String {
     .to_string()
 }
 
-/// One record, awaited until the broker has it; `None` is a tombstone.
-async fn send(bootstrap: &str, topic: &str, key: &str, value: Option<&[u8]>) {
-    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    let record = rdkafka::producer::FutureRecord::to(topic).key(key);
-    let record = match value {
-        Some(v) => record.payload(v),
-        None => record,
-    };
-    producer
-        .send(record, Duration::from_secs(10))
-        .await
-        .unwrap();
-}
-
 fn co2(id: &str, from_minute: i64, to_minute: i64) -> Vec<SensorEvent> {
     (from_minute..to_minute)
         .map(|i| {

@@ -735,3 +735,20 @@ pub fn produce_one_batch_per_partition(bootstrap: &str, topic: &str, events: &[S
     );
     producer.flush(Duration::from_secs(300)).unwrap();
 }
+
+/// One record, awaited until the broker has it; `None` is a tombstone.
+pub async fn send(bootstrap: &str, topic: &str, key: &str, value: Option<&[u8]>) {
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let record = rdkafka::producer::FutureRecord::to(topic).key(key);
+    let record = match value {
+        Some(v) => record.payload(v),
+        None => record,
+    };
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .unwrap();
+}
