@@ -23,6 +23,7 @@ on_both_brokers!(
     bad_records_are_dead_lettered_with_origin_and_good_windows_all_sent,
     the_registry_topic_adds_monitors_and_a_changed_record_is_sent_as_modify,
     a_description_changed_while_stopped_reaches_reset_as_modify,
+    a_change_reset_took_unanswered_is_undone_when_the_registry_goes_back,
 );
 
 async fn setup(kind: BrokerKind, registry: Registry) -> Setup {
@@ -292,6 +293,83 @@ async fn a_description_changed_while_stopped_reaches_reset_as_modify(kind: Broke
     // Nothing was refused, so nothing was dead-lettered.
     let letters = read_topic(&s.broker.bootstrap, "sensor-events.dlq");
     assert!(letters.is_empty(), "{letters:?}");
+}
+
+/// A changed description (B) reaches RESET, its ack is lost, the pipeline
+/// is killed, and the registry goes back to A while it is down: RESET holds
+/// B, so the restart must send A again, as a change of its own.
+async fn a_change_reset_took_unanswered_is_undone_when_the_registry_goes_back(kind: BrokerKind) {
+    let s = setup(kind, one_monitor()).await;
+    let monitors = s.dir.path().join("monitors.yaml");
+    let messages = || {
+        s.emulator
+            .state
+            .lock()
+            .unwrap()
+            .monitor_messages
+            .get("A")
+            .cloned()
+            .unwrap_or_default()
+    };
+    let config = s.config("");
+    // No idle raise: the last window waits for the next start's samples.
+    edit_config(&config, &[("idle_timeout: 2s", "idle_timeout: 1h")]);
+    // Start 1: A is created and acknowledged.
+    std::fs::write(&monitors, one_monitor_yaml("")).unwrap();
+    s.produce(co2_and_rh(0, 120)).await;
+    let p = Pipeline::start(&config, &s.log());
+    assert!(s.wait_for_rows(3).await, "{}", log_tail(&s.log()));
+    assert!(p.terminate().success());
+    // Start 2: B is taken by RESET, its ack never arrives; killed.
+    std::fs::write(&monitors, one_monitor_yaml(" label: Hall,")).unwrap();
+    s.emulator.state.lock().unwrap().acks_lost = true;
+    s.produce(co2_and_rh(120, 240)).await;
+    let p = Pipeline::start(&config, &s.log());
+    assert!(
+        wait_until(Duration::from_secs(60), || messages().len() == 2).await,
+        "{:?}\n{}",
+        messages(),
+        log_tail(&s.log())
+    );
+    p.kill();
+    // Start 3: the registry is back at A.
+    std::fs::write(&monitors, one_monitor_yaml("")).unwrap();
+    s.emulator.state.lock().unwrap().acks_lost = false;
+    s.produce(co2_and_rh(240, 360)).await;
+    let mut expected = expected_rows(&s.registry, &co2_and_rh(0, 360));
+    expected.pop_last();
+    let p = Pipeline::start(&config, &s.log());
+    assert!(
+        s.wait_for_rows(expected.len()).await,
+        "{}",
+        log_tail(&s.log())
+    );
+    let back_at_a = wait_until(Duration::from_secs(30), || messages().len() == 3).await;
+    assert!(p.terminate().success());
+    let sent = messages();
+    assert!(back_at_a, "RESET was not told A again: {sent:?}");
+    let verbs: Vec<&str> = sent.iter().map(|(verb, _)| verb.as_str()).collect();
+    assert_eq!(verbs, ["create", "modify", "modify"], "{sent:?}");
+    let ids: std::collections::BTreeSet<&String> = sent.iter().map(|(_, id)| id).collect();
+    assert_eq!(ids.len(), 3, "{sent:?}");
+    let state = s.emulator.state.lock().unwrap();
+    assert!(
+        state.monitors["A"].data.get("label").is_none(),
+        "RESET holds {:?}",
+        state.monitors["A"].data
+    );
+    assert_eq!(
+        (
+            state.stats.conflicting_resends,
+            state.stats.changed_readings,
+            state.stats.refused_creates
+        ),
+        (0, 0, 0),
+        "{:?}",
+        state.stats
+    );
+    drop(state);
+    assert_eq!(s.rows(), expected);
 }
 
 async fn late_samples_are_dead_lettered_and_idle_partitions_close_their_windows(kind: BrokerKind) {

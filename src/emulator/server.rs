@@ -92,6 +92,9 @@ pub struct EmulatorState {
     /// Each monitor's accepted `monitors` messages, in order: (message_type, message_id).
     pub monitor_messages: BTreeMap<String, Vec<(String, String)>>,
     pub stats: EmulatorStats,
+    /// A test's switch: every message is taken as usual, and its ack is
+    /// lost on the way (RESET holds what the sender cannot know it holds).
+    pub acks_lost: bool,
     dice: StdRng,
 }
 
@@ -104,6 +107,7 @@ impl EmulatorState {
             row_messages: HashMap::new(),
             monitor_messages: BTreeMap::new(),
             stats: EmulatorStats::default(),
+            acks_lost: false,
             dice: seed.map_or_else(StdRng::from_os_rng, StdRng::seed_from_u64),
         }
     }
@@ -414,7 +418,9 @@ fn decide(socket: &SocketRef, shared: &Shared, event: &str, data: Argument, id: 
             state.payloads.insert(id.to_string(), data);
         }
     }
-    if options.drop_ack_rate > 0.0 && state.dice.random_bool(options.drop_ack_rate.min(1.0)) {
+    let lost = state.acks_lost
+        || (options.drop_ack_rate > 0.0 && state.dice.random_bool(options.drop_ack_rate.min(1.0)));
+    if lost {
         state.stats.acks_dropped += 1;
         return Answer::DropAck;
     }
