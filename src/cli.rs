@@ -588,6 +588,21 @@ fn replay(
         return Ok(());
     }
     runtime()?.block_on(async move {
+        // What each monitors message announces: recorded as sent before it
+        // leaves, and as acknowledged once it is.
+        let mut announcing: std::collections::HashMap<String, crate::payload::Announced> =
+            emissions
+                .iter()
+                .filter_map(|e| e.announced(&registry))
+                .map(|a| (a.message_id.clone(), a))
+                .collect();
+        let writer = store.as_ref().map(|s| s.writer());
+        if let Some(writer) = &writer {
+            writer
+                .store(announcing.values().cloned().collect())
+                .await
+                .context("cannot record the monitors messages in the announcements store")?;
+        }
         let (publisher, mut deliveries) =
             crate::sink::Publisher::start(crate::live::publisher_settings(&config)?);
         for e in &emissions {
@@ -595,21 +610,15 @@ fn replay(
                 .publish(crate::sink::Outgoing::from(e.clone()))
                 .await;
         }
-        // What each monitors message announces, stored once acknowledged.
-        let mut announcing: std::collections::HashMap<String, crate::payload::Announced> =
-            emissions
-                .iter()
-                .filter_map(|e| e.announced(&registry))
-                .map(|a| (a.message_id.clone(), a))
-                .collect();
         let mut rejected = 0;
         for _ in &emissions {
             let d = deliveries.recv().await.context("publisher stopped")?;
             match d.fate {
                 crate::sink::Fate::Acknowledged => {
                     let announced = announcing.remove(&d.message_id);
-                    if let (Some(store), Some(announced)) = (&store, announced) {
-                        if let Err(e) = store.store(announced).await {
+                    if let (Some(writer), Some(mut announced)) = (&writer, announced) {
+                        announced.acknowledged = true;
+                        if let Err(e) = writer.store(vec![announced]).await {
                             eprintln!(
                                 "replay: an acknowledged monitor description was not stored: {e}"
                             );

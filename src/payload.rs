@@ -1,7 +1,7 @@
 //! The exact JSON RESET receives: `readings` rows from closed windows,
 //! `monitors` create/modify messages, and deterministic message ids.
 
-use crate::registry::{Monitor, MonitorId, MonitorRecord};
+use crate::registry::{Monitor, MonitorRecord};
 use crate::window::{reading_time, ClosedWindow, SlotValue};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
@@ -147,7 +147,8 @@ pub fn readings_payload(message_id: &str, connection_id: &str, rows: &[&str]) ->
 }
 
 /// Whether a monitors message creates the monitor or modifies it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MonitorAction {
     Create,
     Modify,
@@ -212,76 +213,134 @@ pub fn monitors_payload(
     (message_id, payload)
 }
 
-/// A description RESET acknowledged: what the announcements store keeps
-/// per monitor, and what a restarted pipeline compares the registry with.
+/// A `monitors` message as the announcements store keeps it, per monitor:
+/// sent (its fate not known yet) or acknowledged by RESET. What a restarted
+/// pipeline compares the registry with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Announced {
     pub connection_id: String,
-    /// The description's version: 1 for the create, one more per change.
+    /// The description's version: 1 for the first message, one more per change.
     pub version: u64,
     pub message_id: String,
     pub record: MonitorRecord,
+    /// Records written before this field: acknowledged modifies (a
+    /// create's action no longer matters once acknowledged).
+    #[serde(default = "modify")]
+    pub action: MonitorAction,
+    /// `false` while only known to have been sent: RESET may hold it or not.
+    #[serde(default = "yes")]
+    pub acknowledged: bool,
+}
+
+fn modify() -> MonitorAction {
+    MonitorAction::Modify
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Announced {
+    /// The later of two records of one monitor: the higher version, and
+    /// at the same version the acknowledgement.
+    fn supersedes(&self, other: &Announced) -> bool {
+        (self.version, self.acknowledged) > (other.version, other.acknowledged)
+    }
 }
 
 /// Which description of each monitor RESET has been told, to send `create`
 /// before a monitor's first readings and `modify` when its description
-/// changes: the ones sent in this run, and the ones RESET acknowledged
-/// before (`learn`, from the announcements store). Each description sent
-/// gets the next version, which is in its message id: a change back to an
-/// earlier description is a new message, and a re-send after a crash
-/// (before the store had its acknowledgement) repeats the same id.
+/// changes: the ones sent in this run (`told`), and what the announcements
+/// store says (`learn`): descriptions acknowledged before, and ones sent
+/// whose answer was never stored. Each description sent gets the next
+/// version, which is in its message id: a change back to an earlier
+/// description is a new message, and a re-send after a crash repeats the
+/// same id. A description sent but never answered may be what RESET holds:
+/// after a restart it is sent again when the registry still says it, and
+/// followed by a change of its own when the registry says something else.
 #[derive(Debug, Default, Clone)]
 pub struct Announcements {
-    told: HashMap<MonitorId, (MonitorRecord, u64)>,
-    known: HashMap<String, (MonitorRecord, u64)>,
+    told: HashMap<String, Told>,
+    known: HashMap<String, Announced>,
+}
+
+/// A description sent in this run (its delivery is this run's business).
+#[derive(Debug, Clone)]
+struct Told {
+    record: MonitorRecord,
+    version: u64,
 }
 
 impl Announcements {
-    /// What this run or an earlier one told RESET last of the monitor.
-    fn last(&self, id: MonitorId, monitor: &Monitor) -> Option<&(MonitorRecord, u64)> {
-        let told = self.told.get(&id);
-        let known = self.known.get(monitor.connection_id());
-        match (told, known) {
-            (Some(t), Some(k)) => Some(if k.1 > t.1 { k } else { t }),
-            (t, k) => t.or(k),
-        }
-    }
-
     /// The monitors message owed before this monitor's next readings, with
     /// its version, if any.
-    pub fn owed(&self, id: MonitorId, monitor: &Monitor) -> Option<(MonitorAction, u64)> {
-        match self.last(id, monitor) {
-            None => Some((MonitorAction::Create, 1)),
-            Some((record, _)) if *record == monitor.record => None,
-            Some((_, version)) => Some((MonitorAction::Modify, version + 1)),
+    pub fn owed(&self, monitor: &Monitor) -> Option<(MonitorAction, u64)> {
+        let told = self.told.get(monitor.connection_id());
+        let known = self.known.get(monitor.connection_id());
+        let same = |record: &MonitorRecord| *record == monitor.record;
+        let change = |version: u64| (MonitorAction::Modify, version + 1);
+        if let Some(t) = told.filter(|t| known.is_none_or(|k| t.version >= k.version)) {
+            return (!same(&t.record)).then(|| change(t.version));
+        }
+        let Some(k) = known else {
+            return Some((MonitorAction::Create, 1));
+        };
+        match (k.acknowledged, same(&k.record)) {
+            (true, true) => None,
+            (true, false) => Some(change(k.version)),
+            // Sent, never answered: the same message again, or a change
+            // after it (a create stays a create: if RESET holds the
+            // monitor it refuses it, and a modify follows).
+            (false, true) => Some((k.action, k.version)),
+            (false, false) => Some((k.action, k.version + 1)),
         }
     }
 
     /// Records that RESET is being told this monitor as it is, at `version`.
-    pub fn told(&mut self, id: MonitorId, monitor: &Monitor, version: u64) {
-        self.told.insert(id, (monitor.record.clone(), version));
+    pub fn told(&mut self, monitor: &Monitor, version: u64) {
+        let told = Told {
+            record: monitor.record.clone(),
+            version,
+        };
+        self.told.insert(monitor.connection_id().to_string(), told);
     }
 
-    /// A description RESET acknowledged, in this run or an earlier one
-    /// (from the store); a lower version than one known is old news.
+    /// What the store says of a monitor, written by this run or an earlier
+    /// one; an older record than one known is old news.
     pub fn learn(&mut self, announced: &Announced) {
         let newer = self
             .known
             .get(&announced.connection_id)
-            .is_none_or(|(_, version)| announced.version > *version);
+            .is_none_or(|known| announced.supersedes(known));
         if newer {
-            self.known.insert(
-                announced.connection_id.clone(),
-                (announced.record.clone(), announced.version),
-            );
+            self.known
+                .insert(announced.connection_id.clone(), announced.clone());
         }
+    }
+
+    /// RESET acknowledged a monitors message: learnt, and `true` when the
+    /// store is to record it, which it is not when a later description of
+    /// the monitor was sent since (that one's record must stay the last).
+    pub fn acknowledged(&mut self, announced: &Announced) -> bool {
+        self.learn(announced);
+        let later_told = self
+            .told
+            .get(&announced.connection_id)
+            .is_some_and(|t| t.version > announced.version);
+        let later_known = self
+            .known
+            .get(&announced.connection_id)
+            .is_some_and(|k| k.version > announced.version);
+        !(later_told || later_known)
     }
 
     /// RESET refused to create the monitor: it holds it although nothing
     /// said so. Its description is to be sent as `modify`, at this version.
-    pub fn refused_create(&mut self, id: MonitorId, monitor: &Monitor) -> u64 {
-        let version = self.last(id, monitor).map_or(1, |(_, v)| *v) + 1;
-        self.told(id, monitor, version);
+    pub fn refused_create(&mut self, monitor: &Monitor) -> u64 {
+        let told = self.told.get(monitor.connection_id()).map(|t| t.version);
+        let known = self.known.get(monitor.connection_id()).map(|k| k.version);
+        let version = told.max(known).unwrap_or(0) + 1;
+        self.told(monitor, version);
         version
     }
 }
@@ -303,9 +362,21 @@ mod tests {
 
     /// Tells RESET what is owed for `m` and returns the message id.
     fn announce(a: &mut Announcements, m: &Monitor) -> Option<String> {
-        let (action, version) = a.owed(0, m)?;
-        a.told(0, m, version);
+        let (action, version) = a.owed(m)?;
+        a.told(m, version);
         Some(monitors_payload(m, action, version).0)
+    }
+
+    /// The store's record of a message: sent, or acknowledged too.
+    fn stored(m: &Monitor, action: MonitorAction, version: u64, acknowledged: bool) -> Announced {
+        Announced {
+            connection_id: "A".into(),
+            version,
+            message_id: monitors_payload(m, action, version).0,
+            record: m.record.clone(),
+            action,
+            acknowledged,
+        }
     }
 
     fn acknowledged(m: &Monitor, version: u64) -> Announced {
@@ -314,12 +385,7 @@ mod tests {
         } else {
             MonitorAction::Modify
         };
-        Announced {
-            connection_id: "A".into(),
-            version,
-            message_id: monitors_payload(m, action, version).0,
-            record: m.record.clone(),
-        }
+        stored(m, action, version, true)
     }
 
     #[test]
@@ -358,7 +424,7 @@ mod tests {
         let mut a2 = Announcements::default();
         a2.learn(&acknowledged(&b, 2));
         a2.learn(&acknowledged(&a, 1));
-        assert_eq!(a2.owed(0, &b), None);
+        assert_eq!(a2.owed(&b), None);
     }
 
     #[test]
@@ -366,7 +432,50 @@ mod tests {
         let a = monitor("");
         let mut told = Announcements::default();
         announce(&mut told, &a).unwrap();
-        assert_eq!(told.refused_create(0, &a), 2);
-        assert_eq!(told.owed(0, &a), None);
+        assert_eq!(told.refused_create(&a), 2);
+        assert_eq!(told.owed(&a), None);
+    }
+
+    #[test]
+    fn a_description_sent_and_never_answered_is_sent_again_or_followed_by_a_change() {
+        let (a, b) = (monitor(""), monitor(" label: Hall,"));
+        let modify = MonitorAction::Modify;
+        // The store: A acknowledged at 1, then B sent at 2, its answer never stored.
+        let mut restarted = Announcements::default();
+        restarted.learn(&acknowledged(&a, 1));
+        restarted.learn(&stored(&b, modify, 2, false));
+        // The registry still says B: the same message again, once.
+        let mut still_b = restarted.clone();
+        assert_eq!(still_b.owed(&b), Some((modify, 2)));
+        still_b.told(&b, 2);
+        assert_eq!(still_b.owed(&b), None);
+        // The registry went back to A: RESET may hold B, so A is a change.
+        assert_eq!(restarted.owed(&a), Some((modify, 3)));
+        // Read in another order, the records say the same.
+        let mut reversed = Announcements::default();
+        reversed.learn(&stored(&b, modify, 2, false));
+        reversed.learn(&acknowledged(&a, 1));
+        assert_eq!(reversed.owed(&a), Some((modify, 3)));
+        // A create never answered stays a create (refused if RESET holds it).
+        let mut created = Announcements::default();
+        created.learn(&stored(&a, MonitorAction::Create, 1, false));
+        assert_eq!(created.owed(&a), Some((MonitorAction::Create, 1)));
+        assert_eq!(created.owed(&b), Some((MonitorAction::Create, 2)));
+        // Its acknowledgement, stored after the sent record, settles it.
+        created.learn(&stored(&a, MonitorAction::Create, 1, true));
+        created.learn(&stored(&a, MonitorAction::Create, 1, false));
+        assert_eq!(created.owed(&a), None);
+    }
+
+    #[test]
+    fn an_acknowledgement_overtaken_by_a_later_change_is_not_stored() {
+        let (a, b) = (monitor(""), monitor(" label: Hall,"));
+        let mut told = Announcements::default();
+        announce(&mut told, &a).unwrap();
+        announce(&mut told, &b).unwrap();
+        // A's answer arrives after B was sent: the store must keep B's record.
+        assert!(!told.acknowledged(&acknowledged(&a, 1)));
+        assert!(told.acknowledged(&acknowledged(&b, 2)));
+        assert_eq!(told.owed(&b), None);
     }
 }

@@ -59,13 +59,15 @@ impl Emission {
         }
     }
 
-    /// What a `monitors` message announces: the description (as the
-    /// registry holds it now) and its version; `None` for readings.
+    /// What a `monitors` message announces, as the announcements store
+    /// records it sent: the description (as the registry holds it now) and
+    /// its version; `None` for readings.
     pub fn announced(&self, registry: &Registry) -> Option<Announced> {
         let Emission::Monitor {
             message_id,
             connection_id,
             version,
+            action,
             ..
         } = self
         else {
@@ -77,6 +79,8 @@ impl Emission {
             version: *version,
             message_id: message_id.clone(),
             record: registry.get(id).record.clone(),
+            action: *action,
+            acknowledged: false,
         })
     }
 
@@ -271,7 +275,7 @@ pub fn with_announcements(
     let mut out = Vec::with_capacity(batches.len());
     for batch in batches {
         let monitor = registry.get(batch.monitor);
-        if let Some((action, version)) = announcements.owed(batch.monitor, monitor) {
+        if let Some((action, version)) = announcements.owed(monitor) {
             let (message_id, payload) = monitors_payload(monitor, action, version);
             out.push(Emission::Monitor {
                 message_id,
@@ -280,7 +284,7 @@ pub fn with_announcements(
                 action,
                 version,
             });
-            announcements.told(batch.monitor, monitor, version);
+            announcements.told(monitor, version);
         }
         out.push(Emission::Readings(batch));
     }

@@ -1,20 +1,24 @@
 //! The announcements store: a compacted topic keyed by `connection_id` that
-//! holds, per monitor, the description RESET last acknowledged, its version
-//! and message id (`payload::Announced`, as JSON). Read whole at start and
-//! followed, so that a restarted pipeline, or a replica given a monitor's
-//! partition, sends `modify` only for a description RESET does not hold,
-//! and nothing for one it does. Keyed by monitor, not by input partition:
-//! partition counts may change.
+//! holds, per monitor, the last `monitors` message sent (recorded before it
+//! leaves) or acknowledged: its description, version, action and message id
+//! (`payload::Announced`, as JSON). Read whole at start and followed, so
+//! that a restarted pipeline, or a replica given a monitor's partition,
+//! sends `modify` only for a description RESET may not hold, and nothing
+//! for one it does. Keyed by monitor, not by input partition: partition
+//! counts may change. One write in flight at a time, so that the records of
+//! a monitor land in the order written.
 
 use super::followed::{FollowedTopic, TopicRecord};
 use super::quiet::Quiet;
 use super::WriteError;
 use crate::payload::Announced;
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use std::time::Duration;
 
-/// The format of the store's records: `v` is 1.
+/// The format of the store's records: `v` is 2. Version 1 had neither
+/// `action` nor `acknowledged`, and recorded acknowledged messages only.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct StoredAnnouncement {
     v: u32,
@@ -24,6 +28,12 @@ struct StoredAnnouncement {
 
 pub struct AnnouncementStore {
     follower: FollowedTopic,
+    writer: AnnouncementWriter,
+}
+
+/// Writes to the store; cheap to clone into a task.
+#[derive(Clone)]
+pub struct AnnouncementWriter {
     producer: FutureProducer<Quiet>,
     topic: String,
 }
@@ -40,13 +50,14 @@ impl AnnouncementStore {
             .clone()
             .set("acks", "all")
             .set("linger.ms", "5")
+            .set("max.in.flight.requests.per.connection", "1")
             .create_with_context(Quiet)
             .map_err(|e| e.to_string())?;
-        let store = AnnouncementStore {
-            follower,
+        let writer = AnnouncementWriter {
             producer,
             topic: topic.to_string(),
         };
+        let store = AnnouncementStore { follower, writer };
         Ok((store, parse_all(&records)))
     }
 
@@ -55,11 +66,11 @@ impl AnnouncementStore {
         parse_all(&self.follower.poll_new())
     }
 
-    /// Writes an acknowledged description, beside the caller. A write the
+    /// Writes an acknowledged message, beside the caller. A write the
     /// broker does not take costs at most one re-send after a restart, of
     /// the same message with the same id.
     pub fn write(&self, announced: Announced) {
-        let write = self.store(announced);
+        let write = self.writer.store(vec![announced]);
         tokio::spawn(async move {
             if let Err(e) = write.await {
                 if let Some(held_back) = crate::throttle::due("announcement write") {
@@ -69,26 +80,59 @@ impl AnnouncementStore {
         });
     }
 
-    /// Writes an acknowledged description; the future ends when the broker has it.
+    pub fn writer(&self) -> AnnouncementWriter {
+        self.writer.clone()
+    }
+}
+
+impl AnnouncementWriter {
+    /// Writes records; the future ends when the broker has them all.
     pub fn store(
         &self,
-        announced: Announced,
+        records: Vec<Announced>,
     ) -> impl std::future::Future<Output = Result<(), WriteError>> + Send + 'static {
-        let producer = self.producer.clone();
         let topic = self.topic.clone();
+        let writes: Vec<_> = records
+            .into_iter()
+            .map(|announced| {
+                let key = announced.connection_id.clone();
+                let payload = serde_json::to_string(&StoredAnnouncement { v: 2, announced })
+                    .expect("an announcement serializes");
+                self.producer
+                    .send_result(FutureRecord::to(&topic).key(&key).payload(&payload))
+                    .map_err(|(e, _)| e)
+            })
+            .collect();
         async move {
-            let key = announced.connection_id.clone();
-            let payload = serde_json::to_string(&StoredAnnouncement { v: 1, announced })
-                .expect("an announcement serializes");
-            let record = FutureRecord::to(&topic).key(&key).payload(&payload);
-            producer
-                .send(record, Duration::from_secs(30))
-                .await
-                .map(|_| ())
-                .map_err(|(source, _)| WriteError {
-                    topic: topic.clone(),
-                    source,
-                })
+            for write in writes {
+                let delivered = match write {
+                    Ok(delivery) => delivery.await.map_err(|_| KafkaError::Canceled),
+                    Err(e) => Err(e),
+                };
+                match delivered {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((source, _))) | Err(source) => {
+                        return Err(WriteError {
+                            topic: topic.clone(),
+                            source,
+                        })
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// Writes records, again and again until the broker takes them:
+    /// `monitors` messages recorded as sent wait for it before they leave.
+    pub async fn store_until_taken(&self, records: Vec<Announced>) {
+        let mut backoff = Duration::from_millis(200);
+        while let Err(e) = self.store(records.clone()).await {
+            if let Some(held_back) = crate::throttle::due("announcement write") {
+                tracing::warn!(error = %e, held_back, "monitors messages wait for the announcements store to record them");
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     }
 }
@@ -131,24 +175,40 @@ mod tests {
             version: 3,
             message_id: "rp_monitor_A_modify_v3_x".into(),
             record: registry.get(0).record.clone(),
+            action: crate::payload::MonitorAction::Create,
+            acknowledged: false,
         };
         let json = serde_json::to_string(&StoredAnnouncement {
-            v: 1,
+            v: 2,
             announced: announced.clone(),
         })
         .unwrap();
         assert!(
-            json.starts_with("{\"v\":1,\"connection_id\":\"A\",\"version\":3"),
+            json.starts_with("{\"v\":2,\"connection_id\":\"A\",\"version\":3"),
             "{json}"
         );
+        assert!(
+            json.ends_with(",\"action\":\"create\",\"acknowledged\":false}"),
+            "{json}"
+        );
+        // A record of the first format: an acknowledged modify.
+        let first_format = json
+            .replace("\"v\":2", "\"v\":1")
+            .replace(",\"action\":\"create\",\"acknowledged\":false", "");
+        let acknowledged_modify = Announced {
+            action: crate::payload::MonitorAction::Modify,
+            acknowledged: true,
+            ..announced.clone()
+        };
         let records = [
             record(&json),
+            record(&first_format),
             record("{broken"),
             TopicRecord {
                 value: None,
                 ..record("")
             },
         ];
-        assert_eq!(parse_all(&records), vec![announced]);
+        assert_eq!(parse_all(&records), vec![announced, acknowledged_modify]);
     }
 }

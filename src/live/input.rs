@@ -233,7 +233,10 @@ impl Live {
     /// Pauses the input when the publisher holds its limit of unanswered
     /// messages, and resumes it when half of them are answered.
     pub(super) fn follow_flow(&mut self) {
-        let change = match self.flow.held(self.publisher.held()) {
+        let change = match self
+            .flow
+            .held(self.publisher.held() + self.store_gate.len())
+        {
             Some(change) => change,
             None => return,
         };

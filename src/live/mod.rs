@@ -26,7 +26,7 @@ use crate::kafka::{
 };
 use crate::metrics::Metrics;
 use crate::offsets::Progress;
-use crate::payload::{Announced, Announcements, MonitorAction};
+use crate::payload::{Announced, Announcements};
 use crate::pipeline::PartitionPipeline;
 use crate::registry::Registry;
 use crate::reject::Reject;
@@ -42,11 +42,13 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use store_gate::StoreGate;
 
 mod commit;
 mod input;
 mod output;
 mod schemas;
+mod store_gate;
 mod watch;
 
 type PartitionKey = (String, i32);
@@ -112,9 +114,13 @@ struct Live {
     owners: HashMap<String, (PartitionKey, Instant)>,
     /// `monitors` messages awaiting RESET's answer: message id to the
     /// description it announces.
-    monitor_messages: HashMap<String, (Announced, MonitorAction)>,
+    monitor_messages: HashMap<String, Announced>,
     announcements: Announcements,
     announcement_store: AnnouncementStore,
+    /// Messages waiting for the store to record `monitors` messages as sent.
+    store_gate: StoreGate,
+    /// Tickets of the store gate whose writes are done.
+    announcements_stored: tokio::sync::mpsc::UnboundedSender<store_gate::Ticket>,
     /// The monitor registry topic, followed for changes.
     monitor_topic: Option<FollowedTopic>,
     rejects: Vec<Reject>,
@@ -323,6 +329,7 @@ pub async fn run(
     let publisher_limit = publisher.max_queued();
     let (watermarks, mut watermark_answers) = tokio::sync::mpsc::unbounded_channel();
     let (schema_answers, mut schema_arrivals) = tokio::sync::mpsc::unbounded_channel();
+    let (announcements_stored, mut stored_tickets) = tokio::sync::mpsc::unbounded_channel();
     watch_readiness(&publisher, Arc::clone(&readiness));
     let schema_registry = match (
         config.input.format,
@@ -346,6 +353,8 @@ pub async fn run(
         parts: HashMap::new(),
         owners: HashMap::new(),
         monitor_messages: HashMap::new(),
+        store_gate: StoreGate::default(),
+        announcements_stored,
         announcements,
         announcement_store,
         monitor_topic,
@@ -384,6 +393,10 @@ pub async fn run(
                 Ok(())
             }
             Some(answer) = schema_arrivals.recv() => live.schema_answered(answer),
+            Some(ticket) = stored_tickets.recv() => {
+                live.announcements_stored(ticket);
+                Ok(())
+            }
             done = async { committing.as_mut().expect("guarded").await }, if committing.is_some() => {
                 committing = None;
                 live.committed(done)

@@ -1,6 +1,7 @@
 //! The output side of the loop: closed windows handed to the publisher
 //! without waiting, and RESET's answers taken back to their partitions.
 
+use super::store_gate::{Admitted, Ticket};
 use super::{Live, PartitionKey};
 use crate::kafka::Origin;
 use crate::payload::{monitors_payload, Announced, EventName, MonitorAction};
@@ -15,14 +16,10 @@ impl Live {
     /// waiting: `follow_flow` pauses the input when too many wait.
     pub(super) fn publish(&mut self, key: &PartitionKey, batches: Vec<crate::batch::Batch>) {
         let mut messages = Vec::with_capacity(batches.len());
+        let mut announcing = Vec::new();
         for emission in with_announcements(&self.registry, &mut self.announcements, batches) {
             match &emission {
-                Emission::Monitor { action, .. } => {
-                    if let Some(announced) = emission.announced(&self.registry) {
-                        self.monitor_messages
-                            .insert(announced.message_id.clone(), (announced, *action));
-                    }
-                }
+                Emission::Monitor { .. } => announcing.extend(emission.announced(&self.registry)),
                 Emission::Readings(b) => {
                     self.metrics.readings_sent.inc_by(b.ends.len() as u64);
                 }
@@ -32,12 +29,37 @@ impl Live {
             self.sending(key, &message);
             messages.push(message);
         }
-        self.offer(messages);
+        self.hand_over(messages, announcing);
     }
 
-    pub(super) fn send(&mut self, key: &PartitionKey, message: Outgoing) {
-        self.sending(key, &message);
-        self.offer(vec![message]);
+    /// Messages leave through the store gate: `monitors` messages (and all
+    /// formed after them) once the store records them as sent.
+    fn hand_over(&mut self, messages: Vec<Outgoing>, announcing: Vec<Announced>) {
+        for announced in &announcing {
+            self.monitor_messages
+                .insert(announced.message_id.clone(), announced.clone());
+        }
+        match self.store_gate.admit(messages, !announcing.is_empty()) {
+            Admitted::Pass(messages) => self.offer(messages),
+            Admitted::Held(None) => {}
+            Admitted::Held(Some(ticket)) => {
+                let writer = self.announcement_store.writer();
+                let stored = self.announcements_stored.clone();
+                tokio::spawn(async move {
+                    writer.store_until_taken(announcing).await;
+                    let _ = stored.send(ticket);
+                });
+            }
+        }
+    }
+
+    /// The store recorded a ticket's `monitors` messages as sent: what
+    /// waited for it leaves, but readings of partitions revoked meanwhile,
+    /// which are left to their new owners (as the publisher's cancel does).
+    pub(super) fn announcements_stored(&mut self, ticket: Ticket) {
+        let mut free = self.store_gate.stored(ticket);
+        free.retain(|m| m.event == EventName::Monitors || self.owners.contains_key(&m.message_id));
+        self.offer(free);
     }
 
     pub(super) fn offer(&mut self, messages: Vec<Outgoing>) {
@@ -67,7 +89,7 @@ impl Live {
             return;
         };
         let monitor = self.registry.get(id);
-        let version = self.announcements.refused_create(id, monitor);
+        let version = self.announcements.refused_create(monitor);
         let (message_id, payload) = monitors_payload(monitor, MonitorAction::Modify, version);
         tracing::info!(
             connection_id,
@@ -78,31 +100,35 @@ impl Live {
             version,
             message_id: message_id.clone(),
             record: monitor.record.clone(),
+            action: MonitorAction::Modify,
+            acknowledged: false,
         };
-        self.monitor_messages
-            .insert(message_id.clone(), (announced, MonitorAction::Modify));
         let message = Outgoing {
             event: EventName::Monitors,
             message_id,
             payload,
             key: connection_id.to_string(),
         };
-        self.send(key, message);
+        self.sending(key, &message);
+        self.hand_over(vec![message], vec![announced]);
     }
 
     /// A monitors message answered: an acknowledged description is learnt
-    /// and stored, even when its partition has moved on (`key` is `None`);
-    /// a refused create is followed by a modify while the partition is ours.
+    /// and stored (unless a later one was sent since), even when its
+    /// partition has moved on (`key` is `None`); a refused create is
+    /// followed by a modify while the partition is ours.
     fn monitor_answered(&mut self, key: Option<&PartitionKey>, d: &Delivery) {
-        let Some((announced, action)) = self.monitor_messages.remove(&d.message_id) else {
+        let Some(mut announced) = self.monitor_messages.remove(&d.message_id) else {
             return;
         };
         match (&d.fate, key) {
             (Fate::Acknowledged, _) => {
-                self.announcements.learn(&announced);
-                self.announcement_store.write(announced);
+                announced.acknowledged = true;
+                if self.announcements.acknowledged(&announced) {
+                    self.announcement_store.write(announced);
+                }
             }
-            (Fate::Rejected { .. }, Some(key)) if action == MonitorAction::Create => {
+            (Fate::Rejected { .. }, Some(key)) if announced.action == MonitorAction::Create => {
                 self.modify_after_refused_create(key, &announced.connection_id);
             }
             _ => {}
