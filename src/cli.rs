@@ -593,7 +593,7 @@ fn replay(
         let mut announcing: std::collections::HashMap<String, crate::payload::Announced> =
             emissions
                 .iter()
-                .filter_map(|e| e.announced(&registry))
+                .filter_map(|e| e.announced().cloned())
                 .map(|a| (a.message_id.clone(), a))
                 .collect();
         let writer = store.as_ref().map(|s| s.writer());

@@ -230,6 +230,10 @@ pub struct Announced {
     /// `false` while only known to have been sent: RESET may hold it or not.
     #[serde(default = "yes")]
     pub acknowledged: bool,
+    /// Whether RESET was known to hold the monitor when it was sent (an
+    /// earlier message acknowledged, or a create refused).
+    #[serde(default = "yes")]
+    pub held: bool,
 }
 
 fn modify() -> MonitorAction {
@@ -242,67 +246,108 @@ fn yes() -> bool {
 
 impl Announced {
     /// The later of two records of one monitor: the higher version, and
-    /// at the same version the acknowledgement.
+    /// at the same version the one that knows more.
     fn supersedes(&self, other: &Announced) -> bool {
-        (self.version, self.acknowledged) > (other.version, other.acknowledged)
+        (self.version, self.acknowledged, self.held)
+            > (other.version, other.acknowledged, other.held)
+    }
+
+    /// Whether RESET is known to hold the monitor.
+    fn holds(&self) -> bool {
+        self.acknowledged || self.held
     }
 }
 
 /// Which description of each monitor RESET has been told, to send `create`
 /// before a monitor's first readings and `modify` when its description
-/// changes: the ones sent in this run (`told`), and what the announcements
-/// store says (`learn`): descriptions acknowledged before, and ones sent
-/// whose answer was never stored. Each description sent gets the next
-/// version, which is in its message id: a change back to an earlier
-/// description is a new message, and a re-send after a crash repeats the
-/// same id. A description sent but never answered may be what RESET holds:
-/// after a restart it is sent again when the registry still says it, and
-/// followed by a change of its own when the registry says something else.
+/// changes: the messages sent in this run (`told`; the publisher delivers
+/// a monitor's messages in order), and what the announcements store says
+/// (`learn`): messages acknowledged before, and messages sent whose answer
+/// was never stored. Each description sent gets the next version, which is
+/// in its message id: a change back to an earlier description is a new
+/// message, and a re-send after a crash repeats the same id. A message
+/// sent but never answered may or may not be what RESET holds: after a
+/// restart it is sent again when the registry still says it, and followed
+/// by a message of its own otherwise, a `create` unless RESET is known to
+/// hold the monitor (if it does, it refuses the create and a `modify`
+/// follows).
 #[derive(Debug, Default, Clone)]
 pub struct Announcements {
-    told: HashMap<String, Told>,
+    told: HashMap<String, Announced>,
     known: HashMap<String, Announced>,
 }
 
-/// A description sent in this run (its delivery is this run's business).
-#[derive(Debug, Clone)]
-struct Told {
-    record: MonitorRecord,
-    version: u64,
-}
-
 impl Announcements {
-    /// The monitors message owed before this monitor's next readings, with
-    /// its version, if any.
-    pub fn owed(&self, monitor: &Monitor) -> Option<(MonitorAction, u64)> {
-        let told = self.told.get(monitor.connection_id());
-        let known = self.known.get(monitor.connection_id());
-        let same = |record: &MonitorRecord| *record == monitor.record;
-        let change = |version: u64| (MonitorAction::Modify, version + 1);
-        if let Some(t) = told.filter(|t| known.is_none_or(|k| t.version >= k.version)) {
-            return (!same(&t.record)).then(|| change(t.version));
-        }
-        let Some(k) = known else {
-            return Some((MonitorAction::Create, 1));
-        };
-        match (k.acknowledged, same(&k.record)) {
-            (true, true) => None,
-            (true, false) => Some(change(k.version)),
-            // Sent, never answered: the same message again, or a change
-            // after it (a create stays a create: if RESET holds the
-            // monitor it refuses it, and a modify follows).
-            (false, true) => Some((k.action, k.version)),
-            (false, false) => Some((k.action, k.version + 1)),
+    /// The latest message of the monitor, and whether this run sent it.
+    fn latest(&self, connection_id: &str) -> Option<(&Announced, bool)> {
+        let told = self.told.get(connection_id);
+        let known = self.known.get(connection_id);
+        match (told, known) {
+            (Some(t), Some(k)) if k.version > t.version => Some((k, false)),
+            (Some(t), _) => Some((t, true)),
+            (None, k) => k.map(|k| (k, false)),
         }
     }
 
-    /// Records that RESET is being told this monitor as it is, at `version`.
-    pub fn told(&mut self, monitor: &Monitor, version: u64) {
-        let told = Told {
-            record: monitor.record.clone(),
-            version,
+    /// Whether RESET is known to hold the monitor.
+    fn holds(&self, connection_id: &str) -> bool {
+        let told = self.told.get(connection_id);
+        let known = self.known.get(connection_id);
+        told.is_some_and(Announced::holds) || known.is_some_and(Announced::holds)
+    }
+
+    /// The monitors message owed before this monitor's next readings, with
+    /// its version, if any.
+    pub fn owed(&self, monitor: &Monitor) -> Option<(MonitorAction, u64)> {
+        let id = monitor.connection_id();
+        let Some((last, this_run)) = self.latest(id) else {
+            return Some((MonitorAction::Create, 1));
         };
-        self.told.insert(monitor.connection_id().to_string(), told);
+        let same = last.record == monitor.record;
+        if this_run || last.acknowledged {
+            return (!same).then_some((MonitorAction::Modify, last.version + 1));
+        }
+        // Sent by an earlier run, never answered.
+        let action = if self.holds(id) {
+            MonitorAction::Modify
+        } else {
+            MonitorAction::Create
+        };
+        if same && action == last.action {
+            Some((action, last.version))
+        } else {
+            Some((action, last.version + 1))
+        }
+    }
+
+    /// The monitors message owed before this monitor's next readings, as
+    /// the store records it sent, and its payload; counted as told.
+    pub fn announce(&mut self, monitor: &Monitor) -> Option<(Announced, String)> {
+        let (action, version) = self.owed(monitor)?;
+        let held = self.holds(monitor.connection_id());
+        Some(self.tell(monitor, action, version, held))
+    }
+
+    fn tell(
+        &mut self,
+        monitor: &Monitor,
+        action: MonitorAction,
+        version: u64,
+        held: bool,
+    ) -> (Announced, String) {
+        let (message_id, payload) = monitors_payload(monitor, action, version);
+        let announced = Announced {
+            connection_id: monitor.connection_id().to_string(),
+            version,
+            message_id,
+            record: monitor.record.clone(),
+            action,
+            acknowledged: false,
+            held,
+        };
+        self.told
+            .insert(announced.connection_id.clone(), announced.clone());
+        (announced, payload)
     }
 
     /// What the store says of a monitor, written by this run or an earlier
@@ -318,30 +363,35 @@ impl Announcements {
         }
     }
 
-    /// RESET acknowledged a monitors message: learnt, and `true` when the
-    /// store is to record it, which it is not when a later description of
-    /// the monitor was sent since (that one's record must stay the last).
-    pub fn acknowledged(&mut self, announced: &Announced) -> bool {
+    /// RESET acknowledged a monitors message: learnt, and the record the
+    /// store is to keep, if any. A message of this run sent since is the
+    /// monitor's latest: its record is kept instead, now that RESET is
+    /// known to hold the monitor (once).
+    pub fn acknowledged(&mut self, announced: &Announced) -> Option<Announced> {
         self.learn(announced);
-        let later_told = self
+        let id = &announced.connection_id;
+        if let Some(later) = self
             .told
-            .get(&announced.connection_id)
-            .is_some_and(|t| t.version > announced.version);
-        let later_known = self
-            .known
-            .get(&announced.connection_id)
-            .is_some_and(|k| k.version > announced.version);
-        !(later_told || later_known)
+            .get_mut(id)
+            .filter(|t| t.version > announced.version)
+        {
+            return (!later.held).then(|| {
+                later.held = true;
+                later.clone()
+            });
+        }
+        let later_known = self.known[id].version > announced.version;
+        (!later_known).then(|| announced.clone())
     }
 
     /// RESET refused to create the monitor: it holds it although nothing
-    /// said so. Its description is to be sent as `modify`, at this version.
-    pub fn refused_create(&mut self, monitor: &Monitor) -> u64 {
-        let told = self.told.get(monitor.connection_id()).map(|t| t.version);
-        let known = self.known.get(monitor.connection_id()).map(|k| k.version);
-        let version = told.max(known).unwrap_or(0) + 1;
-        self.told(monitor, version);
-        version
+    /// said so. Its description is sent as `modify`, at the next version.
+    pub fn refused_create(&mut self, monitor: &Monitor) -> (Announced, String) {
+        let version = self
+            .latest(monitor.connection_id())
+            .map_or(0, |(last, _)| last.version)
+            + 1;
+        self.tell(monitor, MonitorAction::Modify, version, true)
     }
 }
 
@@ -362,13 +412,17 @@ mod tests {
 
     /// Tells RESET what is owed for `m` and returns the message id.
     fn announce(a: &mut Announcements, m: &Monitor) -> Option<String> {
-        let (action, version) = a.owed(m)?;
-        a.told(m, version);
-        Some(monitors_payload(m, action, version).0)
+        a.announce(m).map(|(announced, _)| announced.message_id)
     }
 
-    /// The store's record of a message: sent, or acknowledged too.
-    fn stored(m: &Monitor, action: MonitorAction, version: u64, acknowledged: bool) -> Announced {
+    /// The store's record of a message.
+    fn stored(
+        m: &Monitor,
+        action: MonitorAction,
+        version: u64,
+        acknowledged: bool,
+        held: bool,
+    ) -> Announced {
         Announced {
             connection_id: "A".into(),
             version,
@@ -376,6 +430,7 @@ mod tests {
             record: m.record.clone(),
             action,
             acknowledged,
+            held,
         }
     }
 
@@ -385,7 +440,7 @@ mod tests {
         } else {
             MonitorAction::Modify
         };
-        stored(m, action, version, true)
+        stored(m, action, version, true, version > 1)
     }
 
     #[test]
@@ -432,50 +487,75 @@ mod tests {
         let a = monitor("");
         let mut told = Announcements::default();
         announce(&mut told, &a).unwrap();
-        assert_eq!(told.refused_create(&a), 2);
+        let (modify, _) = told.refused_create(&a);
+        assert_eq!(
+            (modify.action, modify.version, modify.held),
+            (MonitorAction::Modify, 2, true)
+        );
         assert_eq!(told.owed(&a), None);
     }
 
     #[test]
     fn a_description_sent_and_never_answered_is_sent_again_or_followed_by_a_change() {
         let (a, b) = (monitor(""), monitor(" label: Hall,"));
-        let modify = MonitorAction::Modify;
-        // The store: A acknowledged at 1, then B sent at 2, its answer never stored.
+        let (create, modify) = (MonitorAction::Create, MonitorAction::Modify);
+        // The store: A acknowledged at 1, then B sent at 2, its answer never
+        // stored. Compaction may leave only the last record.
         let mut restarted = Announcements::default();
-        restarted.learn(&acknowledged(&a, 1));
-        restarted.learn(&stored(&b, modify, 2, false));
+        restarted.learn(&stored(&b, modify, 2, false, true));
         // The registry still says B: the same message again, once.
         let mut still_b = restarted.clone();
-        assert_eq!(still_b.owed(&b), Some((modify, 2)));
-        still_b.told(&b, 2);
+        assert_eq!(
+            announce(&mut still_b, &b),
+            Some(stored(&b, modify, 2, false, true).message_id)
+        );
         assert_eq!(still_b.owed(&b), None);
         // The registry went back to A: RESET may hold B, so A is a change.
         assert_eq!(restarted.owed(&a), Some((modify, 3)));
-        // Read in another order, the records say the same.
-        let mut reversed = Announcements::default();
-        reversed.learn(&stored(&b, modify, 2, false));
-        reversed.learn(&acknowledged(&a, 1));
-        assert_eq!(reversed.owed(&a), Some((modify, 3)));
+        // An older record read after it changes nothing.
+        restarted.learn(&acknowledged(&a, 1));
+        assert_eq!(restarted.owed(&a), Some((modify, 3)));
         // A create never answered stays a create (refused if RESET holds it).
         let mut created = Announcements::default();
-        created.learn(&stored(&a, MonitorAction::Create, 1, false));
-        assert_eq!(created.owed(&a), Some((MonitorAction::Create, 1)));
-        assert_eq!(created.owed(&b), Some((MonitorAction::Create, 2)));
+        created.learn(&stored(&a, create, 1, false, false));
+        assert_eq!(created.owed(&a), Some((create, 1)));
+        assert_eq!(created.owed(&b), Some((create, 2)));
         // Its acknowledgement, stored after the sent record, settles it.
-        created.learn(&stored(&a, MonitorAction::Create, 1, true));
-        created.learn(&stored(&a, MonitorAction::Create, 1, false));
+        created.learn(&stored(&a, create, 1, true, false));
+        created.learn(&stored(&a, create, 1, false, false));
         assert_eq!(created.owed(&a), None);
+        // A modify sent right after a create nobody answered: RESET may
+        // hold neither, so the next message after a restart is a create.
+        let mut unsure = Announcements::default();
+        unsure.learn(&stored(&b, modify, 2, false, false));
+        assert_eq!(unsure.owed(&b), Some((create, 3)));
+        assert_eq!(unsure.owed(&a), Some((create, 3)));
     }
 
     #[test]
-    fn an_acknowledgement_overtaken_by_a_later_change_is_not_stored() {
+    fn an_acknowledgement_overtaken_by_a_later_change_marks_that_change_held() {
         let (a, b) = (monitor(""), monitor(" label: Hall,"));
         let mut told = Announcements::default();
-        announce(&mut told, &a).unwrap();
-        announce(&mut told, &b).unwrap();
-        // A's answer arrives after B was sent: the store must keep B's record.
-        assert!(!told.acknowledged(&acknowledged(&a, 1)));
-        assert!(told.acknowledged(&acknowledged(&b, 2)));
+        let (first, _) = told.announce(&a).unwrap();
+        let (second, _) = told.announce(&b).unwrap();
+        assert!(!second.held, "the create was not answered yet");
+        // A's answer arrives after B was sent: the store keeps B's record,
+        // now known to be held, once.
+        let ack = Announced {
+            acknowledged: true,
+            ..first
+        };
+        let kept = told.acknowledged(&ack).unwrap();
+        assert_eq!(
+            (kept.version, kept.acknowledged, kept.held),
+            (2, false, true)
+        );
+        assert_eq!(told.acknowledged(&ack), None);
+        let ack = Announced {
+            acknowledged: true,
+            ..second
+        };
+        assert_eq!(told.acknowledged(&ack), Some(ack.clone()));
         assert_eq!(told.owed(&b), None);
     }
 }

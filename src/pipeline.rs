@@ -8,7 +8,7 @@ use crate::codec::Decoder;
 use crate::config::PushMode;
 use crate::event::SensorEvent;
 use crate::offsets::{OffsetTracker, Progress, Raise};
-use crate::payload::{monitors_payload, Announced, Announcements, EventName, MonitorAction};
+use crate::payload::{Announced, Announcements, EventName};
 use crate::registry::Registry;
 use crate::reject::Reject;
 use crate::window::{ClosedWindow, Engine, EngineSettings};
@@ -18,13 +18,11 @@ use std::sync::Arc;
 /// One Socket.IO emission, exactly as sent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Emission {
+    /// A `monitors` message: what the announcements store records of it,
+    /// and its payload.
     Monitor {
-        message_id: String,
+        announced: Announced,
         payload: String,
-        connection_id: String,
-        action: MonitorAction,
-        /// The description's version (`Announcements`).
-        version: u64,
     },
     Readings(Batch),
 }
@@ -40,14 +38,14 @@ impl Emission {
     /// The monitor the message is about.
     pub fn connection_id(&self) -> &str {
         match self {
-            Emission::Monitor { connection_id, .. } => connection_id,
+            Emission::Monitor { announced, .. } => &announced.connection_id,
             Emission::Readings(b) => &b.connection_id,
         }
     }
 
     pub fn message_id(&self) -> &str {
         match self {
-            Emission::Monitor { message_id, .. } => message_id,
+            Emission::Monitor { announced, .. } => &announced.message_id,
             Emission::Readings(b) => &b.message_id,
         }
     }
@@ -59,39 +57,19 @@ impl Emission {
         }
     }
 
-    /// What a `monitors` message announces, as the announcements store
-    /// records it sent: the description (as the registry holds it now) and
-    /// its version; `None` for readings.
-    pub fn announced(&self, registry: &Registry) -> Option<Announced> {
-        let Emission::Monitor {
-            message_id,
-            connection_id,
-            version,
-            action,
-            ..
-        } = self
-        else {
-            return None;
-        };
-        let id = registry.lookup(connection_id)?;
-        Some(Announced {
-            connection_id: connection_id.clone(),
-            version: *version,
-            message_id: message_id.clone(),
-            record: registry.get(id).record.clone(),
-            action: *action,
-            acknowledged: false,
-        })
+    /// What a `monitors` message announces, as the store records it sent;
+    /// `None` for readings.
+    pub fn announced(&self) -> Option<&Announced> {
+        match self {
+            Emission::Monitor { announced, .. } => Some(announced),
+            Emission::Readings(_) => None,
+        }
     }
 
     /// The message id and the payload, taken out.
     pub fn into_parts(self) -> (String, String) {
         match self {
-            Emission::Monitor {
-                message_id,
-                payload,
-                ..
-            } => (message_id, payload),
+            Emission::Monitor { announced, payload } => (announced.message_id, payload),
             Emission::Readings(b) => (b.message_id, b.payload),
         }
     }
@@ -274,17 +252,8 @@ pub fn with_announcements(
 ) -> Vec<Emission> {
     let mut out = Vec::with_capacity(batches.len());
     for batch in batches {
-        let monitor = registry.get(batch.monitor);
-        if let Some((action, version)) = announcements.owed(monitor) {
-            let (message_id, payload) = monitors_payload(monitor, action, version);
-            out.push(Emission::Monitor {
-                message_id,
-                payload,
-                connection_id: monitor.record.connection_id.clone(),
-                action,
-                version,
-            });
-            announcements.told(monitor, version);
+        if let Some((announced, payload)) = announcements.announce(registry.get(batch.monitor)) {
+            out.push(Emission::Monitor { announced, payload });
         }
         out.push(Emission::Readings(batch));
     }

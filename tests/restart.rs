@@ -240,3 +240,139 @@ proptest! {
         }
     }
 }
+
+/// One step of the description-change model below.
+#[derive(Debug, Clone)]
+enum Step {
+    /// The registry now says description 0, 1 or 2.
+    Change(usize),
+    /// The monitor's next readings are formed: what is owed goes out.
+    Form,
+    /// RESET takes the first message on its way; its ack arrives or is lost
+    /// (the publisher then sends it again).
+    Deliver { ack_lost: bool },
+    /// The pipeline dies: messages not yet delivered are gone, and the next
+    /// run knows only what the store's last record says (compaction).
+    Crash,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0usize..3).prop_map(Step::Change),
+        Just(Step::Form),
+        any::<bool>().prop_map(|ack_lost| Step::Deliver { ack_lost }),
+        Just(Step::Crash),
+    ]
+}
+
+/// RESET as its document has it: one description per monitor, a `create`
+/// refused when it holds the monitor, a `modify` when it does not.
+#[derive(Default)]
+struct ResetModel {
+    held: Option<reset_pipeline::registry::MonitorRecord>,
+    /// Every message id taken, with its payload.
+    taken: BTreeMap<String, String>,
+    /// The ids of the messages that changed what it holds, in order.
+    changes: Vec<String>,
+}
+
+/// A running pipeline's side: what it told, and what is on its way.
+struct Announcing {
+    told: reset_pipeline::payload::Announcements,
+    on_the_way: std::collections::VecDeque<(reset_pipeline::payload::Announced, String)>,
+}
+
+impl Announcing {
+    /// A restart: the store's last record is all it knows.
+    fn restart(store: &[reset_pipeline::payload::Announced]) -> Announcing {
+        let mut told = reset_pipeline::payload::Announcements::default();
+        if let Some(last) = store.last() {
+            told.learn(last);
+        }
+        Announcing {
+            told,
+            on_the_way: Default::default(),
+        }
+    }
+
+    /// Sends what is owed, recorded in the store as sent before it leaves.
+    fn form(
+        &mut self,
+        store: &mut Vec<reset_pipeline::payload::Announced>,
+        monitor: &reset_pipeline::registry::Monitor,
+    ) {
+        if let Some(message) = self.told.announce(monitor) {
+            store.push(message.0.clone());
+            self.on_the_way.push_back(message);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    #[test]
+    fn description_changes_across_crashes_reach_reset_in_order_under_ids_of_their_own(
+        steps in proptest::collection::vec(step(), 1..60),
+        last in 0usize..3,
+    ) {
+        use reset_pipeline::payload::MonitorAction;
+        let descriptions: Vec<reset_pipeline::registry::Monitor> = ["", " label: Hall,", " label: Lab,"]
+            .iter()
+            .map(|label| {
+                let line = monitor_yaml("A", "air", "UTC", "co2: ppm", &[])
+                    .replace("monitor_serial_id: A,", &format!("monitor_serial_id: A,{label}"));
+                registry(&[line]).get(0).clone()
+            })
+            .collect();
+        let mut reset = ResetModel::default();
+        let mut store = Vec::new();
+        let mut run = Announcing::restart(&store);
+        let mut current = 0;
+        let settling = std::iter::repeat_n([Step::Form, Step::Deliver { ack_lost: false }], 8).flatten();
+        let steps = steps.into_iter().chain([Step::Change(last)]).chain(settling);
+        for step in steps {
+            match step {
+                Step::Change(d) => current = d,
+                Step::Form => run.form(&mut store, &descriptions[current]),
+                Step::Crash => run = Announcing::restart(&store),
+                Step::Deliver { ack_lost } => {
+                    let Some((mut announced, payload)) = run.on_the_way.pop_front() else { continue };
+                    let id = announced.message_id.clone();
+                    if let Some(earlier) = reset.taken.get(&id) {
+                        prop_assert_eq!(earlier, &payload, "a re-send under the same id differs");
+                    } else {
+                        match (announced.action, reset.held.is_some()) {
+                            (MonitorAction::Create, true) => {
+                                // Refused: the pipeline follows with a modify.
+                                let modify = run.told.refused_create(&descriptions[current]);
+                                store.push(modify.0.clone());
+                                run.on_the_way.push_back(modify);
+                                continue;
+                            }
+                            (MonitorAction::Modify, false) => {
+                                prop_assert!(false, "a modify for a monitor RESET does not hold: {}", id);
+                            }
+                            _ => {}
+                        }
+                        reset.taken.insert(id.clone(), payload.clone());
+                        if reset.held.as_ref() != Some(&announced.record) {
+                            prop_assert!(!reset.changes.contains(&id), "{} changed RESET twice", id);
+                            reset.changes.push(id.clone());
+                            reset.held = Some(announced.record.clone());
+                        }
+                    }
+                    if ack_lost {
+                        run.on_the_way.push_front((announced, payload));
+                    } else {
+                        announced.acknowledged = true;
+                        store.extend(run.told.acknowledged(&announced));
+                    }
+                }
+            }
+        }
+        prop_assert!(run.on_the_way.is_empty());
+        prop_assert_eq!(reset.held.as_ref(), Some(&descriptions[last].record), "RESET holds another description");
+        // A restart now sends nothing.
+        prop_assert_eq!(Announcing::restart(&store).told.owed(&descriptions[last]), None);
+    }
+}

@@ -17,8 +17,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use std::time::Duration;
 
-/// The format of the store's records: `v` is 2. Version 1 had neither
-/// `action` nor `acknowledged`, and recorded acknowledged messages only.
+/// The format of the store's records: `v` is 2. Version 1 had none of
+/// `action`, `acknowledged` and `held`, and recorded acknowledged messages
+/// only.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct StoredAnnouncement {
     v: u32,
@@ -177,6 +178,7 @@ mod tests {
             record: registry.get(0).record.clone(),
             action: crate::payload::MonitorAction::Create,
             acknowledged: false,
+            held: false,
         };
         let json = serde_json::to_string(&StoredAnnouncement {
             v: 2,
@@ -188,16 +190,18 @@ mod tests {
             "{json}"
         );
         assert!(
-            json.ends_with(",\"action\":\"create\",\"acknowledged\":false}"),
+            json.ends_with(",\"action\":\"create\",\"acknowledged\":false,\"held\":false}"),
             "{json}"
         );
         // A record of the first format: an acknowledged modify.
-        let first_format = json
-            .replace("\"v\":2", "\"v\":1")
-            .replace(",\"action\":\"create\",\"acknowledged\":false", "");
+        let first_format = json.replace("\"v\":2", "\"v\":1").replace(
+            ",\"action\":\"create\",\"acknowledged\":false,\"held\":false",
+            "",
+        );
         let acknowledged_modify = Announced {
             action: crate::payload::MonitorAction::Modify,
             acknowledged: true,
+            held: true,
             ..announced.clone()
         };
         let records = [

@@ -4,7 +4,7 @@
 use super::store_gate::{Admitted, Ticket};
 use super::{Live, PartitionKey};
 use crate::kafka::Origin;
-use crate::payload::{monitors_payload, Announced, EventName, MonitorAction};
+use crate::payload::{Announced, EventName, MonitorAction};
 use crate::pipeline::{with_announcements, Emission};
 use crate::reject::{Reject, RejectReason};
 use crate::sink::{Delivery, Fate, Outgoing};
@@ -19,7 +19,7 @@ impl Live {
         let mut announcing = Vec::new();
         for emission in with_announcements(&self.registry, &mut self.announcements, batches) {
             match &emission {
-                Emission::Monitor { .. } => announcing.extend(emission.announced(&self.registry)),
+                Emission::Monitor { announced, .. } => announcing.push(announced.clone()),
                 Emission::Readings(b) => {
                     self.metrics.readings_sent.inc_by(b.ends.len() as u64);
                 }
@@ -88,21 +88,12 @@ impl Live {
         let Some(id) = self.registry.lookup(connection_id) else {
             return;
         };
-        let monitor = self.registry.get(id);
-        let version = self.announcements.refused_create(monitor);
-        let (message_id, payload) = monitors_payload(monitor, MonitorAction::Modify, version);
+        let (announced, payload) = self.announcements.refused_create(self.registry.get(id));
         tracing::info!(
             connection_id,
             "RESET refused to create the monitor: sending its description as modify"
         );
-        let announced = Announced {
-            connection_id: connection_id.to_string(),
-            version,
-            message_id: message_id.clone(),
-            record: monitor.record.clone(),
-            action: MonitorAction::Modify,
-            acknowledged: false,
-        };
+        let message_id = announced.message_id.clone();
         let message = Outgoing {
             event: EventName::Monitors,
             message_id,
@@ -124,8 +115,8 @@ impl Live {
         match (&d.fate, key) {
             (Fate::Acknowledged, _) => {
                 announced.acknowledged = true;
-                if self.announcements.acknowledged(&announced) {
-                    self.announcement_store.write(announced);
+                if let Some(record) = self.announcements.acknowledged(&announced) {
+                    self.announcement_store.write(record);
                 }
             }
             (Fate::Rejected { .. }, Some(key)) if announced.action == MonitorAction::Create => {
