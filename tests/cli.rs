@@ -403,3 +403,43 @@ fn validate_reports_a_type_error_in_each_config_section() {
     }
     assert_eq!(out.lines().count(), 3, "{out}");
 }
+
+#[test]
+fn validate_reports_every_type_error_of_one_monitor_and_one_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let monitors = write(
+        dir.path(),
+        "m.yaml",
+        "monitors:\n  - connection_id: 7\n    module: air\n    timezone: {zone: UTC}\n    monitor_brand: [B]\n    monitor_sku: S\n    monitor_serial_id: X\n    parameters:\n      co2: [ppm]\n    label: Hall\n  - connection_id: GOOD\n    module: air\n    timezone: UTC\n    monitor_brand: B\n    monitor_sku: S\n    monitor_serial_id: G\n    parameters: {co2: ppm}\n",
+    );
+    let o = bin(&["validate", "--monitors", &monitors]);
+    assert!(!o.status.success());
+    let out = text(&o.stdout);
+    let expected = [
+        ("monitors[0].connection_id", "line 2"),
+        ("monitors[0].timezone", "line 4"),
+        ("monitors[0].monitor_brand", "line 5"),
+        ("monitors[0].parameters", "line 9"),
+    ];
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), expected.len(), "{out}");
+    for (line, (path, at)) in lines.iter().zip(expected) {
+        assert!(line.contains(&format!("m.yaml: {path}")), "{path}: {out}");
+        assert!(path == "monitors[0].connection_id" || line.contains(at), "{at}: {out}");
+    }
+    assert!(!out.contains("missing field"), "{out}");
+    assert_eq!(text(&o.stderr), "error: 4 problem(s) found\n");
+
+    let config = write(
+        dir.path(),
+        "c.yaml",
+        "kafka: {bootstrap_servers: 'k:9092', topics: [sensor-events]}\ninput: {format: json}\nwindowing:\n  allowed_lateness: 5\n  idle_timeout: soon\nreset: {url: 'http://x', client_id: me, client_secret: s}\nmonitors: {file: m.yaml}\n",
+    );
+    write(dir.path(), "m.yaml", "monitors: []\n");
+    let o = bin(&["validate", "--config", &config]);
+    let out = text(&o.stdout);
+    for path in ["windowing.allowed_lateness", "windowing.idle_timeout"] {
+        assert!(out.contains(&format!("c.yaml: {path}: ")), "{path}: {out}");
+    }
+    assert_eq!(out.lines().count(), 2, "{out}");
+}
