@@ -103,13 +103,7 @@ pub fn from_yaml<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, Probl
     };
     let mut found = Problems::default();
     for part in crate::yaml_parts::parts(text) {
-        if let Err(e) = parse::<T>(&part.text) {
-            let problem = e.problem(
-                file,
-                &part.text,
-                |path| crate::yaml_parts::file_path(&part, path),
-                |message| crate::yaml_parts::file_message(&part, message),
-            );
+        for problem in part_problems::<T>(file, &part) {
             if !found.0.contains(&problem) {
                 found.push(problem);
             }
@@ -120,6 +114,42 @@ pub fn from_yaml<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, Probl
         found.0.insert(0, first);
     }
     Err(found)
+}
+
+/// The problems of one part, every field's: after each error its field is
+/// blanked out and the part parsed again, until it parses or an error
+/// remains that blanking out cannot get past (a field it removed now
+/// missing, or an error outside any field: reported once, if new).
+fn part_problems<T: DeserializeOwned>(file: &str, part: &crate::yaml_parts::Part) -> Vec<Problem> {
+    let mut text = part.text.clone();
+    let mut removed: Vec<String> = Vec::new();
+    let mut problems = Vec::new();
+    while let Err(e) = parse::<T>(&text) {
+        let field = crate::yaml_parts::field_of(part, &e.path).map(str::to_string);
+        let missing_removed = removed
+            .iter()
+            .any(|f| e.message.contains(&format!("missing field `{f}`")));
+        if missing_removed
+            || (field.is_none() && !removed.is_empty() && !e.message.contains("missing field"))
+        {
+            break;
+        }
+        problems.push(e.problem(
+            file,
+            &text,
+            |path| crate::yaml_parts::file_path(part, path),
+            |message| crate::yaml_parts::file_message(part, message),
+        ));
+        let Some(field) = field.filter(|f| !removed.contains(f)) else {
+            break;
+        };
+        let Some(rest) = crate::yaml_parts::without_field(&text, &field) else {
+            break;
+        };
+        text = rest;
+        removed.push(field);
+    }
+    problems
 }
 
 /// Why a text did not deserialize: the field path, the parser's message

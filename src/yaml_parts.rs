@@ -16,8 +16,9 @@ pub struct Part {
     pub line_offset: i64,
 }
 
-/// The parts of `text`, in order; empty when it has fewer than two (a file
-/// of one part has nothing to gain from being cut).
+/// The parts of `text`, in order (one, the whole, when it cannot be cut:
+/// its fields' errors are still found one after another); empty when it
+/// has no top-level key in block style.
 pub fn parts(text: &str) -> Vec<Part> {
     let lines: Vec<&str> = text.lines().collect();
     let mut blocks: Vec<(usize, usize)> = Vec::new();
@@ -50,9 +51,6 @@ pub fn parts(text: &str) -> Vec<Part> {
                 line_offset: start as i64,
             }),
         }
-    }
-    if out.len() < 2 {
-        out.clear();
     }
     out
 }
@@ -96,6 +94,61 @@ fn list_entries(block: &[&str]) -> Option<Vec<(usize, usize)>> {
 /// The leading spaces of a line (YAML indents with spaces only).
 fn spaces(line: &str) -> usize {
     line.bytes().take_while(|b| *b == b' ').count()
+}
+
+/// The field of the part's entry or section that an error's `path` (in
+/// the part) is in: `parameters` for `monitors[0].parameters.co2`.
+pub fn field_of<'a>(part: &Part, path: &'a str) -> Option<&'a str> {
+    let rest = match &part.entry {
+        Some((key, _)) => path.strip_prefix(&format!("{key}[0].")),
+        None => {
+            let key = part.text.split(':').next()?;
+            path.strip_prefix(&format!("{key}."))
+        }
+    }?;
+    let end = rest.find(['.', '[']).unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|f| !f.is_empty())
+}
+
+/// `text` (a part's, or what is left of it) with `field`'s lines made
+/// blank, so that the part's next error can be found with line numbers
+/// unchanged; `None` when the field is not written in block style there.
+pub fn without_field(text: &str, field: &str) -> Option<String> {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let content = |l: &str| !l.trim().is_empty() && !l.trim_start().starts_with('#');
+    let first = lines.iter().skip(1).position(|l| content(l))? + 1;
+    let head = &lines[first];
+    // An entry's fields are two columns right of its dash; a section's at
+    // the indentation of its first line.
+    let item = head.trim_start();
+    let (indent, on_dash) = match item == "-" || item.starts_with("- ") {
+        true => (spaces(head) + 2, true),
+        false => (spaces(head), false),
+    };
+    let key = format!("{field}:");
+    let starts = |i: usize, l: &str| {
+        let dash_line = on_dash && i == first;
+        let body = if dash_line {
+            l.get(indent..).unwrap_or("")
+        } else {
+            l
+        };
+        (dash_line || spaces(l) == indent) && body.trim_start().starts_with(&key)
+    };
+    let at = (first..lines.len()).find(|&i| starts(i, &lines[i]))?;
+    let end = (at + 1..lines.len())
+        .find(|&i| content(&lines[i]) && spaces(&lines[i]) <= indent)
+        .unwrap_or(lines.len());
+    lines[at] = if on_dash && at == first {
+        // The entry's dash stays, its other fields under it.
+        format!("{}-", " ".repeat(indent - 2))
+    } else {
+        String::new()
+    };
+    for line in &mut lines[at + 1..end] {
+        line.clear();
+    }
+    Some(lines.join("\n") + "\n")
 }
 
 /// A path of an error found in `part`, as a path of the whole file.
@@ -166,6 +219,55 @@ mod tests {
     }
 
     #[test]
+    fn a_field_is_blanked_out_with_its_block_and_the_lines_keep_their_numbers() {
+        let entry =
+            "monitors:\n  - connection_id: A\n    parameters:\n      co2: ppm\n    module: air\n";
+        let part = Part {
+            text: entry.into(),
+            entry: Some(("monitors".into(), 3)),
+            line_offset: 0,
+        };
+        assert_eq!(
+            field_of(&part, "monitors[0].parameters.co2"),
+            Some("parameters")
+        );
+        assert_eq!(field_of(&part, "monitors[0]"), None);
+        assert_eq!(
+            without_field(entry, "parameters").unwrap(),
+            "monitors:\n  - connection_id: A\n\n\n    module: air\n"
+        );
+        assert_eq!(
+            without_field(entry, "connection_id").unwrap(),
+            "monitors:\n  -\n    parameters:\n      co2: ppm\n    module: air\n"
+        );
+        assert_eq!(without_field(entry, "label"), None);
+        // With its first field gone, an entry's other fields are still found.
+        let rest = without_field(entry, "connection_id").unwrap();
+        assert_eq!(
+            without_field(&rest, "module").unwrap(),
+            "monitors:\n  -\n    parameters:\n      co2: ppm\n\n"
+        );
+        assert_eq!(
+            without_field("monitors:\n  - {connection_id: A}\n", "connection_id"),
+            None
+        );
+        let section = "windowing:\n  allowed_lateness: x\n  idle_timeout: y\n";
+        let part = Part {
+            text: section.into(),
+            entry: None,
+            line_offset: 4,
+        };
+        assert_eq!(
+            field_of(&part, "windowing.idle_timeout"),
+            Some("idle_timeout")
+        );
+        assert_eq!(
+            without_field(section, "allowed_lateness").unwrap(),
+            "windowing:\n\n  idle_timeout: y\n"
+        );
+    }
+
+    #[test]
     fn lines_of_any_characters_are_cut_without_a_panic() {
         // Found by fuzzing: a wide character where a list's indentation ends.
         let text = ":[\"\u{1f}\n- \n&\0\0\0\0\0\0\0\u{428a}\n:\n  -\n.\u{428a}\n\u{1a}\n";
@@ -176,7 +278,9 @@ mod tests {
 
     #[test]
     fn a_file_of_one_part_or_of_flow_style_is_not_cut() {
-        assert!(parts("monitors: [{connection_id: A}, {connection_id: B}]\n").is_empty());
+        let flow = "monitors: [{connection_id: A}, {connection_id: B}]\n";
+        let p = parts(flow);
+        assert_eq!((p.len(), p[0].text.as_str(), &p[0].entry), (1, flow, &None));
         assert!(parts("{kafka: {}, reset: {}}\n").is_empty());
         assert!(parts("").is_empty());
         // A list with something else at its own level is not cut into entries.

@@ -425,7 +425,10 @@ fn validate_reports_every_type_error_of_one_monitor_and_one_section() {
     assert_eq!(lines.len(), expected.len(), "{out}");
     for (line, (path, at)) in lines.iter().zip(expected) {
         assert!(line.contains(&format!("m.yaml: {path}")), "{path}: {out}");
-        assert!(path == "monitors[0].connection_id" || line.contains(at), "{at}: {out}");
+        assert!(
+            path == "monitors[0].connection_id" || line.contains(at),
+            "{at}: {out}"
+        );
     }
     assert!(!out.contains("missing field"), "{out}");
     assert_eq!(text(&o.stderr), "error: 4 problem(s) found\n");
