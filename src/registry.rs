@@ -148,6 +148,58 @@ fn in_reset_form(text: &str) -> Option<String> {
     (shaped && chrono::DateTime::parse_from_rfc3339(&text).is_ok()).then_some(text)
 }
 
+/// A registry built one record at a time, every record's problems kept.
+struct Building<'a> {
+    registry: Registry,
+    problems: Problems,
+    file: &'a str,
+    index: usize,
+}
+
+impl<'a> Building<'a> {
+    fn new(file: &'a str) -> Building<'a> {
+        Building {
+            registry: Registry::default(),
+            problems: Problems::default(),
+            file,
+            index: 0,
+        }
+    }
+
+    fn add(&mut self, record: MonitorRecord) {
+        let location = format!("{}: monitors[{}]", self.file, self.index);
+        self.index += 1;
+        if self
+            .registry
+            .by_connection_id
+            .contains_key(&record.connection_id)
+        {
+            self.problems.push(Problem::new(
+                format!("{location}.connection_id"),
+                format!("duplicate connection_id {:?}", record.connection_id),
+            ));
+            return;
+        }
+        match Monitor::from_record(record, &location) {
+            Ok(monitor) => {
+                self.registry.insert(monitor);
+            }
+            Err(p) => self.problems.extend(p),
+        }
+    }
+
+    /// Room for `n` more monitors, taken at once instead of in doublings.
+    fn reserve(&mut self, n: usize) {
+        self.registry.monitors.reserve_exact(n);
+        self.registry.by_connection_id.reserve(n);
+    }
+
+    fn finish(self) -> Result<Registry, Problems> {
+        self.problems.into_result()?;
+        Ok(self.registry)
+    }
+}
+
 /// A validated monitor, ready for the window engine.
 #[derive(Debug, Clone)]
 pub struct Monitor {
@@ -427,36 +479,35 @@ impl Registry {
         Registry::parse(&text, &file)
     }
 
-    /// Parses registry YAML; `file` names it in problems.
+    /// Parses registry YAML; `file` names it in problems. A file that is a
+    /// block list of monitors and nothing else is parsed entry by entry,
+    /// so that memory holds the registry and one entry's parse, not the
+    /// whole file's; one that does not parse that way is parsed whole, for
+    /// its problems worded and placed as the whole file's.
     pub fn parse(text: &str, file: &str) -> Result<Registry, Problems> {
+        if let Some(entries) = crate::yaml_parts::block_list_entries(text, "monitors") {
+            let mut building = Building::new(file);
+            building.reserve(entries.len());
+            for entry in entries {
+                match serde_yaml::from_str::<RegistryFile>(&format!("monitors:\n{entry}")) {
+                    Ok(parsed) => parsed.monitors.into_iter().for_each(|r| building.add(r)),
+                    Err(_) => return Registry::parse_whole(text, file),
+                }
+            }
+            return building.finish();
+        }
+        Registry::parse_whole(text, file)
+    }
+
+    fn parse_whole(text: &str, file: &str) -> Result<Registry, Problems> {
         let parsed: RegistryFile = crate::problem::from_yaml(text, file)?;
         Registry::from_records(parsed.monitors, file)
     }
 
     pub fn from_records(records: Vec<MonitorRecord>, file: &str) -> Result<Registry, Problems> {
-        let mut problems = Problems::default();
-        let mut registry = Registry::default();
-        for (i, record) in records.into_iter().enumerate() {
-            let location = format!("{file}: monitors[{i}]");
-            if registry
-                .by_connection_id
-                .contains_key(&record.connection_id)
-            {
-                problems.push(Problem::new(
-                    format!("{location}.connection_id"),
-                    format!("duplicate connection_id {:?}", record.connection_id),
-                ));
-                continue;
-            }
-            match Monitor::from_record(record, &location) {
-                Ok(monitor) => {
-                    registry.insert(monitor);
-                }
-                Err(p) => problems.extend(p),
-            }
-        }
-        problems.into_result()?;
-        Ok(registry)
+        let mut building = Building::new(file);
+        records.into_iter().for_each(|r| building.add(r));
+        building.finish()
     }
 
     /// Adds a monitor, or replaces the one with the same connection id.
@@ -624,6 +675,36 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_registry_read_entry_by_entry_is_the_one_read_whole() {
+        let yaml = "# two\nmonitors:\n  - connection_id: A\n    module: air\n    timezone: UTC\n    monitor_brand: B\n    monitor_sku: 7\n    monitor_serial_id: X\n    parameters: {co2: ppm}\n\n  - {connection_id: E, module: energy, timezone: UTC, monitor_brand: B, monitor_sku: S, monitor_serial_id: Y, parameters: {power_consumption: kWh}, channels: [{channel_id: c1}]}\n";
+        assert!(crate::yaml_parts::block_list_entries(yaml, "monitors").is_some());
+        let whole = Registry::parse_whole(yaml, "m.yaml").unwrap();
+        let by_entry = Registry::parse(yaml, "m.yaml").unwrap();
+        let records = |r: &Registry| {
+            (0..r.len() as MonitorId)
+                .map(|i| r.get(i).record.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(records(&by_entry), records(&whole));
+        // An alias to another entry cannot be read alone: the whole file is.
+        let aliased = "monitors:\n  - &a {connection_id: A, module: air, timezone: UTC, monitor_brand: B, monitor_sku: S, monitor_serial_id: X, parameters: {co2: ppm}}\n  - {<<: *a, connection_id: B}\n";
+        let problems = Registry::parse(aliased, "m.yaml").unwrap_err().to_string();
+        assert_eq!(
+            problems,
+            Registry::parse_whole(aliased, "m.yaml")
+                .unwrap_err()
+                .to_string()
+        );
+        // Problems are placed as in the whole file.
+        let bad = yaml.replace(
+            "timezone: UTC, monitor_brand",
+            "timezone: Mars/Base, monitor_brand",
+        );
+        let problems = Registry::parse(&bad, "m.yaml").unwrap_err().to_string();
+        assert!(problems.contains("monitors[1].timezone"), "{problems}");
+    }
 
     const GOOD: &str = r#"
 monitors:

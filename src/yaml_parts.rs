@@ -55,6 +55,46 @@ pub fn parts(text: &str) -> Vec<Part> {
     out
 }
 
+/// The entries of `text` when it is `key:` with a block list under it and
+/// nothing else (comments and blank lines aside), as slices of `text`;
+/// `None` otherwise, and for an empty list.
+pub fn block_list_entries<'a>(text: &'a str, key: &str) -> Option<Vec<&'a str>> {
+    let mut entries = Vec::new();
+    let mut seen_key = false;
+    let mut indent = None;
+    let mut entry_start = None;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let at = offset;
+        offset += line.len();
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let trimmed = bare.trim_start_matches(' ');
+        if trimmed.trim().is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if !seen_key {
+            if bare.trim_end() != format!("{key}:") {
+                return None;
+            }
+            seen_key = true;
+            continue;
+        }
+        let column = spaces(bare);
+        let item = trimmed == "-" || trimmed.starts_with("- ");
+        let list = *indent.get_or_insert(column);
+        if column < list || (column == list && !item) {
+            return None;
+        }
+        if column == list {
+            if let Some(start) = entry_start.replace(at) {
+                entries.push(&text[start..at]);
+            }
+        }
+    }
+    entries.push(&text[entry_start?..]);
+    Some(entries)
+}
+
 /// `key:` at the first column (not a comment, a list item, or a document marker).
 fn starts_top_level_key(line: &str) -> bool {
     let first = line.chars().next();
@@ -265,6 +305,35 @@ mod tests {
             without_field(section, "allowed_lateness").unwrap(),
             "windowing:\n\n  idle_timeout: y\n"
         );
+    }
+
+    #[test]
+    fn a_block_list_and_nothing_else_is_cut_into_its_entries() {
+        let text =
+            "# fleet\nmonitors:\n  - a: 1\n    b: 2\n\n  # next\n  - {a: 3}\n  -\n    a: 4\n";
+        assert_eq!(
+            block_list_entries(text, "monitors").unwrap(),
+            [
+                "  - a: 1\n    b: 2\n\n  # next\n",
+                "  - {a: 3}\n",
+                "  -\n    a: 4\n"
+            ]
+        );
+        assert_eq!(
+            block_list_entries("monitors:\n- a\n- b", "monitors").unwrap(),
+            ["- a\n", "- b"]
+        );
+        for other in [
+            "monitors:\n",
+            "monitors: []\n",
+            "monitors:\n  - a\nother: 1\n",
+            "monitors:\n  - a\n ---\n",
+            "monitors:\n  x: 1\n",
+            "---\nmonitors:\n  - a\n",
+            "other:\n  - a\n",
+        ] {
+            assert_eq!(block_list_entries(other, "monitors"), None, "{other:?}");
+        }
     }
 
     #[test]
