@@ -248,6 +248,19 @@ async fn restart_test(v: Variant) {
             ),
         ],
     );
+    // On the mock, each start after a SIGKILL waits for the killed member's
+    // session to expire before it is given partitions: a session half as
+    // long as other tests' (heartbeats every 500 ms still leave it six).
+    if kind == BrokerKind::Mock {
+        let session = session_timeout_ms(&broker.bootstrap);
+        edit_config(
+            &config,
+            &[(
+                &format!("session.timeout.ms: \"{session}\""),
+                &format!("session.timeout.ms: \"{}\"", session / 2),
+            )],
+        );
+    }
     // tansu never expires the member of a killed consumer, which keeps its
     // partitions: there, each start joins a group of its own. Restarts read
     // the progress topic, not the group's commits, so the progress topic is
