@@ -128,6 +128,7 @@ async fn replay_of_a_sub_range_equals_the_live_readings_inside_it(kind: BrokerKi
     );
     assert!(p.terminate().success());
     let live = s.rows();
+    let live_rows = live.clone();
     // A range that starts and ends off the half-hour grid: only whole windows inside count.
     let (from, to) = (
         START + 2 * 3_600_000 + 600_000,
@@ -196,6 +197,77 @@ async fn replay_of_a_sub_range_equals_the_live_readings_inside_it(kind: BrokerKi
         *expected.entry(connection_id.clone()).or_default() += 1;
     }
     assert_eq!(counted, expected, "{report}");
+
+    // Published, with the store `run` kept: the readings again, identical,
+    // and no monitors message (RESET acknowledged every description).
+    let publish = |config: &std::path::Path| {
+        let o = std::process::Command::new(BIN)
+            .args(["replay", "--config", config.to_str().unwrap()])
+            .args(["--from", &fmt(from), "--to", &fmt(to)])
+            .env("RESET_CLIENT_SECRET", "demo")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{stderr}");
+        stderr
+    };
+    let monitor_messages = || {
+        let state = s.emulator.state.lock().unwrap();
+        state.monitor_messages.values().map(Vec::len).sum::<usize>()
+    };
+    let (told, before) = (
+        monitor_messages(),
+        s.emulator.state.lock().unwrap().stats.clone(),
+    );
+    let stderr = publish(&config);
+    assert!(stderr.contains(" 0 rejected"), "{stderr}");
+    let stats = s.emulator.state.lock().unwrap().stats.clone();
+    eprintln!("{kind:?} replay published: {stats:?} (before: {before:?})");
+    assert!(stats.messages > before.messages, "{stats:?}\n{stderr}");
+    assert_eq!(monitor_messages(), told, "{stderr}");
+    assert_eq!(s.rows(), live_rows);
+    // With an empty store and new labels: RESET refuses each create (it
+    // holds the monitor, described otherwise), and the new description
+    // follows as modify.
+    let relabelled: Vec<_> = s
+        .registry
+        .iter()
+        .map(|(_, m)| {
+            let mut record = m.record.clone();
+            record.label = Some("moved".into());
+            record
+        })
+        .collect();
+    let relabelled = Registry::from_records(relabelled, "m.yaml").unwrap();
+    write_monitors(&relabelled, &s.dir.path().join("monitors.yaml"));
+    edit_config(
+        &config,
+        &[(
+            "group_id: reset-pipeline\n",
+            "group_id: reset-pipeline\n  announcements_topic: elsewhere.announcements\n",
+        )],
+    );
+    let stderr = publish(&config);
+    let monitors = s.registry.len();
+    assert!(
+        stderr.contains(&format!(" {monitors} rejected")),
+        "{stderr}"
+    );
+    let state = s.emulator.state.lock().unwrap();
+    assert_eq!(state.stats.refused_creates, monitors as u64, "{stderr}");
+    for (id, sent) in &state.monitor_messages {
+        let verbs: Vec<&str> = sent.iter().map(|(verb, _)| verb.as_str()).collect();
+        assert_eq!(verbs, ["create", "modify"], "{id}: {stderr}");
+    }
+    assert_eq!(
+        (
+            state.stats.conflicting_resends,
+            state.stats.changed_readings
+        ),
+        (0, 0)
+    );
+    drop(state);
+    assert_eq!(s.rows(), live_rows);
 }
 
 fn one_monitor() -> Registry {

@@ -521,6 +521,8 @@ pub const TOPICS: &[(&str, i32)] = &[
     ("sensor-events", 3),
     ("reset-pipeline.progress", 1),
     ("reset-pipeline.announcements", 1),
+    // An announcements store that stays empty (the mock creates no topic).
+    ("elsewhere.announcements", 1),
     ("sensor-events.dlq", 1),
 ];
 
