@@ -15,7 +15,6 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -544,7 +543,7 @@ fn replay(
                 tracing::warn!(error = %e, "the announcements store topic was not checked");
             }
             let client = crate::kafka::client_config(&config.kafka);
-            Some(crate::live::open_announcements(&client, &topic)?)
+            Some(open_announcements_soon(&client, &topic)?)
         }
     };
     let (store, announcements) = match store {
@@ -587,61 +586,38 @@ fn replay(
         );
         return Ok(());
     }
-    runtime()?.block_on(async move {
-        // What each monitors message announces: recorded as sent before it
-        // leaves, and as acknowledged once it is.
-        let mut announcing: std::collections::HashMap<String, crate::payload::Announced> =
-            emissions
-                .iter()
-                .filter_map(|e| e.announced().cloned())
-                .map(|a| (a.message_id.clone(), a))
-                .collect();
-        let writer = store.as_ref().map(|s| s.writer());
-        if let Some(writer) = &writer {
-            writer
-                .store(announcing.values().cloned().collect())
-                .await
-                .context("cannot record the monitors messages in the announcements store")?;
-        }
-        let (publisher, mut deliveries) =
-            crate::sink::Publisher::start(crate::live::publisher_settings(&config)?);
-        for e in &emissions {
-            publisher
-                .publish(crate::sink::Outgoing::from(e.clone()))
-                .await;
-        }
-        let mut rejected = 0;
-        for _ in &emissions {
-            let d = deliveries.recv().await.context("publisher stopped")?;
-            match d.fate {
-                crate::sink::Fate::Acknowledged => {
-                    let announced = announcing.remove(&d.message_id);
-                    if let (Some(writer), Some(mut announced)) = (&writer, announced) {
-                        announced.acknowledged = true;
-                        if let Err(e) = writer.store(vec![announced]).await {
-                            eprintln!(
-                                "replay: an acknowledged monitor description was not stored: {e}"
-                            );
-                        }
-                    }
-                }
-                crate::sink::Fate::Rejected { reason, code }
-                | crate::sink::Fate::GaveUp { reason, code } => {
-                    rejected += 1;
-                    eprintln!(
-                        "replay: {} refused by RESET ({code}): {reason}",
-                        d.message_id
-                    );
-                }
+    let writer = store.as_ref().map(|s| s.writer());
+    let published = runtime()?.block_on(crate::replay_publish::publish(
+        &config, &registry, &emissions, writer,
+    ))?;
+    eprintln!(
+        "replay: {readings} readings in {} messages published, {} rejected",
+        published.messages, published.rejected
+    );
+    Ok(())
+}
+
+/// The announcements store, read as soon as the broker knows it: a topic
+/// just created reaches the broker's metadata a moment later.
+fn open_announcements_soon(
+    client: &rdkafka::ClientConfig,
+    topic: &str,
+) -> Result<(
+    crate::kafka::AnnouncementStore,
+    crate::payload::Announcements,
+)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut wait = std::time::Duration::from_millis(100);
+    loop {
+        match crate::live::open_announcements(client, topic) {
+            Err(e) if std::time::Instant::now() + wait < deadline => {
+                tracing::debug!(error = %format!("{e:#}"), "the announcements store is not readable yet");
+                std::thread::sleep(wait);
+                wait *= 2;
             }
+            read => return read,
         }
-        publisher.drain(Duration::from_secs(5)).await;
-        eprintln!(
-            "replay: {readings} readings in {} emissions published, {rejected} rejected",
-            emissions.len()
-        );
-        Ok(())
-    })
+    }
 }
 
 fn produce(path: &Path, input: &Path) -> Result<()> {

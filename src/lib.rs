@@ -51,6 +51,7 @@ pub mod progress_line;
 pub mod registry;
 pub mod reject;
 pub mod replay;
+pub mod replay_publish;
 pub mod schema_registry;
 pub mod sink;
 pub mod synthetic;

@@ -93,13 +93,10 @@ impl Live {
             connection_id,
             "RESET refused to create the monitor: sending its description as modify"
         );
-        let message_id = announced.message_id.clone();
-        let message = Outgoing {
-            event: EventName::Monitors,
-            message_id,
+        let message = Outgoing::from(Emission::Monitor {
+            announced: announced.clone(),
             payload,
-            key: connection_id.to_string(),
-        };
+        });
         self.sending(key, &message);
         self.hand_over(vec![message], vec![announced]);
     }
