@@ -126,14 +126,25 @@ impl AnnouncementWriter {
 
     /// Writes records, again and again until the broker takes them:
     /// `monitors` messages recorded as sent wait for it before they leave.
-    pub async fn store_until_taken(&self, records: Vec<Announced>) {
-        let mut backoff = Duration::from_millis(200);
-        while let Err(e) = self.store(records.clone()).await {
-            if let Some(held_back) = crate::throttle::due("announcement write") {
-                tracing::warn!(error = %e, held_back, "monitors messages wait for the announcements store to record them");
+    /// The first attempt is queued at once, in the order of the caller's
+    /// other writes to the store.
+    pub fn store_until_taken(
+        &self,
+        records: Vec<Announced>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let first = self.store(records.clone());
+        let writer = self.clone();
+        async move {
+            let mut attempt = first;
+            let mut backoff = Duration::from_millis(200);
+            while let Err(e) = attempt.await {
+                if let Some(held_back) = crate::throttle::due("announcement write") {
+                    tracing::warn!(error = %e, held_back, "monitors messages wait for the announcements store to record them");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                attempt = writer.store(records.clone());
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     }
 }

@@ -43,10 +43,13 @@ impl Live {
             Admitted::Pass(messages) => self.offer(messages),
             Admitted::Held(None) => {}
             Admitted::Held(Some(ticket)) => {
-                let writer = self.announcement_store.writer();
+                let write = self
+                    .announcement_store
+                    .writer()
+                    .store_until_taken(announcing);
                 let stored = self.announcements_stored.clone();
                 tokio::spawn(async move {
-                    writer.store_until_taken(announcing).await;
+                    write.await;
                     let _ = stored.send(ticket);
                 });
             }
