@@ -54,6 +54,39 @@ impl Setup {
         .unwrap();
     }
 
+    /// Monitor `id`'s accepted monitors messages at RESET: (verb, id).
+    fn monitor_messages(&self, id: &str) -> Vec<(String, String)> {
+        let state = self.emulator.state.lock().unwrap();
+        state.monitor_messages.get(id).cloned().unwrap_or_default()
+    }
+
+    /// Monitor A was created and changed twice (label given, taken away),
+    /// each message with an id of its own, and RESET holds it unlabelled;
+    /// no re-send conflicted, no reading changed, no create was refused.
+    fn assert_a_created_then_changed_twice(&self) {
+        let sent = self.monitor_messages("A");
+        let verbs: Vec<&str> = sent.iter().map(|(verb, _)| verb.as_str()).collect();
+        assert_eq!(verbs, ["create", "modify", "modify"], "{sent:?}");
+        let ids: std::collections::BTreeSet<&String> = sent.iter().map(|(_, id)| id).collect();
+        assert_eq!(ids.len(), 3, "{sent:?}");
+        let state = self.emulator.state.lock().unwrap();
+        assert!(
+            state.monitors["A"].data.get("label").is_none(),
+            "RESET holds {:?}",
+            state.monitors["A"].data
+        );
+        let stats = &state.stats;
+        assert_eq!(
+            (
+                stats.conflicting_resends,
+                stats.changed_readings,
+                stats.refused_creates
+            ),
+            (0, 0, 0),
+            "{stats:?}"
+        );
+    }
+
     fn rows(&self) -> BTreeMap<(String, String), Value> {
         emulator_rows(&self.emulator.state.lock().unwrap())
     }
@@ -301,16 +334,6 @@ fn co2_and_rh(from_minute: i64, to_minute: i64) -> Vec<SensorEvent> {
 
 async fn a_description_changed_while_stopped_reaches_reset_as_modify(kind: BrokerKind) {
     let s = setup(kind, one_monitor()).await;
-    let messages = || {
-        s.emulator
-            .state
-            .lock()
-            .unwrap()
-            .monitor_messages
-            .get("A")
-            .cloned()
-            .unwrap_or_default()
-    };
     // Each start: the description as it is then, two more hours of samples.
     let mut hours = 0;
     let mut start_with = |label: &str| {
@@ -340,28 +363,7 @@ async fn a_description_changed_while_stopped_reaches_reset_as_modify(kind: Broke
     // Created once; the label given (B) and taken away again (A) are two
     // changes with ids of their own; the last start, with nothing changed,
     // sent no monitors message at all.
-    let sent = messages();
-    let verbs: Vec<&str> = sent.iter().map(|(verb, _)| verb.as_str()).collect();
-    assert_eq!(verbs, ["create", "modify", "modify"], "{sent:?}");
-    let ids: std::collections::BTreeSet<&String> = sent.iter().map(|(_, id)| id).collect();
-    assert_eq!(ids.len(), 3, "{sent:?}");
-    let state = s.emulator.state.lock().unwrap();
-    assert!(
-        state.monitors["A"].data.get("label").is_none(),
-        "{:?}",
-        state.monitors["A"].data
-    );
-    let stats = state.stats.clone();
-    drop(state);
-    assert_eq!(
-        (
-            stats.conflicting_resends,
-            stats.changed_readings,
-            stats.refused_creates
-        ),
-        (0, 0, 0),
-        "{stats:?}"
-    );
+    s.assert_a_created_then_changed_twice();
     // Nothing was refused, so nothing was dead-lettered.
     let letters = read_topic(&s.broker.bootstrap, "sensor-events.dlq");
     assert!(letters.is_empty(), "{letters:?}");
@@ -373,16 +375,7 @@ async fn a_description_changed_while_stopped_reaches_reset_as_modify(kind: Broke
 async fn a_change_reset_took_unanswered_is_undone_when_the_registry_goes_back(kind: BrokerKind) {
     let s = setup(kind, one_monitor()).await;
     let monitors = s.dir.path().join("monitors.yaml");
-    let messages = || {
-        s.emulator
-            .state
-            .lock()
-            .unwrap()
-            .monitor_messages
-            .get("A")
-            .cloned()
-            .unwrap_or_default()
-    };
+    let messages = || s.monitor_messages("A");
     let config = s.config("");
     // No idle raise: the last window waits for the next start's samples.
     edit_config(&config, &[("idle_timeout: 2s", "idle_timeout: 1h")]);
@@ -420,27 +413,7 @@ async fn a_change_reset_took_unanswered_is_undone_when_the_registry_goes_back(ki
     assert!(p.terminate().success());
     let sent = messages();
     assert!(back_at_a, "RESET was not told A again: {sent:?}");
-    let verbs: Vec<&str> = sent.iter().map(|(verb, _)| verb.as_str()).collect();
-    assert_eq!(verbs, ["create", "modify", "modify"], "{sent:?}");
-    let ids: std::collections::BTreeSet<&String> = sent.iter().map(|(_, id)| id).collect();
-    assert_eq!(ids.len(), 3, "{sent:?}");
-    let state = s.emulator.state.lock().unwrap();
-    assert!(
-        state.monitors["A"].data.get("label").is_none(),
-        "RESET holds {:?}",
-        state.monitors["A"].data
-    );
-    assert_eq!(
-        (
-            state.stats.conflicting_resends,
-            state.stats.changed_readings,
-            state.stats.refused_creates
-        ),
-        (0, 0, 0),
-        "{:?}",
-        state.stats
-    );
-    drop(state);
+    s.assert_a_created_then_changed_twice();
     assert_eq!(s.rows(), expected);
 }
 
