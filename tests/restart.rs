@@ -23,6 +23,22 @@ fn fleet() -> std::sync::Arc<reset_pipeline::registry::Registry> {
     ])
 }
 
+/// The fleet after a shape change: A moved to another zone (its windows
+/// end on other instants), E has a second channel.
+fn reshaped_fleet() -> std::sync::Arc<reset_pipeline::registry::Registry> {
+    registry(&[
+        monitor_yaml("A", "air", "Asia/Kolkata", "co2: ppm", &[]),
+        monitor_yaml("B", "air", "America/New_York", "co2: ppm", &[]),
+        monitor_yaml(
+            "E",
+            "energy",
+            "UTC",
+            "power_consumption: kWh",
+            &["c1", "c2"],
+        ),
+    ])
+}
+
 fn events(jitter: &[i64]) -> Vec<SensorEvent> {
     let start = ms("2026-11-01T04:00:00Z");
     let mut out: Vec<(i64, SensorEvent)> = Vec::new();
@@ -84,6 +100,10 @@ struct Faults {
     poison: Option<&'static str>,
     raises: BTreeMap<usize, i64>,
     fresh_from: usize,
+    /// The registry changed shape while the pipeline was stopped: the run
+    /// starts with `reshaped_fleet()`; the records before this offset are
+    /// those the run before it may have read.
+    reshaped_while_stopped: Option<usize>,
 }
 
 fn run_with(
@@ -95,7 +115,11 @@ fn run_with(
     faults: &Faults,
 ) -> (BTreeMap<String, String>, BTreeSet<String>, Progress) {
     let from = progress.offset as usize;
-    let mut p = PartitionPipeline::resume(fleet(), EngineSettings::default(), push, progress);
+    let registry = match faults.reshaped_while_stopped {
+        Some(_) => reshaped_fleet(),
+        None => fleet(),
+    };
+    let mut p = PartitionPipeline::resume(registry, EngineSettings::default(), push, progress);
     let mut formed = BTreeMap::new();
     let mut unanswered: Vec<String> = Vec::new();
     let mut acked = BTreeSet::new();
@@ -238,6 +262,64 @@ proptest! {
         for id in clean.keys() {
             prop_assert!(acked.contains(id) || after.contains_key(id), "lost {}", id);
         }
+    }
+}
+
+/// Every reading row of the messages `sent` picks, by monitor and window
+/// end (epoch milliseconds).
+fn rows_of<'a>(messages: impl IntoIterator<Item = &'a String>) -> BTreeMap<(String, i64), String> {
+    let mut rows = BTreeMap::new();
+    for payload in messages {
+        let message: serde_json::Value = serde_json::from_str(payload).expect("payload is JSON");
+        for row in message["data"]["readings"].as_array().expect("readings") {
+            let time = row["reading_time"].as_str().expect("reading_time");
+            let key = (
+                row["connection_id"].as_str().expect("id").to_string(),
+                ms(time),
+            );
+            rows.insert(key, row.to_string());
+        }
+    }
+    rows
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn a_shape_change_while_stopped_changes_no_window_that_may_have_been_sent(
+        jitter in proptest::collection::vec(0i64..500_000, 400..900),
+        crash in 0.05f64..0.8,
+        ack_order in proptest::collection::vec(0usize..1000, 1..50),
+        daily in any::<bool>(),
+    ) {
+        let push = if daily { PushMode::Daily } else { PushMode::Every30Minutes };
+        let events = events(&jitter);
+        let crash_at = ((events.len() as f64) * crash).floor() as usize;
+        let (before, acked, progress) = run(&events, Progress::start(0), push, Some(crash_at), &ack_order);
+        let restarted = Faults { reshaped_while_stopped: Some(crash_at), ..Faults::default() };
+        let (after, _, _) = run_with(&events, progress, push, None, &[1], &restarted);
+        let unanswered = rows_of(before.iter().filter(|(id, _)| !acked.contains(*id)).map(|(_, p)| p));
+        let resent = rows_of(after.values());
+        // Every window that may have reached RESET unanswered is sent
+        // again, and byte for byte as before.
+        for (key, row) in &unanswered {
+            prop_assert_eq!(resent.get(key), Some(row), "window {:?} changed or lost", key);
+        }
+        // Windows of samples read only after the restart have the new shape.
+        let read_before = events[..crash_at].iter().map(|e| e.event_time).max().unwrap_or(i64::MIN);
+        let mut new_rows = 0;
+        for ((id, end), row) in &resent {
+            if *end <= read_before + 3_600_000 {
+                continue;
+            }
+            new_rows += 1;
+            match id.as_str() {
+                "A" => prop_assert!(row.contains("+05:30\""), "A in its old zone: {}", row),
+                "E" => prop_assert!(row.contains("\"c2\""), "E without its new channel: {}", row),
+                _ => {}
+            }
+        }
+        prop_assert!(new_rows > 0, "nothing after the restart to check the new shape on");
     }
 }
 
