@@ -5,7 +5,7 @@ use crate::config::PushMode;
 use crate::payload::{reading_json, readings_message_id, readings_payload};
 use crate::registry::{MonitorId, Registry};
 use crate::window::clock::local_day_end;
-use crate::window::{ClosedWindow, ResumePoint};
+use crate::window::{ClosedWindow, ResumePoint, Shape};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// RESET takes at most 48 readings (one day) per message.
@@ -15,8 +15,12 @@ pub const MAX_READINGS_PER_MESSAGE: usize = 48;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub end: i64,
+    /// The end of the window's local day, in the zone it was built in.
+    pub day_end: i64,
     pub resume: ResumePoint,
     pub json: String,
+    /// The monitor's earlier shape it was built on (`None`: the registry's).
+    pub shape: Option<Shape>,
 }
 
 /// One `readings` message, exactly as it will be sent.
@@ -30,6 +34,9 @@ pub struct Batch {
     /// Where each window in the message was first fed, for offset tracking.
     pub resumes: Vec<ResumePoint>,
     pub payload: String,
+    /// The monitor's earlier shape its rows were built on (`None`: the
+    /// registry's): a message holds rows of one shape.
+    pub shape: Option<Shape>,
 }
 
 impl Batch {
@@ -46,13 +53,16 @@ impl Batch {
             ends: rows.iter().map(|r| r.end).collect(),
             resumes: rows.iter().map(|r| r.resume).collect(),
             payload,
+            shape: rows[0].shape.clone(),
         }
     }
 }
 
-/// Splits one monitor's rows (already in time order) into messages of at most 48.
+/// Splits one monitor's rows (already in time order) into messages of at
+/// most 48, each of one shape.
 pub fn split(monitor: MonitorId, connection_id: &str, rows: &[Row]) -> Vec<Batch> {
-    rows.chunks(MAX_READINGS_PER_MESSAGE)
+    rows.chunk_by(|a, b| a.shape == b.shape)
+        .flat_map(|same| same.chunks(MAX_READINGS_PER_MESSAGE))
         .map(|chunk| Batch::new(monitor, connection_id, chunk))
         .collect()
 }
@@ -94,19 +104,22 @@ impl Batcher {
     ) -> Vec<Batch> {
         let mut touched = BTreeSet::new();
         for window in closed {
-            let monitor = registry.get(window.monitor);
-            self.forget_day(window.monitor, registry);
+            let monitor = window
+                .shape
+                .as_ref()
+                .map_or(registry.get(window.monitor), |s| &s.0);
+            let row = Row {
+                end: window.end,
+                day_end: local_day_end(&monitor.tz, window.end),
+                resume: window.resume,
+                json: reading_json(monitor, &window),
+                shape: window.shape,
+            };
+            self.forget_day(window.monitor);
             let rows = self.pending.entry(window.monitor).or_default();
-            let at = rows.partition_point(|r| r.end < window.end);
-            rows.insert(
-                at,
-                Row {
-                    end: window.end,
-                    resume: window.resume,
-                    json: reading_json(monitor, &window),
-                },
-            );
-            self.remember_day(window.monitor, registry);
+            let at = rows.partition_point(|r| r.end < row.end);
+            rows.insert(at, row);
+            self.remember_day(window.monitor);
             touched.insert(window.monitor);
         }
         // Monitors whose first held day has ended, touched or not.
@@ -119,7 +132,7 @@ impl Batcher {
         }
         let mut out = Vec::new();
         for id in touched {
-            self.forget_day(id, registry);
+            self.forget_day(id);
             let monitor = registry.get(id);
             let rows = self
                 .pending
@@ -128,8 +141,7 @@ impl Batcher {
             let due = match self.mode {
                 PushMode::Every30Minutes => rows.len(),
                 PushMode::Daily => {
-                    let ended =
-                        rows.partition_point(|r| local_day_end(&monitor.tz, r.end) <= watermark);
+                    let ended = rows.partition_point(|r| r.day_end <= watermark);
                     let rest = rows.len() - ended;
                     ended + rest - rest % MAX_READINGS_PER_MESSAGE
                 }
@@ -141,7 +153,7 @@ impl Batcher {
             if rows.is_empty() {
                 self.pending.remove(&id);
             } else {
-                self.remember_day(id, registry);
+                self.remember_day(id);
             }
         }
         out
@@ -155,20 +167,20 @@ impl Batcher {
     }
 
     /// The day of the monitor's first held row, as `days` has it.
-    fn first_day(&self, id: MonitorId, registry: &Registry) -> Option<(i64, MonitorId)> {
+    fn first_day(&self, id: MonitorId) -> Option<(i64, MonitorId)> {
         let first = self.pending.get(&id)?.first()?;
-        Some((local_day_end(&registry.get(id).tz, first.end), id))
+        Some((first.day_end, id))
     }
 
-    fn forget_day(&mut self, id: MonitorId, registry: &Registry) {
-        if let Some(day) = self.first_day(id, registry) {
+    fn forget_day(&mut self, id: MonitorId) {
+        if let Some(day) = self.first_day(id) {
             self.days.remove(&day);
         }
     }
 
-    fn remember_day(&mut self, id: MonitorId, registry: &Registry) {
+    fn remember_day(&mut self, id: MonitorId) {
         if self.mode == PushMode::Daily {
-            if let Some(day) = self.first_day(id, registry) {
+            if let Some(day) = self.first_day(id) {
                 self.days.insert(day);
             }
         }

@@ -61,7 +61,8 @@ impl Coverage {
     /// Counts the windows of a readings message.
     pub fn add_emission(&mut self, registry: &Registry, emission: &Emission) {
         if let Emission::Readings(b) = emission {
-            let tz = registry.get(b.monitor).tz;
+            let monitor = b.shape.as_ref().map_or(registry.get(b.monitor), |s| &s.0);
+            let tz = monitor.tz;
             for &end in &b.ends {
                 self.add(&b.connection_id, tz, end);
             }

@@ -234,6 +234,34 @@ pub struct Announced {
     /// earlier message acknowledged, or a create refused).
     #[serde(default = "yes")]
     pub held: bool,
+    /// The monitor's earlier shapes whose windows may not all be
+    /// acknowledged yet, oldest first (`Announcements::keep_shape`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shapes: Vec<KeptShape>,
+}
+
+/// An earlier shape of a monitor as the store keeps it: the description it
+/// was read from, and the end of the last window built on it (epoch ms).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptShape {
+    pub until: i64,
+    pub record: MonitorRecord,
+}
+
+/// How many earlier shapes of a monitor the store keeps: the newest. An
+/// older one matters only to a sample older than that many shape changes.
+pub const KEPT_SHAPES: usize = 8;
+
+/// `kept` with `more`, by end, without repeats, the newest `KEPT_SHAPES`.
+fn merged(kept: &mut Vec<KeptShape>, more: &[KeptShape]) {
+    for shape in more {
+        if !kept.contains(shape) {
+            kept.push(shape.clone());
+        }
+    }
+    kept.sort_by_key(|k| k.until);
+    let extra = kept.len().saturating_sub(KEPT_SHAPES);
+    kept.drain(..extra);
 }
 
 fn modify() -> MonitorAction {
@@ -275,6 +303,8 @@ impl Announced {
 pub struct Announcements {
     told: HashMap<String, Announced>,
     known: HashMap<String, Announced>,
+    /// Each monitor's earlier shapes, carried by every record written of it.
+    shapes: HashMap<String, Vec<KeptShape>>,
 }
 
 impl Announcements {
@@ -287,6 +317,52 @@ impl Announcements {
             (Some(t), _) => Some((t, true)),
             (None, k) => k.map(|k| (k, false)),
         }
+    }
+
+    /// The description of the monitor's latest message, if any.
+    pub fn last_record(&self, connection_id: &str) -> Option<&MonitorRecord> {
+        self.latest(connection_id).map(|(last, _)| &last.record)
+    }
+
+    /// The monitor's earlier shapes, oldest first.
+    pub fn shapes(&self, connection_id: &str) -> &[KeptShape] {
+        self.shapes.get(connection_id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Keeps an earlier shape of the monitor with its announcements. The
+    /// latest record of the monitor, carrying it, for the store to write
+    /// before any message formed after it leaves (none: nothing was told of
+    /// the monitor yet; its first message will carry it).
+    pub fn keep_shape(&mut self, connection_id: &str, shape: KeptShape) -> Option<Announced> {
+        let kept = self.shapes.entry(connection_id.to_string()).or_default();
+        merged(kept, std::slice::from_ref(&shape));
+        let kept = kept.clone();
+        let this_run = self.latest(connection_id)?.1;
+        let last = if this_run {
+            self.told.get_mut(connection_id)
+        } else {
+            self.known.get_mut(connection_id)
+        }
+        .expect("the latest record");
+        last.shapes = kept;
+        Some(last.clone())
+    }
+
+    /// The monitors message owed before readings built on an earlier shape
+    /// of the monitor: the earlier description itself when nothing was told
+    /// of the monitor (or it was sent and never answered: the same message
+    /// again), and nothing once a later description was told.
+    pub fn announce_earlier(&mut self, monitor: &Monitor) -> Option<(Announced, String)> {
+        match self.latest(monitor.connection_id()) {
+            Some((last, _)) if last.record != monitor.record => None,
+            _ => self.announce(monitor),
+        }
+    }
+
+    /// `announced` carrying the monitor's earlier shapes as known now.
+    fn with_shapes(&self, mut announced: Announced) -> Announced {
+        announced.shapes = self.shapes(&announced.connection_id).to_vec();
+        announced
     }
 
     /// Whether RESET is known to hold the monitor.
@@ -336,7 +412,7 @@ impl Announcements {
         held: bool,
     ) -> (Announced, String) {
         let (message_id, payload) = monitors_payload(monitor, action, version);
-        let announced = Announced {
+        let announced = self.with_shapes(Announced {
             connection_id: monitor.connection_id().to_string(),
             version,
             message_id,
@@ -344,7 +420,8 @@ impl Announcements {
             action,
             acknowledged: false,
             held,
-        };
+            shapes: Vec::new(),
+        });
         self.told
             .insert(announced.connection_id.clone(), announced.clone());
         (announced, payload)
@@ -353,6 +430,8 @@ impl Announcements {
     /// What the store says of a monitor, written by this run or an earlier
     /// one; an older record than one known is old news.
     pub fn learn(&mut self, announced: &Announced) {
+        let id = announced.connection_id.clone();
+        merged(self.shapes.entry(id).or_default(), &announced.shapes);
         let newer = self
             .known
             .get(&announced.connection_id)
@@ -375,13 +454,14 @@ impl Announcements {
             .get_mut(id)
             .filter(|t| t.version > announced.version)
         {
-            return (!later.held).then(|| {
+            let stored = (!later.held).then(|| {
                 later.held = true;
                 later.clone()
             });
+            return stored.map(|a| self.with_shapes(a));
         }
         let later_known = self.known[id].version > announced.version;
-        (!later_known).then(|| announced.clone())
+        (!later_known).then(|| self.with_shapes(announced.clone()))
     }
 
     /// RESET refused to create the monitor: it holds it although nothing
@@ -406,7 +486,11 @@ mod tests {
     use crate::registry::Registry;
 
     fn monitor(label: &str) -> Monitor {
-        let yaml = format!("monitors:\n  - {{connection_id: A, module: air, timezone: UTC,{label} monitor_brand: B, monitor_sku: S, monitor_serial_id: X, parameters: {{co2: ppm}}}}\n");
+        monitor_in("UTC", label)
+    }
+
+    fn monitor_in(zone: &str, label: &str) -> Monitor {
+        let yaml = format!("monitors:\n  - {{connection_id: A, module: air, timezone: {zone},{label} monitor_brand: B, monitor_sku: S, monitor_serial_id: X, parameters: {{co2: ppm}}}}\n");
         Registry::parse(&yaml, "m.yaml").unwrap().get(0).clone()
     }
 
@@ -431,6 +515,7 @@ mod tests {
             action,
             acknowledged,
             held,
+            shapes: Vec::new(),
         }
     }
 
@@ -441,6 +526,63 @@ mod tests {
             MonitorAction::Modify
         };
         stored(m, action, version, true, version > 1)
+    }
+
+    fn kept(until: i64, m: &Monitor) -> KeptShape {
+        KeptShape {
+            until,
+            record: m.record.clone(),
+        }
+    }
+
+    #[test]
+    fn earlier_shapes_ride_in_every_record_written_and_outlive_a_restart() {
+        let (utc, kathmandu) = (monitor(""), monitor_in("Asia/Kathmandu", ""));
+        let mut a = Announcements::default();
+        let (create, _) = a.announce(&utc).unwrap();
+        // Kept while the create is on its way: the store rewrites its record.
+        let rewritten = a.keep_shape("A", kept(10, &utc)).unwrap();
+        assert_eq!(rewritten.message_id, create.message_id);
+        assert_eq!(rewritten.shapes, [kept(10, &utc)]);
+        // Its acknowledgement, written later, still carries the shape.
+        let mut answered = create.clone();
+        answered.acknowledged = true;
+        let written = a.acknowledged(&answered).unwrap();
+        assert_eq!(written.shapes, [kept(10, &utc)]);
+        // So does the next description's message, and a restart learns it.
+        let (modify, _) = a.announce(&kathmandu).unwrap();
+        assert_eq!(modify.shapes, [kept(10, &utc)]);
+        let mut restarted = Announcements::default();
+        restarted.learn(&modify);
+        assert_eq!(restarted.shapes("A"), [kept(10, &utc)]);
+        assert_eq!(restarted.last_record("A"), Some(&kathmandu.record));
+        // The newest KEPT_SHAPES are kept.
+        for until in 11..30 {
+            restarted.keep_shape("A", kept(until, &utc));
+        }
+        let untils: Vec<i64> = restarted.shapes("A").iter().map(|k| k.until).collect();
+        assert_eq!(untils, (30 - KEPT_SHAPES as i64..30).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn readings_of_an_earlier_shape_follow_its_own_description_or_nothing() {
+        let (utc, kathmandu) = (monitor(""), monitor_in("Asia/Kathmandu", ""));
+        // Nothing told yet: the earlier description is created.
+        let mut a = Announcements::default();
+        let (create, _) = a.announce_earlier(&utc).unwrap();
+        assert_eq!(
+            (create.action, &create.record),
+            (MonitorAction::Create, &utc.record)
+        );
+        assert_eq!(a.announce_earlier(&utc), None, "told once");
+        // A later description told: nothing goes back.
+        a.announce(&kathmandu).unwrap();
+        assert_eq!(a.announce_earlier(&utc), None);
+        // Sent by an earlier run and never answered: the same message again.
+        let mut restarted = Announcements::default();
+        restarted.learn(&stored(&utc, MonitorAction::Create, 1, false, false));
+        let again = restarted.announce_earlier(&utc).unwrap().0;
+        assert_eq!(again.message_id, create.message_id);
     }
 
     #[test]

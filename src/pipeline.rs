@@ -8,11 +8,11 @@ use crate::codec::Decoder;
 use crate::config::PushMode;
 use crate::event::SensorEvent;
 use crate::offsets::{OffsetTracker, Progress, Raise};
-use crate::payload::{Announced, Announcements, EventName};
-use crate::registry::Registry;
+use crate::payload::{Announced, Announcements, EventName, KeptShape};
+use crate::registry::{Monitor, MonitorId, Registry};
 use crate::reject::Reject;
-use crate::window::{ClosedWindow, Engine, EngineSettings};
-use std::collections::VecDeque;
+use crate::window::{ClosedWindow, Engine, EngineSettings, Epoch, Shape};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// One Socket.IO emission, exactly as sent.
@@ -21,7 +21,7 @@ pub enum Emission {
     /// A `monitors` message: what the announcements store records of it,
     /// and its payload.
     Monitor {
-        announced: Announced,
+        announced: Box<Announced>,
         payload: String,
     },
     Readings(Batch),
@@ -149,6 +149,43 @@ impl PartitionPipeline {
         self.engine.set_registry(registry);
     }
 
+    /// Takes the monitors' earlier shapes (`EarlierShapes`): kept ones for
+    /// their samples up to their ends, and begun ones for every sample
+    /// until `caught_up`.
+    pub fn take_shapes(&mut self, shapes: &EarlierShapes) {
+        for (&id, (kept, begun)) in &shapes.0 {
+            if !kept.is_empty() {
+                self.engine.load_shapes(id, kept.clone());
+            }
+            if let Some(shape) = begun {
+                self.engine.begin_shape(id, shape.clone());
+            }
+        }
+    }
+
+    /// Whether shapes begun wait for `caught_up`.
+    pub fn catching_up(&self) -> bool {
+        !self.engine.shapes_begun().is_empty()
+    }
+
+    /// Every record an earlier run may have read is read: the shapes begun
+    /// end with each monitor's latest sample so far. The epochs to keep
+    /// with the announcements.
+    pub fn caught_up(&mut self) -> Vec<(MonitorId, Epoch)> {
+        let begun = self.engine.shapes_begun();
+        begun
+            .into_iter()
+            .filter_map(|id| self.engine.end_shape(id).map(|e| (id, e)))
+            .collect()
+    }
+
+    /// The registry changed the monitor's shape while running (`old` is
+    /// the shape before): the epoch of `old` to keep, if the monitor had
+    /// samples here. Call before `set_registry`.
+    pub fn reshape(&mut self, id: MonitorId, old: Shape) -> Option<Epoch> {
+        self.engine.reshape(id, old)
+    }
+
     /// Takes one record, with its reference time (`Engine::record`), and
     /// returns the messages it made due.
     pub fn record(
@@ -244,7 +281,8 @@ impl PartitionPipeline {
     }
 }
 
-/// Puts each monitor's owed `monitors` message before its readings.
+/// Puts each monitor's owed `monitors` message before its readings (of
+/// an earlier shape: `Announcements::announce_earlier`).
 pub fn with_announcements(
     registry: &Registry,
     announcements: &mut Announcements,
@@ -252,10 +290,82 @@ pub fn with_announcements(
 ) -> Vec<Emission> {
     let mut out = Vec::with_capacity(batches.len());
     for batch in batches {
-        if let Some((announced, payload)) = announcements.announce(registry.get(batch.monitor)) {
+        let owed = match &batch.shape {
+            Some(earlier) => announcements.announce_earlier(&earlier.0),
+            None => announcements.announce(registry.get(batch.monitor)),
+        };
+        if let Some((announced, payload)) = owed {
+            let announced = Box::new(announced);
             out.push(Emission::Monitor { announced, payload });
         }
         out.push(Emission::Readings(batch));
     }
     out
+}
+
+/// Earlier shapes of monitors, for partitions to take as they are assigned
+/// (`PartitionPipeline::take_shapes`): by monitor, the shapes the
+/// announcements keep, and the shape RESET was last told when the
+/// registry's differs (a change while the pipeline was stopped).
+#[derive(Default)]
+pub struct EarlierShapes(HashMap<MonitorId, (Vec<Epoch>, Option<Shape>)>);
+
+impl EarlierShapes {
+    /// Descriptions that no longer make a monitor are left out, with a
+    /// warning: their windows are rebuilt on the registry's shape.
+    pub fn of(registry: &Registry, announcements: &Announcements) -> EarlierShapes {
+        let shape = |record: &crate::registry::MonitorRecord| match Monitor::from_record(
+            record.clone(),
+            "announcements store",
+        ) {
+            Ok(m) => Some(Shape(Arc::new(m))),
+            Err(e) => {
+                tracing::warn!(connection_id = %record.connection_id, error = %e, "an earlier shape kept in the announcements store is no longer valid");
+                None
+            }
+        };
+        let mut out = HashMap::new();
+        for (id, monitor) in registry.iter() {
+            let kept = announcements.shapes(monitor.connection_id());
+            let last = announcements.last_record(monitor.connection_id());
+            let changed = last.filter(|r| !crate::registry::same_record_shape(r, &monitor.record));
+            if kept.is_empty() && changed.is_none() {
+                continue;
+            }
+            let kept: Vec<Epoch> = kept
+                .iter()
+                .filter_map(|k| {
+                    Some(Epoch {
+                        until: k.until,
+                        shape: shape(&k.record)?,
+                    })
+                })
+                .collect();
+            out.insert(id, (kept, changed.and_then(shape)));
+        }
+        EarlierShapes(out)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Keeps ended epochs with the announcements: the records for the store to
+/// write before any message formed after them leaves.
+pub fn keep_shapes(
+    registry: &Registry,
+    announcements: &mut Announcements,
+    ended: Vec<(MonitorId, Epoch)>,
+) -> Vec<Announced> {
+    ended
+        .into_iter()
+        .filter_map(|(id, epoch)| {
+            let kept = KeptShape {
+                until: epoch.until,
+                record: epoch.shape.0.record.clone(),
+            };
+            announcements.keep_shape(registry.get(id).connection_id(), kept)
+        })
+        .collect()
 }

@@ -438,6 +438,9 @@ pub enum RegistryChange {
     /// A monitor's description changed (label, brand, serial, calibration
     /// date, channel labels): RESET gets `modify` before its next readings.
     Changed(MonitorId),
+    /// A new module, time zone, parameters, units or channel ids: windows
+    /// open now keep the old shape (`Engine::reshape`).
+    Reshaped(MonitorId),
     /// The same record again (compaction, a re-publish).
     Unchanged(MonitorId),
     /// A tombstone: samples of this monitor are rejected from now on.
@@ -451,6 +454,7 @@ impl RegistryChange {
         match self {
             RegistryChange::Added(_) => "added",
             RegistryChange::Changed(_) => "changed",
+            RegistryChange::Reshaped(_) => "reshaped",
             RegistryChange::Unchanged(_) => "unchanged",
             RegistryChange::Removed(_) | RegistryChange::NothingToRemove => "removed",
         }
@@ -465,6 +469,19 @@ fn same_shape(a: &Monitor, b: &Monitor) -> bool {
         && a.tz == b.tz
         && a.declared == b.declared
         && a.channel_ids == b.channel_ids
+}
+
+/// `same_shape` of two descriptions as written (each normalised by
+/// `Monitor::from_record` already), without building their monitors.
+pub fn same_record_shape(a: &MonitorRecord, b: &MonitorRecord) -> bool {
+    a.module == b.module
+        && a.timezone == b.timezone
+        && a.parameters == b.parameters
+        && a.channels.len() == b.channels.len()
+        && a.channels
+            .iter()
+            .zip(&b.channels)
+            .all(|(x, y)| x.channel_id == y.channel_id)
 }
 
 /// Dense index of a monitor in its registry.
@@ -537,9 +554,9 @@ impl Registry {
     /// Applies one record of the monitor topic: `value` is a monitor record
     /// (JSON or YAML, the fields of `monitors.yaml`), `None` a tombstone.
     /// `key`, when present, must be the record's connection id. A change of
-    /// module, time zone, parameters, units or channel ids is refused while
-    /// the monitor is known: its open windows were built on the old shape.
-    /// Problems are reported under `location`.
+    /// module, time zone, parameters, units or channel ids is `Reshaped`:
+    /// the caller keeps the old shape for the windows built on it. Problems
+    /// are reported under `location`.
     pub fn apply(
         &mut self,
         key: Option<&str>,
@@ -579,20 +596,13 @@ impl Registry {
             return Ok(RegistryChange::Added(self.insert(monitor)));
         };
         let old = &self.monitors[id as usize];
-        if !same_shape(old, &monitor) {
-            return Err(Problems::one(Problem::new(
-                location,
-                format!(
-                    "changes the module, time zone, parameters, units or channels of {:?}, \
-                     which applies from the next start (its open windows have the old shape)",
-                    monitor.connection_id()
-                ),
-            )));
-        }
+        let reshaped = !same_shape(old, &monitor);
         let readded = self.removed.remove(&id);
         let changed = old.record != monitor.record;
         self.monitors[id as usize] = monitor;
-        Ok(if readded {
+        Ok(if reshaped {
+            RegistryChange::Reshaped(id)
+        } else if readded {
             RegistryChange::Added(id)
         } else if changed {
             RegistryChange::Changed(id)
@@ -824,23 +834,23 @@ monitors:
     }
 
     #[test]
-    fn topic_records_that_reshape_a_known_monitor_or_are_broken_are_refused() {
+    fn topic_records_that_reshape_a_known_monitor_take_its_place_and_broken_ones_are_refused() {
         let mut r = Registry::parse(GOOD, "monitors.yaml").unwrap();
-        let before = r.get(r.lookup("EN_7").unwrap()).record.clone();
+        let id = r.lookup("EN_7").unwrap();
+        let before = r.get(id).record.clone();
+        for value in [
+            EN_7.replace("America/New_York", "Europe/Berlin"),
+            EN_7.replace(", {\"channel_id\": \"c02\"}", ""),
+            EN_7.replace("\"energy\"", "\"water\"")
+                .replace("\"power_consumption\": \"kWh\"", "\"water_flow\": \"L\""),
+        ] {
+            let mut changed = r.clone();
+            let change = topic_message(&mut changed, "EN_7", Some(&value)).unwrap();
+            assert_eq!(change, RegistryChange::Reshaped(id));
+            assert!(!same_shape(changed.get(id), r.get(id)));
+            assert!(!same_record_shape(&changed.get(id).record, &before));
+        }
         for (value, expected) in [
-            (
-                EN_7.replace("America/New_York", "Europe/Berlin"),
-                "applies from the next start",
-            ),
-            (
-                EN_7.replace(", {\"channel_id\": \"c02\"}", ""),
-                "applies from the next start",
-            ),
-            (
-                EN_7.replace("\"energy\"", "\"water\"")
-                    .replace("\"power_consumption\": \"kWh\"", "\"water_flow\": \"L\""),
-                "applies from the next start",
-            ),
             (
                 EN_7.replace("\"EN_7\"", "\"EN_9\""),
                 "differs from the record's key",
@@ -851,7 +861,8 @@ monitors:
             let refused = topic_message(&mut r, "EN_7", Some(&value)).unwrap_err();
             assert!(refused.contains(expected), "{refused}");
         }
-        assert_eq!(r.get(r.lookup("EN_7").unwrap()).record, before);
+        assert_eq!(r.get(id).record, before);
+        assert!(same_record_shape(&r.get(id).record, &before));
         assert!(r.apply(Some("EN_7"), Some(&[0xff, 0xfe]), "t/0@1").is_err());
         assert!(r.apply(None, None, "t/0@2").is_err());
     }

@@ -95,7 +95,7 @@ pub async fn publish(
             }
             announcing.insert(modify.message_id.clone(), modify.clone());
             let message = Emission::Monitor {
-                announced: modify,
+                announced: Box::new(modify),
                 payload,
             };
             publisher.publish(Outgoing::from(message)).await;

@@ -24,6 +24,7 @@ on_both_brokers!(
     the_registry_topic_adds_monitors_and_a_changed_record_is_sent_as_modify,
     a_description_changed_while_stopped_reaches_reset_as_modify,
     a_change_reset_took_unanswered_is_undone_when_the_registry_goes_back,
+    a_zone_changed_while_stopped_changes_no_window_reset_may_hold,
 );
 
 async fn setup(kind: BrokerKind, registry: Registry) -> Setup {
@@ -415,6 +416,72 @@ async fn a_change_reset_took_unanswered_is_undone_when_the_registry_goes_back(ki
     assert!(back_at_a, "RESET was not told A again: {sent:?}");
     s.assert_a_created_then_changed_twice();
     assert_eq!(s.rows(), expected);
+}
+
+/// Monitor A's time zone changes while the pipeline is stopped, after RESET
+/// took readings whose acks were lost: the restart sends those windows
+/// again as they were (UTC), and only windows of later samples in the new
+/// zone (Kathmandu, whose windows end at :15 and :45 UTC).
+async fn a_zone_changed_while_stopped_changes_no_window_reset_may_hold(kind: BrokerKind) {
+    let s = setup(kind, one_monitor()).await;
+    let monitors = s.dir.path().join("monitors.yaml");
+    let config = s.config("");
+    // No idle raise: the last window waits for the next start's samples.
+    edit_config(&config, &[("idle_timeout: 2s", "idle_timeout: 1h")]);
+    // Start 1: A (in UTC) is created, and its first window sent.
+    std::fs::write(&monitors, one_monitor_yaml("")).unwrap();
+    s.produce(co2_and_rh(0, 60)).await;
+    let p = Pipeline::start(&config, &s.log());
+    assert!(s.wait_for_rows(1).await, "{}", log_tail(&s.log()));
+    assert!(p.terminate().success());
+    // Start 2: three more hours; RESET takes the next window, its ack is
+    // lost; killed.
+    s.emulator.state.lock().unwrap().acks_lost = true;
+    s.produce(co2_and_rh(60, 240)).await;
+    let p = Pipeline::start(&config, &s.log());
+    assert!(s.wait_for_rows(2).await, "{}", log_tail(&s.log()));
+    p.kill();
+    let before_kill = s.rows();
+    // Start 3: A is in Kathmandu now. Once the records the killed run may
+    // have read are read again, four more hours arrive.
+    let kathmandu = one_monitor_yaml("").replace("timezone: UTC", "timezone: Asia/Kathmandu");
+    std::fs::write(&monitors, &kathmandu).unwrap();
+    s.emulator.state.lock().unwrap().acks_lost = false;
+    let p = Pipeline::start(&config, &s.log());
+    let log = || std::fs::read_to_string(s.log()).unwrap_or_default();
+    let caught_up = "windows through this end keep its earlier shape";
+    assert!(
+        wait_until(Duration::from_secs(60), || log().contains(caught_up)).await,
+        "{}",
+        log_tail(&s.log())
+    );
+    s.produce(co2_and_rh(240, 480)).await;
+    // The samples read before the kill end with minute 239: its window (and
+    // the sample at minute 240, at its end) keeps UTC.
+    let mut expected = expected_rows(&s.registry, &co2_and_rh(0, 241));
+    let moved = Arc::new(Registry::parse(&kathmandu, "m.yaml").unwrap());
+    let mut later = expected_rows(&moved, &co2_and_rh(241, 480));
+    later.pop_last();
+    expected.extend(later);
+    let all_there = s.wait_for_rows(expected.len()).await;
+    assert!(p.terminate().success());
+    assert!(all_there, "{:#?}\n{}", s.rows().keys(), log_tail(&s.log()));
+    let rows = s.rows();
+    for (key, row) in &before_kill {
+        assert_eq!(rows.get(key), Some(row), "a window RESET took changed");
+    }
+    assert_eq!(rows, expected);
+    let state = s.emulator.state.lock().unwrap();
+    let stats = &state.stats;
+    assert_eq!(
+        (
+            stats.conflicting_resends,
+            stats.changed_readings,
+            stats.refused_creates
+        ),
+        (0, 0, 0),
+        "{stats:?}"
+    );
 }
 
 async fn late_samples_are_dead_lettered_and_idle_partitions_close_their_windows(kind: BrokerKind) {

@@ -188,7 +188,7 @@ proptest! {
     #[test]
     fn any_backlog_splits_into_messages_of_at_most_48_in_time_order(n in 1usize..400) {
         let rows: Vec<Row> = (0..n)
-            .map(|i| Row { end: i as i64 * HALF_HOUR_MS, resume: ResumePoint { offset: i as u64, watermark_before: 0 }, json: format!("{{\"n\":{i}}}") })
+            .map(|i| Row { end: i as i64 * HALF_HOUR_MS, day_end: 0, shape: None, resume: ResumePoint { offset: i as u64, watermark_before: 0 }, json: format!("{{\"n\":{i}}}") })
             .collect();
         let batches = split(0, "A", &rows);
         prop_assert_eq!(batches.len(), n.div_ceil(MAX_READINGS_PER_MESSAGE));
@@ -214,7 +214,7 @@ proptest! {
             let mut ends: Vec<(i64, u8)> = v.to_vec();
             ends.sort();
             ends.dedup_by_key(|e| e.0);
-            ends.iter().map(|&(e, x)| Row { end: e * HALF_HOUR_MS, resume: ResumePoint { offset: 0, watermark_before: 0 }, json: format!("{{\"v\":{x}}}") }).collect()
+            ends.iter().map(|&(e, x)| Row { end: e * HALF_HOUR_MS, day_end: 0, shape: None, resume: ResumePoint { offset: 0, watermark_before: 0 }, json: format!("{{\"v\":{x}}}") }).collect()
         };
         let (ra, rb) = (to_rows(&a), to_rows(&b));
         let ca = ["A", "B"][id_a as usize];

@@ -1,7 +1,8 @@
 //! The announcements store: a compacted topic keyed by `connection_id` that
 //! holds, per monitor, the last `monitors` message sent (recorded before it
-//! leaves) or acknowledged: its description, version, action and message id
-//! (`payload::Announced`, as JSON). Read whole at start and followed, so
+//! leaves) or acknowledged: its description, version, action and message id,
+//! and the monitor's earlier shapes (`payload::Announced`, as JSON). Read
+//! whole at start and followed, so
 //! that a restarted pipeline, or a replica given a monitor's partition,
 //! sends `modify` only for a description RESET may not hold, and nothing
 //! for one it does. Keyed by monitor, not by input partition: partition
@@ -17,8 +18,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use std::time::Duration;
 
-/// The format of the store's records: `v` is 2. Version 1 had none of
-/// `action`, `acknowledged` and `held`, and recorded acknowledged messages
+/// The format of the store's records: `v` is 3. Version 2 had no `shapes`
+/// (earlier shapes of the monitor); version 1 had none of `action`,
+/// `acknowledged` and `held` either, and recorded acknowledged messages
 /// only.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct StoredAnnouncement {
@@ -97,7 +99,7 @@ impl AnnouncementWriter {
             .into_iter()
             .map(|announced| {
                 let key = announced.connection_id.clone();
-                let payload = serde_json::to_string(&StoredAnnouncement { v: 2, announced })
+                let payload = serde_json::to_string(&StoredAnnouncement { v: 3, announced })
                     .expect("an announcement serializes");
                 self.producer
                     .send_result(FutureRecord::to(&topic).key(&key).payload(&payload))
@@ -190,14 +192,15 @@ mod tests {
             action: crate::payload::MonitorAction::Create,
             acknowledged: false,
             held: false,
+            shapes: Vec::new(),
         };
         let json = serde_json::to_string(&StoredAnnouncement {
-            v: 2,
+            v: 3,
             announced: announced.clone(),
         })
         .unwrap();
         assert!(
-            json.starts_with("{\"v\":2,\"connection_id\":\"A\",\"version\":3"),
+            json.starts_with("{\"v\":3,\"connection_id\":\"A\",\"version\":3"),
             "{json}"
         );
         assert!(

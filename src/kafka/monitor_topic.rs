@@ -8,10 +8,14 @@ use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryChange};
 
 /// Applies records to `registry` in order, logging and counting each
-/// outcome; a refused record leaves the monitor as it was. Returns whether
-/// any monitor was added, changed or removed.
-pub fn apply_records(registry: &mut Registry, records: &[TopicRecord], metrics: &Metrics) -> bool {
-    let mut moved = false;
+/// outcome; a refused record leaves the monitor as it was. Returns the
+/// changes that added, changed, reshaped or removed a monitor.
+pub fn apply_records(
+    registry: &mut Registry,
+    records: &[TopicRecord],
+    metrics: &Metrics,
+) -> Vec<RegistryChange> {
+    let mut moved = Vec::new();
     for record in records {
         let outcome = registry.apply(
             record.key.as_deref(),
@@ -24,7 +28,7 @@ pub fn apply_records(registry: &mut Registry, records: &[TopicRecord], metrics: 
                     change,
                     RegistryChange::Unchanged(_) | RegistryChange::NothingToRemove
                 ) {
-                    moved = true;
+                    moved.push(change);
                     tracing::info!(
                         at = %record.location,
                         connection_id = record.key.as_deref().unwrap_or_default(),

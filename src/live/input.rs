@@ -11,7 +11,7 @@ use crate::kafka::group_reader::GroupContext;
 use crate::kafka::stall::{StallChange, StallWatch};
 use crate::kafka::{Assignment, Origin, RecordBatch};
 use crate::offsets::Progress;
-use crate::pipeline::PartitionPipeline;
+use crate::pipeline::{EarlierShapes, PartitionPipeline};
 use crate::reject::RejectReason;
 use anyhow::{anyhow, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -72,6 +72,7 @@ impl Live {
             Assignment::Assigned(assigned) => {
                 let new_keys: Vec<PartitionKey> =
                     assigned.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+                let shapes = EarlierShapes::of(&self.registry, &self.announcements);
                 for (topic, partition, stored) in assigned {
                     let progress = stored
                         .as_ref()
@@ -83,12 +84,16 @@ impl Live {
                         progress.is_some(),
                         progress.as_ref().map(|p| p.offset as i64),
                     );
-                    let pipeline = PartitionPipeline::resume(
+                    let mut pipeline = PartitionPipeline::resume(
                         Arc::clone(&self.registry),
                         self.settings(),
                         self.config.reset.push,
                         progress.unwrap_or(Progress::start(0)),
                     );
+                    pipeline.take_shapes(&shapes);
+                    if pipeline.catching_up() {
+                        tracing::info!(%topic, partition, "monitors changed shape while the pipeline was stopped: their samples keep the shape RESET was told until the records an earlier run may have read are read again");
+                    }
                     self.parts.insert(
                         (topic, partition),
                         Partition {
@@ -103,6 +108,7 @@ impl Live {
                             written_at: Instant::now(),
                             stall: StallWatch::default(),
                             waiting: Default::default(),
+                            catch_up_to: None,
                         },
                     );
                 }
@@ -173,6 +179,8 @@ impl Live {
                 schema_needed = Some(id);
                 break;
             }
+            let ended = part.caught_up(offset);
+            self.keep_shapes(ended);
             let batches = part.pipeline.record_bytes(
                 &self.decoder,
                 offset as u64,
@@ -199,6 +207,10 @@ impl Live {
             if !batches.is_empty() {
                 self.publish(&key, batches);
             }
+        }
+        if let Some(next) = part.next_offset {
+            let ended = part.caught_up(next);
+            self.keep_shapes(ended);
         }
         part.started = true;
         part.last_record = Instant::now();

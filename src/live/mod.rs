@@ -28,16 +28,16 @@ use crate::metrics::Metrics;
 use crate::offsets::Progress;
 use crate::payload::{Announced, Announcements};
 use crate::pipeline::PartitionPipeline;
-use crate::registry::Registry;
+use crate::registry::{MonitorId, Registry, RegistryChange};
 use crate::reject::Reject;
 use crate::schema_registry::SchemaRegistry;
 use crate::sink::{Publisher, PublisherSettings, Status};
-use crate::window::EngineSettings;
+use crate::window::{EngineSettings, Epoch, Shape};
 use anyhow::{anyhow, Context as _, Result};
 use commit::CommitError;
 use rdkafka::consumer::BaseConsumer;
 use schemas::{SchemaAnswer, SchemaFetches};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -70,9 +70,25 @@ struct Partition {
     /// Records read and not taken yet, in order: the first needs a writer
     /// schema the registry has not given yet.
     waiting: VecDeque<RecordBatch>,
+    /// While shapes begun at assignment wait (`PartitionPipeline::
+    /// catching_up`): the partition's high watermark, once the broker told
+    /// it. Every record an earlier run may have read is below it.
+    catch_up_to: Option<i64>,
 }
 
 impl Partition {
+    /// Ends the shapes begun at assignment once every record below
+    /// `catch_up_to` is taken (`next`: the offset of the next record to
+    /// take): the epochs to keep.
+    fn caught_up(&mut self, next: i64) -> Vec<(MonitorId, Epoch)> {
+        let read = self.catch_up_to.is_some_and(|to| next >= to);
+        if read && self.pipeline.catching_up() {
+            self.pipeline.caught_up()
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Records between the next offset to read and the high watermark.
     fn lag(&self, (low, high): (i64, i64)) -> i64 {
         self.next_offset
@@ -504,12 +520,30 @@ impl Live {
             return;
         }
         let mut registry = (*self.registry).clone();
-        if apply_records(&mut registry, &records, &self.metrics) {
-            self.registry = Arc::new(registry);
+        let changes = apply_records(&mut registry, &records, &self.metrics);
+        if changes.is_empty() {
+            return;
+        }
+        // Windows built on a monitor's old shape keep it.
+        let reshaped: BTreeSet<MonitorId> = changes
+            .iter()
+            .filter_map(|c| match c {
+                RegistryChange::Reshaped(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        let mut ended = Vec::new();
+        for id in reshaped {
+            let old = Shape(Arc::new(self.registry.get(id).clone()));
             for part in self.parts.values_mut() {
-                part.pipeline.set_registry(Arc::clone(&self.registry));
+                ended.extend(part.pipeline.reshape(id, old.clone()).map(|e| (id, e)));
             }
         }
+        self.registry = Arc::new(registry);
+        for part in self.parts.values_mut() {
+            part.pipeline.set_registry(Arc::clone(&self.registry));
+        }
+        self.keep_shapes(ended);
     }
 
     /// Once a second: monitor changes, descriptions other replicas told

@@ -5,9 +5,11 @@ use super::store_gate::{Admitted, Ticket};
 use super::{Live, PartitionKey};
 use crate::kafka::Origin;
 use crate::payload::{Announced, EventName, MonitorAction};
-use crate::pipeline::{with_announcements, Emission};
+use crate::pipeline::{keep_shapes, with_announcements, Emission};
+use crate::registry::MonitorId;
 use crate::reject::{Reject, RejectReason};
 use crate::sink::{Delivery, Fate, Outgoing};
+use crate::window::Epoch;
 use anyhow::Result;
 use std::time::{Instant, SystemTime};
 
@@ -19,7 +21,7 @@ impl Live {
         let mut announcing = Vec::new();
         for emission in with_announcements(&self.registry, &mut self.announcements, batches) {
             match &emission {
-                Emission::Monitor { announced, .. } => announcing.push(announced.clone()),
+                Emission::Monitor { announced, .. } => announcing.push((**announced).clone()),
                 Emission::Readings(b) => {
                     self.metrics.readings_sent.inc_by(b.ends.len() as u64);
                 }
@@ -39,20 +41,43 @@ impl Live {
             self.monitor_messages
                 .insert(announced.message_id.clone(), announced.clone());
         }
-        match self.store_gate.admit(messages, !announcing.is_empty()) {
+        self.through_store(messages, announcing);
+    }
+
+    /// Messages leave once `records` are in the store, after everything
+    /// held before them.
+    fn through_store(&mut self, messages: Vec<Outgoing>, records: Vec<Announced>) {
+        match self.store_gate.admit(messages, !records.is_empty()) {
             Admitted::Pass(messages) => self.offer(messages),
             Admitted::Held(None) => {}
             Admitted::Held(Some(ticket)) => {
-                let write = self
-                    .announcement_store
-                    .writer()
-                    .store_until_taken(announcing);
+                let write = self.announcement_store.writer().store_until_taken(records);
                 let stored = self.announcements_stored.clone();
                 tokio::spawn(async move {
                     write.await;
                     let _ = stored.send(ticket);
                 });
             }
+        }
+    }
+
+    /// Earlier shapes of monitors ended (`PartitionPipeline::caught_up`,
+    /// `reshape`): kept with the announcements, and recorded in the store
+    /// before any message formed after them leaves.
+    pub(super) fn keep_shapes(&mut self, ended: Vec<(MonitorId, Epoch)>) {
+        if ended.is_empty() {
+            return;
+        }
+        for (id, epoch) in &ended {
+            tracing::info!(
+                connection_id = self.registry.get(*id).connection_id(),
+                through = %crate::event::format_utc_millis(epoch.until),
+                "the monitor's windows through this end keep its earlier shape; later ones take the registry's"
+            );
+        }
+        let records = keep_shapes(&self.registry, &mut self.announcements, ended);
+        if !records.is_empty() {
+            self.through_store(Vec::new(), records);
         }
     }
 
@@ -97,7 +122,7 @@ impl Live {
             "RESET refused to create the monitor: sending its description as modify"
         );
         let message = Outgoing::from(Emission::Monitor {
-            announced: announced.clone(),
+            announced: Box::new(announced.clone()),
             payload,
         });
         self.sending(key, &message);

@@ -23,7 +23,10 @@ impl Live {
             .idle_timeout
             .min(self.config.kafka.stall_after);
         for (key, part) in &self.parts {
-            if part.last_record.elapsed() < quiet_enough || self.asking_watermarks.contains(key) {
+            // A partition catching up needs its high watermark at once.
+            let catching_up = part.catch_up_to.is_none() && part.pipeline.catching_up();
+            let quiet = part.last_record.elapsed() >= quiet_enough;
+            if !(quiet || catching_up) || self.asking_watermarks.contains(key) {
                 continue;
             }
             self.asking_watermarks.insert(key.clone());
@@ -56,6 +59,12 @@ impl Live {
         let Some(watermarks) = watermarks else {
             return;
         };
+        if part.pipeline.catching_up() && part.catch_up_to.is_none() {
+            part.catch_up_to = Some(watermarks.1);
+        }
+        let ended = part.caught_up(part.next_offset.unwrap_or(watermarks.0));
+        self.keep_shapes(ended);
+        let part = self.parts.get_mut(&key).expect("looked up above");
         let lag = part.lag(watermarks);
         self.metrics.set_lag(&key.0, key.1, lag);
         // Caught up (everything up to the high watermark is read, or there

@@ -11,6 +11,7 @@
 use super::aggregate::{Aggregator, BinRules, SlotValue};
 use super::clock::{window_end, HALF_HOUR_MS};
 use super::plausible::implausibility;
+use super::shape::{Epoch, Epochs, Shape};
 use crate::event::SensorEvent;
 use crate::normalize::{normalize, Outcome};
 use crate::registry::{Monitor, MonitorId, Registry};
@@ -68,12 +69,16 @@ pub struct ClosedWindow {
     pub resume: ResumePoint,
     /// One value per slot: `monitor.reported` × channels, parameter-major.
     pub values: Vec<SlotValue>,
+    /// The monitor's earlier shape the window was built on; `None`: the
+    /// registry's.
+    pub shape: Option<Shape>,
 }
 
 struct OpenWindow {
     end: i64,
     resume: ResumePoint,
     slots: Box<[Aggregator]>,
+    shape: Option<Shape>,
 }
 
 #[derive(Default)]
@@ -82,6 +87,11 @@ struct MonitorWindows {
     cached_end: Option<i64>,
     /// The latest event time of a sample that went into a window.
     latest_taken: Option<i64>,
+    /// The latest event time of an event routed to the monitor (taken,
+    /// late or already acknowledged): where an earlier shape ends.
+    latest_routed: Option<i64>,
+    /// Earlier shapes, for samples up to their ends.
+    epochs: Epochs,
     /// Open windows, by end.
     open: Vec<OpenWindow>,
 }
@@ -184,6 +194,62 @@ impl Engine {
         self.registry = registry;
     }
 
+    /// Earlier shapes of a monitor, as the announcements store kept them:
+    /// its samples up to each one's end take it.
+    pub fn load_shapes(&mut self, id: MonitorId, epochs: Vec<Epoch>) {
+        self.windows.monitor_mut(id).epochs.load(epochs);
+    }
+
+    /// The monitor's samples take `shape` (what RESET was last told of it)
+    /// instead of the registry's until `end_shape`: a restart reading again
+    /// records that an earlier run may have read, with a registry whose
+    /// shape of the monitor changed meanwhile.
+    pub fn begin_shape(&mut self, id: MonitorId, shape: Shape) {
+        self.windows.monitor_mut(id).epochs.begin(shape);
+    }
+
+    /// Ends the shape `begin_shape` gave the monitor: from the window after
+    /// that of its latest sample read so far, samples take the registry's
+    /// shape. The epoch, to be kept with the announcements, if it covers
+    /// any sample.
+    pub fn end_shape(&mut self, id: MonitorId) -> Option<Epoch> {
+        let m = self.windows.monitors.get_mut(id as usize)?;
+        m.epochs.end(m.latest_routed)
+    }
+
+    /// Monitors whose samples take a shape `begin_shape` gave them.
+    pub fn shapes_begun(&self) -> Vec<MonitorId> {
+        self.windows
+            .monitors
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.epochs.is_open())
+            .map(|(id, _)| id as MonitorId)
+            .collect()
+    }
+
+    /// The registry changed the monitor's shape while running: samples up
+    /// to the window of its latest one read keep `old`, unless a shape
+    /// begun is still open (it then ends later, on the new registry).
+    pub fn reshape(&mut self, id: MonitorId, old: Shape) -> Option<Epoch> {
+        let open = self
+            .windows
+            .monitors
+            .get(id as usize)
+            .is_some_and(|m| m.epochs.is_open());
+        if open {
+            return None;
+        }
+        // Windows open now were built on the old shape.
+        if let Some(m) = self.windows.monitors.get_mut(id as usize) {
+            for w in m.open.iter_mut().filter(|w| w.shape.is_none()) {
+                w.shape = Some(old.clone());
+            }
+        }
+        self.begin_shape(id, old);
+        self.end_shape(id)
+    }
+
     /// The earliest resume point among open windows.
     pub fn earliest_open(&self) -> Option<ResumePoint> {
         self.windows
@@ -212,15 +278,18 @@ impl Engine {
             return;
         }
         let watermark_before = w.watermark;
-        if let Some((id, channel)) = route(&self.registry, event, rejects) {
-            let monitor = self.registry.get(id);
-            let sample = Sample {
-                id,
-                channel,
-                offset,
-                watermark_before,
-            };
-            w.take_samples(monitor, sample, event, rejects);
+        if let Some(id) = lookup(&self.registry, event, rejects) {
+            let shape = w.shape_at(id, event.event_time);
+            let monitor = shape.as_ref().map_or(self.registry.get(id), |s| &s.0);
+            if let Some(channel) = channel(monitor, event, rejects) {
+                let sample = Sample {
+                    id,
+                    channel,
+                    offset,
+                    watermark_before,
+                };
+                w.take_samples(monitor, shape.clone(), sample, event, rejects);
+            }
         }
         let candidate = event
             .event_time
@@ -263,23 +332,28 @@ fn event_reject(event: &SensorEvent, reason: RejectReason, detail: String) -> Re
     r
 }
 
-/// The monitor and channel an event is for, or a reject for the whole event.
-fn route(
+/// The monitor an event is for, or a reject for the whole event.
+fn lookup(
     registry: &Registry,
     event: &SensorEvent,
     rejects: &mut Vec<Reject>,
-) -> Option<(MonitorId, usize)> {
-    let whole = |reason, detail| event_reject(event, reason, detail);
-    let Some(id) = registry.lookup(&event.connection_id) else {
-        rejects.push(whole(
+) -> Option<MonitorId> {
+    let id = registry.lookup(&event.connection_id);
+    if id.is_none() {
+        rejects.push(event_reject(
+            event,
             RejectReason::UnknownMonitor,
             format!("no monitor {:?} in the registry", event.connection_id),
         ));
-        return None;
-    };
-    let monitor = registry.get(id);
+    }
+    id
+}
+
+/// The channel of `monitor` an event is for, or a reject for the whole event.
+fn channel(monitor: &Monitor, event: &SensorEvent, rejects: &mut Vec<Reject>) -> Option<usize> {
+    let whole = |reason, detail| event_reject(event, reason, detail);
     if !monitor.module.has_channels() {
-        return Some((id, 0));
+        return Some(0);
     }
     match event.channel_id.as_deref() {
         None => {
@@ -293,7 +367,7 @@ fn route(
             None
         }
         Some(c) => match monitor.channel_index(c) {
-            Some(ch) => Some((id, ch)),
+            Some(ch) => Some(ch),
             None => {
                 rejects.push(whole(
                     RejectReason::UnknownChannel,
@@ -306,23 +380,42 @@ fn route(
 }
 
 impl Windows {
+    fn monitor_mut(&mut self, id: MonitorId) -> &mut MonitorWindows {
+        let idx = id as usize;
+        if self.monitors.len() <= idx {
+            self.monitors.resize_with(idx + 1, MonitorWindows::default);
+        }
+        &mut self.monitors[idx]
+    }
+
+    /// The earlier shape of the monitor a sample at `t` takes, if any.
+    fn shape_at(&self, id: MonitorId, t: i64) -> Option<Shape> {
+        let m = self.monitors.get(id as usize)?;
+        if m.epochs.is_empty() {
+            return None;
+        }
+        m.epochs.shape_at(t).cloned()
+    }
+
     fn take_samples(
         &mut self,
         monitor: &Monitor,
+        shape: Option<Shape>,
         sample: Sample,
         event: &SensorEvent,
         rejects: &mut Vec<Reject>,
     ) {
         let t = event.event_time;
         let idx = sample.id as usize;
-        if self.monitors.len() <= idx {
-            self.monitors.resize_with(idx + 1, MonitorWindows::default);
-        }
-        let end = match self.monitors[idx].cached_end {
+        let m = self.monitor_mut(sample.id);
+        m.latest_routed = Some(m.latest_routed.map_or(t, |l| l.max(t)));
+        // Shapes may differ in zone: the cached window is the registry's.
+        let cached = m.cached_end.filter(|_| m.epochs.is_empty());
+        let end = match cached {
             Some(end) if t <= end && t > end - HALF_HOUR_MS => end,
             _ => {
                 let end = window_end(&monitor.tz, t);
-                self.monitors[idx].cached_end = Some(end);
+                m.cached_end = Some(end);
                 end
             }
         };
@@ -357,7 +450,7 @@ impl Windows {
             }
             let w = match window {
                 Some(w) => w,
-                None => *window.insert(self.open_window(monitor, &sample, end)),
+                None => *window.insert(self.open_window(monitor, &shape, &sample, end)),
             };
             match value {
                 Some(v) => {
@@ -377,7 +470,13 @@ impl Windows {
     }
 
     /// The index (in the monitor's open list) of the window ending `end`, opened if needed.
-    fn open_window(&mut self, monitor: &Monitor, sample: &Sample, end: i64) -> usize {
+    fn open_window(
+        &mut self,
+        monitor: &Monitor,
+        shape: &Option<Shape>,
+        sample: &Sample,
+        end: i64,
+    ) -> usize {
         let open = &mut self.monitors[sample.id as usize].open;
         match open.binary_search_by_key(&end, |w| w.end) {
             Ok(i) => i,
@@ -395,7 +494,16 @@ impl Windows {
                     offset: sample.offset,
                     watermark_before: sample.watermark_before,
                 };
-                open.insert(i, OpenWindow { end, resume, slots });
+                let shape = shape.clone();
+                open.insert(
+                    i,
+                    OpenWindow {
+                        end,
+                        resume,
+                        slots,
+                        shape,
+                    },
+                );
                 self.closing.push(Reverse((end, sample.id)));
                 self.open_windows += 1;
                 self.stats.windows_opened += 1;
@@ -427,6 +535,7 @@ impl Windows {
                     .into_iter()
                     .map(|a| a.finish(bin))
                     .collect(),
+                shape: window.shape,
             });
         }
     }
@@ -503,6 +612,66 @@ mod tests {
                 watermark_before: T0 - 60_000
             }
         );
+    }
+
+    fn energy(channels: &str) -> Arc<Registry> {
+        let yaml = format!("monitors:\n  - {{connection_id: E, module: energy, timezone: UTC, monitor_brand: B, monitor_sku: S, monitor_serial_id: X, parameters: {{power_consumption: kWh}}, channels: [{channels}]}}\n");
+        Arc::new(Registry::parse(&yaml, "m.yaml").unwrap())
+    }
+
+    fn power(t: i64, v: f64) -> SensorEvent {
+        SensorEvent {
+            connection_id: "E".into(),
+            event_time: t,
+            channel_id: Some("c1".into()),
+            measurements: vec![Measurement::new("power_consumption", Some(v), None)],
+            bin_emptied: false,
+        }
+    }
+
+    #[test]
+    fn a_shape_change_applies_from_the_window_after_that_of_the_latest_sample() {
+        let old = energy("{channel_id: c1}");
+        let mut e = Engine::new(Arc::clone(&old), EngineSettings::default());
+        let mut rejects = Vec::new();
+        e.record(1, &power(T0 - 20 * 60_000, 1.0), None, &mut rejects);
+        let epoch = e.reshape(0, Shape(Arc::new(old.get(0).clone()))).unwrap();
+        assert_eq!(epoch.until, T0, "the end of the latest sample's window");
+        e.set_registry(energy("{channel_id: c1}, {channel_id: c2}"));
+        // Later in the same window: the old shape still; in the next: the new.
+        e.record(2, &power(T0 - 10 * 60_000, 2.0), None, &mut rejects);
+        e.record(3, &power(T0 + 1, 3.0), None, &mut rejects);
+        assert!(rejects.is_empty());
+        let closed = e.flush();
+        assert_eq!(closed.len(), 2);
+        assert_eq!((closed[0].end, closed[0].values.len()), (T0, 1));
+        assert_eq!(closed[0].shape, Some(epoch.shape));
+        assert_eq!(
+            (closed[1].end, closed[1].values.len()),
+            (T0 + HALF_HOUR_MS, 2)
+        );
+        assert_eq!(closed[1].shape, None);
+    }
+
+    #[test]
+    fn a_shape_begun_takes_every_sample_until_it_ends() {
+        let old = energy("{channel_id: c1}");
+        let mut e = Engine::new(
+            energy("{channel_id: c1}, {channel_id: c2}"),
+            EngineSettings::default(),
+        );
+        e.begin_shape(0, Shape(Arc::new(old.get(0).clone())));
+        assert_eq!(e.shapes_begun(), [0]);
+        let mut rejects = Vec::new();
+        e.record(1, &power(T0 + 5 * HALF_HOUR_MS, 1.0), None, &mut rejects);
+        // A runtime change while it is open leaves it open.
+        assert_eq!(e.reshape(0, Shape(Arc::new(old.get(0).clone()))), None);
+        let epoch = e.end_shape(0).unwrap();
+        assert_eq!(epoch.until, T0 + 5 * HALF_HOUR_MS);
+        assert!(e.shapes_begun().is_empty());
+        e.record(2, &power(T0 + 6 * HALF_HOUR_MS, 2.0), None, &mut rejects);
+        let shapes: Vec<usize> = e.flush().iter().map(|w| w.values.len()).collect();
+        assert_eq!(shapes, [1, 2]);
     }
 
     #[test]

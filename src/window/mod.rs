@@ -5,7 +5,9 @@ pub mod aggregate;
 pub mod clock;
 pub mod engine;
 pub mod plausible;
+pub mod shape;
 
 pub use aggregate::{Aggregator, BinRules, SlotValue};
 pub use clock::{reading_time, window_end, HALF_HOUR_MS};
 pub use engine::{ClosedWindow, Engine, EngineSettings, ResumePoint};
+pub use shape::{Epoch, Shape};
