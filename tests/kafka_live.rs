@@ -21,7 +21,7 @@ on_both_brokers!(
     replay_of_a_sub_range_equals_the_live_readings_inside_it,
     late_samples_are_dead_lettered_and_idle_partitions_close_their_windows,
     bad_records_are_dead_lettered_with_origin_and_good_windows_all_sent,
-    the_registry_topic_adds_monitors_and_a_changed_record_is_sent_as_modify,
+    the_registry_topic_adds_monitors_and_changes_their_description_and_zone_while_running,
     a_description_changed_while_stopped_reaches_reset_as_modify,
     a_change_reset_took_unanswered_is_undone_when_the_registry_goes_back,
     a_zone_changed_while_stopped_changes_no_window_reset_may_hold,
@@ -619,7 +619,10 @@ fn co2(id: &str, from_minute: i64, to_minute: i64) -> Vec<SensorEvent> {
         .collect()
 }
 
-async fn the_registry_topic_adds_monitors_and_a_changed_record_is_sent_as_modify(kind: BrokerKind) {
+async fn the_registry_topic_adds_monitors_and_changes_their_description_and_zone_while_running(
+    kind: BrokerKind,
+) {
+    let moved = |id, label| registry_record(id, label).replace("\"UTC\"", "\"Asia/Kathmandu\"");
     let mut topics = TOPICS.to_vec();
     topics.push(("monitor-registry", 1));
     let broker = Broker::start(kind, &topics);
@@ -670,12 +673,13 @@ async fn the_registry_topic_adds_monitors_and_a_changed_record_is_sent_as_modify
     );
     assert_eq!(state.lock().unwrap().monitors["A"].data["label"], "Lobby");
 
-    // While it runs: A is described anew, B appears.
+    // While it runs: A is described anew and moves to Kathmandu (whose
+    // windows end at :15 and :45 UTC), B appears.
     send(
         &bootstrap,
         "monitor-registry",
         "A",
-        Some(registry_record("A", "Atrium").as_bytes()),
+        Some(moved("A", "Atrium").as_bytes()),
     )
     .await;
     send(
@@ -710,18 +714,28 @@ async fn the_registry_topic_adds_monitors_and_a_changed_record_is_sent_as_modify
     )
     .await
     .unwrap();
-    let registry = Registry::parse(
-        &format!(
+    let in_zone = |zone| {
+        let yaml = format!(
             "monitors:\n{}{}",
-            monitor_yaml("A", "air", "UTC", "co2: ppm", &[]),
+            monitor_yaml("A", "air", zone, "co2: ppm", &[]),
             monitor_yaml("B", "air", "UTC", "co2: ppm", &[])
-        ),
-        "m.yaml",
-    )
-    .unwrap();
-    let all: Vec<SensorEvent> = first.into_iter().chain(second).collect();
-    let expected = expected_rows(&Arc::new(registry), &all);
-    assert_eq!(expected.len(), 8, "A: five windows, B: three");
+        );
+        Arc::new(Registry::parse(&yaml, "m.yaml").unwrap())
+    };
+    // A's windows through that of its latest sample read when the change
+    // came (minute 59: the window ending at minute 60, whose end sample is
+    // in the second part) keep UTC; later ones are in Kathmandu.
+    let (early, late): (Vec<SensorEvent>, Vec<SensorEvent>) = first
+        .into_iter()
+        .chain(second)
+        .partition(|e| e.connection_id == "B" || e.event_time <= START + 60 * 60_000);
+    let mut expected = expected_rows(&in_zone("UTC"), &early);
+    expected.extend(expected_rows(&in_zone("Asia/Kathmandu"), &late));
+    assert_eq!(
+        expected.len(),
+        9,
+        "A: three windows in UTC, three in Kathmandu; B: three"
+    );
     assert!(
         wait_until(Duration::from_secs(120), rows(expected.len())).await,
         "{}",
@@ -741,5 +755,6 @@ async fn the_registry_topic_adds_monitors_and_a_changed_record_is_sent_as_modify
     assert_eq!(modifies[0]["data"]["label"], "Atrium");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("monitor registry record refused"), "{text}");
+    assert!(text.contains("change=\"reshaped\""), "{text}");
     assert_eq!(state.stats.conflicting_resends, 0);
 }
