@@ -6,23 +6,7 @@ set -euo pipefail
 bin=${1:-target/release/reset-pipeline}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-fleet() {
-  awk -v n="$1" 'BEGIN {
-    print "monitors:"
-    for (i = 0; i < n; i++) {
-      id = sprintf("GA_%08d", i)
-      print "  - connection_id: " id
-      print "    module: air"
-      print "    timezone: Asia/Shanghai"
-      print "    label: Floor " (i % 40)
-      print "    monitor_brand: GIGA"
-      print "    monitor_sku: AirM3"
-      print "    monitor_serial_id: " id
-      print "    last_monitor_calibration_date: \"2022-08-01T00:00:00+08:00\""
-      print "    parameters: {pm2p5: ug/m3, tvoc: ppb, co2: ppm, temp: C, rh: \"%RH\"}"
-    }
-  }' > "$2"
-}
+. "$(dirname "$0")/fleet.sh"
 peak_kb() {
   /usr/bin/time -f "%M" "$bin" validate --monitors "$1" 2>&1 >/dev/null | tail -1
 }

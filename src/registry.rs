@@ -6,7 +6,7 @@ use crate::problem::{Problem, Problems};
 use chrono_tz::Tz;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Deserializer, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 
 /// One monitor as written in `monitors.yaml` (or a registry topic record).
@@ -15,8 +15,10 @@ use std::path::Path;
 pub struct MonitorRecord {
     #[serde(deserialize_with = "id_text")]
     pub connection_id: String,
-    pub module: String,
-    pub timezone: String,
+    #[serde(deserialize_with = "module_word")]
+    pub module: Word,
+    #[serde(deserialize_with = "zone_word")]
+    pub timezone: Word,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     #[serde(deserialize_with = "scalar_string")]
@@ -28,9 +30,109 @@ pub struct MonitorRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_monitor_calibration_date: Option<String>,
     #[serde(default)]
-    pub parameters: BTreeMap<String, String>,
+    pub parameters: Parameters,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub channels: Vec<ChannelRecord>,
+}
+
+/// Declared parameters and their units as written, read and written as a
+/// map: a list sorted by name, whose names and units of RESET's vocabulary
+/// are the vocabulary's own text (a map's node and two strings per entry
+/// would cost more memory than the rest of the monitor). A name written
+/// twice keeps its last unit, as a map would.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Parameters(Vec<(Word, Word)>);
+
+/// Text of a record, the vocabulary's own where it is a word of it.
+pub type Word = std::borrow::Cow<'static, str>;
+
+/// `text`, as the vocabulary's own when `known` finds it there.
+fn shared(text: String, known: impl Fn(&str) -> Option<&'static str>) -> Word {
+    match known(&text) {
+        Some(word) if word == text => Word::Borrowed(word),
+        _ => Word::Owned(text),
+    }
+}
+
+fn module_word<'de, D: Deserializer<'de>>(d: D) -> Result<Word, D::Error> {
+    let text = String::deserialize(d)?;
+    Ok(shared(text, |t| Module::parse(t).map(Module::name)))
+}
+
+fn zone_word<'de, D: Deserializer<'de>>(d: D) -> Result<Word, D::Error> {
+    let text = String::deserialize(d)?;
+    Ok(shared(text, |t| t.parse::<Tz>().ok().map(|tz| tz.name())))
+}
+
+impl Parameters {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.0.binary_search_by(|(k, _)| (**k).cmp(name)).is_ok()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Parameters {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Parameters {
+        let mut list: Vec<(Word, Word)> = Vec::new();
+        for (k, v) in entries {
+            let name = shared(k.into(), |k| Parameter::parse(k).map(Parameter::name));
+            let unit = shared(v.into(), |v| Unit::parse_reset(v).map(Unit::name));
+            match list.iter_mut().find(|(k, _)| *k == name) {
+                Some(entry) => entry.1 = unit,
+                None => list.push((name, unit)),
+            }
+        }
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list.shrink_to_fit();
+        Parameters(list)
+    }
+}
+
+impl<'a> IntoIterator for &'a Parameters {
+    type Item = (&'a str, &'a str);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (Word, Word)>,
+        fn(&'a (Word, Word)) -> (&'a str, &'a str),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
+    }
+}
+
+impl Serialize for Parameters {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Parameters {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Parameters, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = Parameters;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Parameters, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, String>()? {
+                    entries.push(entry);
+                }
+                Ok(entries.into_iter().collect())
+            }
+        }
+        d.deserialize_map(Entries)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -489,11 +591,39 @@ pub type MonitorId = u32;
 
 impl Registry {
     /// Reads and validates a `monitors.yaml`; every problem is reported.
+    /// A file that is a block list of monitors and nothing else is read
+    /// entry by entry (`stream`); any other is read whole.
     pub fn load(path: &Path) -> Result<Registry, Problems> {
         let file = path.display().to_string();
+        if let Ok(Some(registry)) = Registry::stream(path, &file) {
+            return registry;
+        }
         let text = std::fs::read_to_string(path)
             .map_err(|e| Problems::one(Problem::new(file.clone(), format!("cannot read: {e}"))))?;
         Registry::parse(&text, &file)
+    }
+
+    /// The registry of a file that is a block list of monitors, read and
+    /// parsed one entry at a time (after a first pass that counts them):
+    /// memory holds the registry and one entry, not the file's text.
+    /// `None` when the file is not such a list or an entry does not parse
+    /// alone: it is then read whole, for its problems worded and placed as
+    /// the whole file's.
+    fn stream(path: &Path, file: &str) -> std::io::Result<Option<Result<Registry, Problems>>> {
+        use crate::yaml_parts::each_block_list_entry;
+        let open = || std::fs::File::open(path).map(std::io::BufReader::new);
+        let Some(count) = each_block_list_entry(open()?, "monitors", |_| true)? else {
+            return Ok(None);
+        };
+        let mut building = Building::new(file);
+        building.reserve(count);
+        let parsed = each_block_list_entry(open()?, "monitors", |entry| {
+            let parsed = serde_yaml::from_str::<RegistryFile>(&format!("monitors:\n{entry}"));
+            parsed
+                .map(|p| p.monitors.into_iter().for_each(|r| building.add(r)))
+                .is_ok()
+        })?;
+        Ok(parsed.map(|_| building.finish()))
     }
 
     /// Parses registry YAML; `file` names it in problems. A file that is a
@@ -638,6 +768,64 @@ mod tests {
     fn with_calibration(date: &str) -> Result<Registry, Problems> {
         let yaml = format!("monitors:\n  - {{connection_id: A, module: air, timezone: UTC, monitor_brand: B, monitor_sku: S, monitor_serial_id: X, last_monitor_calibration_date: '{date}', parameters: {{co2: ppm}}}}\n");
         Registry::parse(&yaml, "m.yaml")
+    }
+
+    #[test]
+    fn a_file_is_loaded_entry_by_entry_or_whole_with_the_same_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let one = "{connection_id: A, module: air, timezone: UTC, monitor_brand: B, monitor_sku: S, monitor_serial_id: X, parameters: {co2: ppm, rh: '%RH'}}";
+        let two = one.replace("connection_id: A", "connection_id: B");
+        let block = format!("# fleet\nmonitors:\n  - {one}\n\n  - {two}\n");
+        let flow = format!("monitors: [{one}, {two}]\n");
+        for text in [block.clone(), flow] {
+            let path = write("m.yaml", text.as_bytes());
+            let loaded = Registry::load(&path).unwrap();
+            let parsed = Registry::parse(&text, "m.yaml").unwrap();
+            let records =
+                |r: &Registry| r.iter().map(|(_, m)| m.record.clone()).collect::<Vec<_>>();
+            assert_eq!(records(&loaded), records(&parsed), "{text}");
+            assert_eq!(loaded.len(), 2);
+        }
+        // An entry that does not parse alone: the whole file's problems.
+        let broken = block.replace("timezone: UTC", "timezone: Mars/Base");
+        let path = write("broken.yaml", broken.as_bytes());
+        let problems = Registry::load(&path).unwrap_err().to_string();
+        assert!(problems.contains("monitors[1].timezone"), "{problems}");
+        let path = write("binary.yaml", &[0xff, 0xfe, b'\n']);
+        let problems = Registry::load(&path).unwrap_err().to_string();
+        assert!(problems.contains("cannot read"), "{problems}");
+    }
+
+    #[test]
+    fn words_of_resets_vocabulary_are_shared_and_others_kept_as_written() {
+        let r = Registry::parse(GOOD, "monitors.yaml").unwrap();
+        for (_, m) in r.iter() {
+            assert!(matches!(m.record.module, Word::Borrowed(_)));
+            assert!(matches!(m.record.timezone, Word::Borrowed(_)));
+            assert!(m
+                .record
+                .parameters
+                .0
+                .iter()
+                .all(|(k, v)| matches!((k, v), (Word::Borrowed(_), Word::Borrowed(_)))));
+        }
+        let written: Parameters = [("co2", "ppm"), ("pm10", "µg/m3"), ("co2", "ppb")]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            written.iter().collect::<Vec<_>>(),
+            [("co2", "ppb"), ("pm10", "µg/m3")]
+        );
+        assert!(matches!(written.0[1].1, Word::Owned(_)));
+        assert_eq!(
+            serde_json::to_string(&written).unwrap(),
+            r#"{"co2":"ppb","pm10":"µg/m3"}"#
+        );
     }
 
     #[test]

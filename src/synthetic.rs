@@ -4,7 +4,6 @@
 use crate::event::{Measurement, SensorEvent};
 use crate::parameter::Module;
 use crate::registry::{ChannelRecord, Monitor, MonitorRecord, Registry};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 const ZONES: &[&str] = &[
@@ -58,7 +57,7 @@ pub fn monitor_record(i: usize, module: Module) -> MonitorRecord {
         parameters: params
             .iter()
             .map(|(p, u)| (p.to_string(), u.to_string()))
-            .collect::<BTreeMap<_, _>>(),
+            .collect(),
         channels: channels
             .into_iter()
             .map(|c| ChannelRecord {

@@ -55,44 +55,122 @@ pub fn parts(text: &str) -> Vec<Part> {
     out
 }
 
+/// Follows `key:` with a block list under it and nothing else (comments
+/// and blank lines aside), one line at a time.
+struct BlockListCutter<'k> {
+    key: &'k str,
+    seen_key: bool,
+    indent: Option<usize>,
+}
+
+/// What a line is to `BlockListCutter`.
+enum Cut {
+    /// The first line of an entry.
+    Entry,
+    /// The key, a blank line, a comment, or a line inside an entry.
+    Other,
+    /// Not what a block list under the key can hold.
+    NotAList,
+}
+
+impl BlockListCutter<'_> {
+    fn line(&mut self, line: &str) -> Cut {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let trimmed = bare.trim_start_matches(' ');
+        if trimmed.trim().is_empty() || trimmed.starts_with('#') {
+            return Cut::Other;
+        }
+        if !self.seen_key {
+            if bare.trim_end().strip_suffix(':') != Some(self.key) {
+                return Cut::NotAList;
+            }
+            self.seen_key = true;
+            return Cut::Other;
+        }
+        let column = spaces(bare);
+        let item = trimmed == "-" || trimmed.starts_with("- ");
+        let list = *self.indent.get_or_insert(column);
+        if column < list || (column == list && !item) {
+            Cut::NotAList
+        } else if column == list {
+            Cut::Entry
+        } else {
+            Cut::Other
+        }
+    }
+}
+
+fn cutter(key: &str) -> BlockListCutter<'_> {
+    BlockListCutter {
+        key,
+        seen_key: false,
+        indent: None,
+    }
+}
+
 /// The entries of `text` when it is `key:` with a block list under it and
 /// nothing else (comments and blank lines aside), as slices of `text`;
 /// `None` otherwise, and for an empty list.
 pub fn block_list_entries<'a>(text: &'a str, key: &str) -> Option<Vec<&'a str>> {
+    let mut cut = cutter(key);
     let mut entries = Vec::new();
-    let mut seen_key = false;
-    let mut indent = None;
     let mut entry_start = None;
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let at = offset;
         offset += line.len();
-        let bare = line.trim_end_matches(['\n', '\r']);
-        let trimmed = bare.trim_start_matches(' ');
-        if trimmed.trim().is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        if !seen_key {
-            if bare.trim_end() != format!("{key}:") {
-                return None;
+        match cut.line(line) {
+            Cut::NotAList => return None,
+            Cut::Entry => {
+                if let Some(start) = entry_start.replace(at) {
+                    entries.push(&text[start..at]);
+                }
             }
-            seen_key = true;
-            continue;
-        }
-        let column = spaces(bare);
-        let item = trimmed == "-" || trimmed.starts_with("- ");
-        let list = *indent.get_or_insert(column);
-        if column < list || (column == list && !item) {
-            return None;
-        }
-        if column == list {
-            if let Some(start) = entry_start.replace(at) {
-                entries.push(&text[start..at]);
-            }
+            Cut::Other => {}
         }
     }
     entries.push(&text[entry_start?..]);
     Some(entries)
+}
+
+/// `block_list_entries` read line by line from `reader`, each entry handed
+/// to `take` as soon as it ends, so that memory holds one entry, not the
+/// text: how many there were, or `None` where `block_list_entries` says so
+/// or `take` says `false` (stop).
+pub fn each_block_list_entry(
+    mut reader: impl std::io::BufRead,
+    key: &str,
+    mut take: impl FnMut(&str) -> bool,
+) -> std::io::Result<Option<usize>> {
+    let mut cut = cutter(key);
+    let (mut line, mut entry) = (String::new(), None::<String>);
+    let mut count = 0;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            break;
+        }
+        match cut.line(&line) {
+            Cut::NotAList => return Ok(None),
+            Cut::Entry => {
+                if let Some(done) = entry.replace(line.clone()) {
+                    if !take(&done) {
+                        return Ok(None);
+                    }
+                    count += 1;
+                }
+            }
+            Cut::Other => {
+                if let Some(entry) = &mut entry {
+                    entry.push_str(&line);
+                }
+            }
+        }
+    }
+    match entry {
+        Some(last) if take(&last) => Ok(Some(count + 1)),
+        _ => Ok(None),
+    }
 }
 
 /// `key:` at the first column (not a comment, a list item, or a document marker).
@@ -334,6 +412,36 @@ mod tests {
         ] {
             assert_eq!(block_list_entries(other, "monitors"), None, "{other:?}");
         }
+    }
+
+    #[test]
+    fn a_block_list_read_line_by_line_is_cut_as_its_text_is() {
+        let cases = [
+            "# fleet\nmonitors:\n  - a: 1\n    b: 2\n\n  # next\n  - {a: 3}\n  -\n    a: 4\n",
+            "monitors:\n- a\n- b",
+            "monitors:\n",
+            "monitors:\n  - a\nother: 1\n",
+            "other:\n  - a\n",
+        ];
+        for text in cases {
+            let mut entries = Vec::new();
+            let count = each_block_list_entry(text.as_bytes(), "monitors", |e| {
+                entries.push(e.to_string());
+                true
+            })
+            .unwrap();
+            let expected = block_list_entries(text, "monitors");
+            assert_eq!(count, expected.as_ref().map(Vec::len), "{text:?}");
+            if let Some(expected) = expected {
+                assert_eq!(entries, expected, "{text:?}");
+            }
+        }
+        // Told to stop: no count.
+        let text = "monitors:\n  - a\n  - b\n";
+        assert_eq!(
+            each_block_list_entry(text.as_bytes(), "monitors", |_| false).unwrap(),
+            None
+        );
     }
 
     #[test]
