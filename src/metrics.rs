@@ -33,6 +33,7 @@ pub struct Metrics {
     pub unmatched_answers: IntCounter,
     pub open_windows: IntGauge,
     pub in_flight: IntGauge,
+    pub waiting_for_store: IntGauge,
     pub commits: IntCounter,
     pub progress_write_failures: IntCounter,
     pub schema_registry_failures: IntCounter,
@@ -172,6 +173,10 @@ impl Metrics {
             in_flight: gauge(
                 "in_flight_messages",
                 "Messages published and not yet answered",
+            ),
+            waiting_for_store: gauge(
+                "waiting_for_store_messages",
+                "Messages held until the announcements store records the monitors message before them",
             ),
             registry_records: counter_vec(
                 "registry_records_total",

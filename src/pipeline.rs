@@ -172,7 +172,7 @@ impl PartitionPipeline {
     /// end with each monitor's latest sample so far. The epochs to keep
     /// with the announcements.
     pub fn caught_up(&mut self) -> Vec<(MonitorId, Epoch)> {
-        let begun = self.engine.shapes_begun();
+        let begun = self.engine.shapes_begun().to_vec();
         begun
             .into_iter()
             .filter_map(|id| self.engine.end_shape(id).map(|e| (id, e)))

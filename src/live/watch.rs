@@ -129,6 +129,9 @@ impl Live {
             .inc_by(unmatched.saturating_sub(self.metrics.unmatched_answers.get()));
         self.metrics.open_windows.set(open as i64);
         self.metrics.in_flight.set(self.publisher.held() as i64);
+        self.metrics
+            .waiting_for_store
+            .set(self.store_gate.len() as i64);
         let stalled = self.parts.values().filter(|p| p.stall.is_stalled()).count();
         self.metrics.stalled_partitions.set(stalled as i64);
         let paused = if self.flow.is_paused() {

@@ -130,6 +130,8 @@ struct Windows {
     acknowledged_through: i64,
     monitors: Vec<MonitorWindows>,
     closing: BinaryHeap<Reverse<(i64, MonitorId)>>,
+    /// Monitors whose samples take a shape `Engine::begin_shape` gave them.
+    begun: Vec<MonitorId>,
     open_windows: usize,
     stats: EngineStats,
 }
@@ -156,6 +158,7 @@ impl Engine {
                 acknowledged_through,
                 monitors: Vec::new(),
                 closing: BinaryHeap::new(),
+                begun: Vec::new(),
                 open_windows: 0,
                 stats: EngineStats::default(),
             },
@@ -205,7 +208,11 @@ impl Engine {
     /// records that an earlier run may have read, with a registry whose
     /// shape of the monitor changed meanwhile.
     pub fn begin_shape(&mut self, id: MonitorId, shape: Shape) {
-        self.windows.monitor_mut(id).epochs.begin(shape);
+        let epochs = &mut self.windows.monitor_mut(id).epochs;
+        if !epochs.is_open() {
+            epochs.begin(shape);
+            self.windows.begun.push(id);
+        }
     }
 
     /// Ends the shape `begin_shape` gave the monitor: from the window after
@@ -213,19 +220,14 @@ impl Engine {
     /// shape. The epoch, to be kept with the announcements, if it covers
     /// any sample.
     pub fn end_shape(&mut self, id: MonitorId) -> Option<Epoch> {
+        self.windows.begun.retain(|&begun| begun != id);
         let m = self.windows.monitors.get_mut(id as usize)?;
         m.epochs.end(m.latest_routed)
     }
 
     /// Monitors whose samples take a shape `begin_shape` gave them.
-    pub fn shapes_begun(&self) -> Vec<MonitorId> {
-        self.windows
-            .monitors
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m.epochs.is_open())
-            .map(|(id, _)| id as MonitorId)
-            .collect()
+    pub fn shapes_begun(&self) -> &[MonitorId] {
+        &self.windows.begun
     }
 
     /// The registry changed the monitor's shape while running: samples up
