@@ -13,7 +13,8 @@
 //! `E2E_RECORDS` sets the size (default 3,000,000: with a million, joining
 //! the group was a quarter of a run and one run's ratio moved by up to ±0.1
 //! on a 2-core machine), `E2E_IN_FLIGHT` the pipeline's `max_in_flight`
-//! (default 16).
+//! (default 16), `E2E_FORMAT=json` the records' format (`input.format`:
+//! default `avro`).
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use reset_pipeline::config::{Config, InputFormat, Secret};
 use reset_pipeline::emulator::{serve, EmulatorOptions};
@@ -242,7 +243,12 @@ fn main() {
     let mut config = Config::default();
     config.kafka.bootstrap_servers = bootstrap.clone();
     config.kafka.topics = vec![TOPIC.into()];
-    config.input.format = InputFormat::Avro;
+    let json = std::env::var("E2E_FORMAT").is_ok_and(|f| f == "json");
+    config.input.format = if json {
+        InputFormat::Json
+    } else {
+        InputFormat::Avro
+    };
     config.reset.max_in_flight = in_flight;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let events: Vec<_> = SampleStream::new(Arc::clone(&registry), 1_790_000_000_000, 10_000, 1)
@@ -282,7 +288,8 @@ fn main() {
         pipeline_runs.push(piped);
     }
     drop(broker);
-    println!("end_to_end: {records} records from tansu, 3 partitions, {monitors} monitors, max_in_flight {in_flight}; medians of {runs} runs:");
+    let format = if json { "JSON" } else { "Avro" };
+    println!("end_to_end: {records} {format} records from tansu, 3 partitions, {monitors} monitors, max_in_flight {in_flight}; medians of {runs} runs:");
     for (what, rate) in [
         (
             "from subscription",
