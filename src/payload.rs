@@ -430,8 +430,10 @@ impl Announcements {
     /// What the store says of a monitor, written by this run or an earlier
     /// one; an older record than one known is old news.
     pub fn learn(&mut self, announced: &Announced) {
-        let id = announced.connection_id.clone();
-        merged(self.shapes.entry(id).or_default(), &announced.shapes);
+        if !announced.shapes.is_empty() {
+            let id = announced.connection_id.clone();
+            merged(self.shapes.entry(id).or_default(), &announced.shapes);
+        }
         let newer = self
             .known
             .get(&announced.connection_id)
