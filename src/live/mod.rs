@@ -524,11 +524,13 @@ impl Live {
         if changes.is_empty() {
             return;
         }
-        // Windows built on a monitor's old shape keep it.
+        // Windows built on a monitor's old shape keep it (a monitor added
+        // by these same records has none).
+        let known = self.registry.len() as MonitorId;
         let reshaped: BTreeSet<MonitorId> = changes
             .iter()
             .filter_map(|c| match c {
-                RegistryChange::Reshaped(id) => Some(*id),
+                RegistryChange::Reshaped(id) if *id < known => Some(*id),
                 _ => None,
             })
             .collect();
