@@ -336,16 +336,8 @@ impl Announcements {
     pub fn keep_shape(&mut self, connection_id: &str, shape: KeptShape) -> Option<Announced> {
         let kept = self.shapes.entry(connection_id.to_string()).or_default();
         merged(kept, std::slice::from_ref(&shape));
-        let kept = kept.clone();
-        let this_run = self.latest(connection_id)?.1;
-        let last = if this_run {
-            self.told.get_mut(connection_id)
-        } else {
-            self.known.get_mut(connection_id)
-        }
-        .expect("the latest record");
-        last.shapes = kept;
-        Some(last.clone())
+        let (last, _) = self.latest(connection_id)?;
+        Some(self.with_shapes(last.clone()))
     }
 
     /// The monitors message owed before readings built on an earlier shape

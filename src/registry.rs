@@ -564,17 +564,9 @@ impl RegistryChange {
 }
 
 /// Whether two descriptions of a monitor window its samples alike: module,
-/// time zone, declared parameters and units, and channel ids. Open windows
-/// were built on one shape; another shape cannot take them over.
-fn same_shape(a: &Monitor, b: &Monitor) -> bool {
-    a.module == b.module
-        && a.tz == b.tz
-        && a.declared == b.declared
-        && a.channel_ids == b.channel_ids
-}
-
-/// `same_shape` of two descriptions as written (each normalised by
-/// `Monitor::from_record` already), without building their monitors.
+/// time zone, declared parameters and units, and channel ids, as written
+/// (each normalised by `Monitor::from_record` already). Windows built on
+/// one shape cannot be taken over by another.
 pub fn same_record_shape(a: &MonitorRecord, b: &MonitorRecord) -> bool {
     a.module == b.module
         && a.timezone == b.timezone
@@ -726,7 +718,7 @@ impl Registry {
             return Ok(RegistryChange::Added(self.insert(monitor)));
         };
         let old = &self.monitors[id as usize];
-        let reshaped = !same_shape(old, &monitor);
+        let reshaped = !same_record_shape(&old.record, &monitor.record);
         let readded = self.removed.remove(&id);
         let changed = old.record != monitor.record;
         self.monitors[id as usize] = monitor;
@@ -1035,7 +1027,10 @@ monitors:
             let mut changed = r.clone();
             let change = topic_message(&mut changed, "EN_7", Some(&value)).unwrap();
             assert_eq!(change, RegistryChange::Reshaped(id));
-            assert!(!same_shape(changed.get(id), r.get(id)));
+            assert!(!same_record_shape(
+                &changed.get(id).record,
+                &r.get(id).record
+            ));
             assert!(!same_record_shape(&changed.get(id).record, &before));
         }
         for (value, expected) in [
