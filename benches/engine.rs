@@ -3,7 +3,7 @@
 //! their values), the same through the whole partition pipeline (engine,
 //! batcher with message ids and payloads, offset tracker, every message
 //! answered), (b) bare Avro bytes through decode and that pipeline, and (c)
-//! the Avro decoding alone (`codec/avro`). Only the core is timed:
+//! the decoding alone, Avro (`codec/avro`) and JSON (`codec/json`). Only the core is timed:
 //! generating and encoding the samples happens outside the measured spans.
 
 use criterion::measurement::WallTime;
@@ -11,7 +11,7 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
 use reset_pipeline::batch::Batch;
-use reset_pipeline::codec::{encode_avro, Decoder};
+use reset_pipeline::codec::{encode, encode_avro, Decoder};
 use reset_pipeline::config::{InputFormat, PushMode};
 use reset_pipeline::event::SensorEvent;
 use reset_pipeline::pipeline::PartitionPipeline;
@@ -143,18 +143,25 @@ fn answer_all(pipeline: &mut PartitionPipeline, batches: Vec<Batch>) {
     }
 }
 
-fn avro_decode_throughput(c: &mut Criterion) {
+/// Decoding alone, over the same events in `format`, decoded over one
+/// event as the partition pipeline does, so allocations are reused.
+fn decode_throughput(c: &mut Criterion, format: InputFormat, name: &str) {
     let registry = Arc::new(fleet(MONITORS));
-    let mut group = events_group(c, "codec/avro", 5);
+    let mut group = events_group(c, name, 5);
     let mut stream = SampleStream::new(Arc::clone(&registry), START_MS, INTERVAL_MS, 7);
-    let decoder = Decoder::new(InputFormat::Avro);
-    // Decoded over, as the partition pipeline does, so allocations are reused.
+    let decoder = Decoder::new(format);
     let mut event = SensorEvent::default();
     group.bench_function(BenchmarkId::new("decode_into", MONITORS), |b| {
         b.iter_custom(|iters| {
             timed_chunks(
                 iters,
-                |n| stream.by_ref().take(n).map(|e| encode_avro(&e)).collect(),
+                |n| {
+                    stream
+                        .by_ref()
+                        .take(n)
+                        .map(|e| encode(format, 1, &e))
+                        .collect()
+                },
                 |bytes: &Vec<u8>| {
                     decoder.decode_into(bytes, &mut event).unwrap();
                     std::hint::black_box(&event);
@@ -165,5 +172,18 @@ fn avro_decode_throughput(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, engine_throughput, avro_decode_throughput);
+fn avro_decode_throughput(c: &mut Criterion) {
+    decode_throughput(c, InputFormat::Avro, "codec/avro");
+}
+
+fn json_decode_throughput(c: &mut Criterion) {
+    decode_throughput(c, InputFormat::Json, "codec/json");
+}
+
+criterion_group!(
+    benches,
+    engine_throughput,
+    avro_decode_throughput,
+    json_decode_throughput
+);
 criterion_main!(benches);

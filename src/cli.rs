@@ -39,32 +39,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Offline: raw events (JSON lines) in, the exact RESET emissions out. No Kafka, no network.
-    Aggregate {
-        /// The monitor registry (monitors.yaml).
-        #[arg(long)]
-        monitors: PathBuf,
-        /// Raw events, one JSON object a line ("-" for standard input).
-        #[arg(long)]
-        input: PathBuf,
-        /// Where to write emissions, one JSON line each (default: standard output).
-        #[arg(long)]
-        output: Option<PathBuf>,
-        /// Where to write rejected samples as JSON lines (default: counted on stderr only).
-        #[arg(long)]
-        rejects: Option<PathBuf>,
-        /// A config file whose `windowing` and `reset.push` settings apply.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Where to write the completeness report (CSV): per monitor and
-        /// local date, the half-hours with data and the missing ones.
-        #[arg(long)]
-        coverage: Option<PathBuf>,
-        /// The time event times are judged against (RFC 3339): more than
-        /// `windowing.max_future_skew` ahead of it is implausible. Give the
-        /// same to a re-run for the same output (default: now).
-        #[arg(long, value_parser = parse_time)]
-        now: Option<i64>,
-    },
+    Aggregate(AggregateArgs),
     /// The live pipeline: Kafka → windows → RESET, until SIGTERM (then drains, commits, exits 0).
     Run {
         #[arg(long)]
@@ -162,26 +137,44 @@ pub enum Command {
     },
 }
 
+/// `aggregate`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct AggregateArgs {
+    /// The monitor registry (monitors.yaml).
+    #[arg(long)]
+    pub monitors: PathBuf,
+    /// Raw events, one JSON object a line ("-" for standard input).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write emissions, one JSON line each (default: standard output).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Where to write rejected samples as JSON lines (default: counted on stderr only).
+    #[arg(long)]
+    pub rejects: Option<PathBuf>,
+    /// A config file whose `windowing` and `reset.push` settings apply.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where to write the completeness report (CSV): per monitor and
+    /// local date, the half-hours with data and the missing ones.
+    #[arg(long)]
+    pub coverage: Option<PathBuf>,
+    /// The time event times are judged against (RFC 3339): more than
+    /// `windowing.max_future_skew` ahead of it is implausible. Give the
+    /// same to a re-run for the same output (default: now).
+    #[arg(long, value_parser = parse_time)]
+    pub now: Option<i64>,
+    /// Threads that decode the input ahead of the windows (default: one
+    /// fewer than the machine's cores, at least one; 0 decodes on the
+    /// windows' own thread). The output is the same for any number.
+    #[arg(long)]
+    pub decoders: Option<usize>,
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Aggregate {
-            monitors,
-            input,
-            output,
-            rejects,
-            config,
-            coverage,
-            now,
-        } => aggregate(
-            &monitors,
-            &input,
-            output.as_deref(),
-            rejects.as_deref(),
-            coverage.as_deref(),
-            config.as_deref(),
-            now.unwrap_or_else(wall_clock_ms),
-        ),
+        Command::Aggregate(args) => aggregate(&args),
         Command::Validate { config, monitors } => validate(config.as_deref(), monitors.as_deref()),
         Command::Run { config } => run_live(&config),
         Command::Replay {
@@ -251,15 +244,15 @@ fn problems(p: Problems) -> anyhow::Error {
     anyhow::anyhow!("{p}")
 }
 
-fn aggregate(
-    monitors: &Path,
-    input: &Path,
-    output: Option<&Path>,
-    rejects: Option<&Path>,
-    coverage: Option<&Path>,
-    config: Option<&Path>,
-    now_ms: i64,
-) -> Result<()> {
+fn aggregate(args: &AggregateArgs) -> Result<()> {
+    let (monitors, input) = (args.monitors.as_path(), args.input.as_path());
+    let (output, rejects) = (args.output.as_deref(), args.rejects.as_deref());
+    let (coverage, config) = (args.coverage.as_deref(), args.config.as_deref());
+    let now_ms = args.now.unwrap_or_else(wall_clock_ms);
+    let decoders = args.decoders.unwrap_or_else(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cores.saturating_sub(1).max(1)
+    });
     let mut inputs = vec![("--monitors", monitors), ("--input", input)];
     inputs.extend(config.map(|c| ("--config", c)));
     let mut outputs = Vec::new();
@@ -302,6 +295,7 @@ fn aggregate(
         push,
         now_ms,
         &mut reader,
+        decoders,
         offline::Outputs {
             emissions: out,
             rejects: rejects_file.as_mut().map(|w| w as &mut dyn Write),

@@ -4,7 +4,7 @@
 //! records and time come from.
 
 use crate::batch::{Batch, Batcher};
-use crate::codec::Decoder;
+use crate::codec::{DecodeError, Decoder};
 use crate::config::PushMode;
 use crate::event::SensorEvent;
 use crate::offsets::{OffsetTracker, Progress, Raise};
@@ -229,14 +229,23 @@ impl PartitionPipeline {
         let mut event = std::mem::take(&mut self.decoded);
         let batches = match decoder.decode_into(bytes, &mut event) {
             Ok(()) => self.record(offset, &event, reference, rejects),
-            Err(e) => {
-                let batches = self.raises_before(offset);
-                rejects.push(Reject::undecodable(&e, bytes));
-                self.tracker.record_read(offset, self.engine.watermark());
-                batches
-            }
+            Err(e) => self.record_undecodable(offset, &e, bytes, rejects),
         };
         self.decoded = event;
+        batches
+    }
+
+    /// Takes a record that could not be decoded: a reject, and the offset read.
+    pub fn record_undecodable(
+        &mut self,
+        offset: u64,
+        error: &DecodeError,
+        bytes: &[u8],
+        rejects: &mut Vec<Reject>,
+    ) -> Vec<Batch> {
+        let batches = self.raises_before(offset);
+        rejects.push(Reject::undecodable(error, bytes));
+        self.tracker.record_read(offset, self.engine.watermark());
         batches
     }
 

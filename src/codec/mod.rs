@@ -3,6 +3,7 @@
 
 mod avro;
 mod json;
+mod json_common;
 
 pub use avro::{
     confluent_schema_id, encode_avro, encode_confluent, AvroCodec, WriterSchema, BUNDLED_SCHEMA,
@@ -92,14 +93,18 @@ impl Decoder {
         Ok(event)
     }
 
-    /// Decodes into `event`, reusing its allocations (Avro); after an error
+    /// Decodes into `event`, reusing its allocations; after an error
     /// `event` holds nothing meaningful.
     pub fn decode_into(&self, bytes: &[u8], event: &mut SensorEvent) -> Result<(), DecodeError> {
         if bytes.len() > MAX_RECORD_BYTES {
             return Err(DecodeError::TooLarge(bytes.len(), MAX_RECORD_BYTES));
         }
         match self.format {
-            InputFormat::Json => *event = decode_json(bytes)?,
+            InputFormat::Json => {
+                if json_common::decode_common(bytes, event).is_none() {
+                    *event = decode_json(bytes)?;
+                }
+            }
             InputFormat::Avro => self.avro.decode_bare_into(bytes, event)?,
             InputFormat::AvroConfluent => self.avro.decode_confluent_into(bytes, event)?,
         }

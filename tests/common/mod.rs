@@ -141,6 +141,7 @@ pub fn run_lines(
         push,
         TEST_NOW,
         &mut input.as_bytes(),
+        1,
         Outputs {
             emissions: &mut out,
             rejects: Some(&mut rejects),
@@ -187,6 +188,7 @@ pub fn sample_emissions() -> Vec<(String, String)> {
         PushMode::default(),
         TEST_NOW,
         &mut input.as_slice(),
+        0,
         Outputs::emissions(&mut out),
     )
     .unwrap();

@@ -4,8 +4,8 @@
 //! times too far ahead of it are implausible), and end of input closes
 //! every window.
 
-use crate::codec::{DecodeError, Decoder, MAX_RECORD_BYTES};
-use crate::config::InputFormat;
+mod chunks;
+
 use crate::config::PushMode;
 use crate::coverage::Coverage;
 use crate::payload::{emission_line, Announcements};
@@ -13,6 +13,7 @@ use crate::pipeline::{with_announcements, PartitionPipeline};
 use crate::registry::Registry;
 use crate::reject::{Reject, RejectCounts};
 use crate::window::EngineSettings;
+use chunks::Line;
 use serde::Serialize;
 use std::io::{self, BufRead, Write};
 use std::sync::Arc;
@@ -108,12 +109,15 @@ impl<'a> Outputs<'a> {
 }
 
 /// Runs events through the core, judging their times against `now_ms`.
+/// `decoders` threads decode lines ahead of the core (none: the caller's
+/// thread decodes them); the result is the same for any number.
 pub fn aggregate(
     registry: Arc<Registry>,
     settings: EngineSettings,
     push: PushMode,
     now_ms: i64,
     input: &mut dyn BufRead,
+    decoders: usize,
     outputs: Outputs<'_>,
 ) -> io::Result<Summary> {
     let Outputs {
@@ -127,7 +131,6 @@ pub fn aggregate(
         now_ms,
         ..Summary::default()
     };
-    let mut line = Vec::new();
     let mut rejects = Vec::new();
     // A message written out is delivered: the tracker lets go of its windows.
     let mut write_batches = |batches: Vec<crate::batch::Batch>,
@@ -156,28 +159,25 @@ pub fn aggregate(
         }
         io::Result::Ok(())
     };
-    let decoder = Decoder::new(InputFormat::Json);
-    while let Some(length) = read_bounded_line(input, &mut line, MAX_RECORD_BYTES)? {
-        summary.lines += 1;
-        let number = summary.lines;
-        let text = trim_line(&line);
-        let batches = if length > MAX_RECORD_BYTES {
-            let error = DecodeError::TooLarge(length, MAX_RECORD_BYTES);
-            rejects.push(Reject::undecodable(&error, text));
-            Vec::new()
-        } else if text.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        } else {
-            pipeline.record_bytes(&decoder, number, Some(now_ms), text, &mut rejects)
-        };
-        for reject in rejects.drain(..) {
-            summary.rejects.add(reject.reason);
-            if let Some(w) = rejects_out.as_deref_mut() {
-                write_reject(w, number, &reject)?;
+    chunks::each_decoded_chunk(input, decoders, |chunk| {
+        for (text, line, event) in chunk.decoded() {
+            summary.lines += 1;
+            let number = summary.lines;
+            let batches = match line {
+                Line::Blank => continue,
+                Line::Event => pipeline.record(number, event, Some(now_ms), &mut rejects),
+                Line::Undecodable(e) => pipeline.record_undecodable(number, e, text, &mut rejects),
+            };
+            for reject in rejects.drain(..) {
+                summary.rejects.add(reject.reason);
+                if let Some(w) = rejects_out.as_deref_mut() {
+                    write_reject(w, number, &reject)?;
+                }
             }
+            write_batches(batches, &mut pipeline, &mut summary, out)?;
         }
-        write_batches(batches, &mut pipeline, &mut summary, out)?;
-    }
+        Ok(())
+    })?;
     let batches = pipeline.finish();
     write_batches(batches, &mut pipeline, &mut summary, out)?;
     let stats = pipeline.engine().stats();
@@ -219,7 +219,7 @@ pub fn read_bounded_line(
             return Ok(any.then_some(length));
         }
         any = true;
-        let (chunk, done) = match memchr_newline(available) {
+        let (chunk, done) = match memchr::memchr(b'\n', available) {
             Some(i) => (&available[..=i], true),
             None => (available, false),
         };
@@ -242,13 +242,73 @@ fn trailing_newline_len(buf: &[u8]) -> usize {
         .count()
 }
 
-fn memchr_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::MAX_RECORD_BYTES;
+
+    /// Emissions, rejects and summary of `aggregate` over `input`.
+    fn run(registry: &Arc<Registry>, input: &[u8], decoders: usize) -> (String, String, Summary) {
+        let (mut out, mut rejects) = (Vec::new(), Vec::new());
+        let summary = aggregate(
+            Arc::clone(registry),
+            EngineSettings::default(),
+            PushMode::default(),
+            1_893_456_000_000, // 2030-01-01T00:00:00Z
+            &mut &input[..],
+            decoders,
+            Outputs {
+                emissions: &mut out,
+                rejects: Some(&mut rejects),
+                coverage: None,
+            },
+        )
+        .unwrap();
+        let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+        (text(out), text(rejects), summary)
+    }
+
+    #[test]
+    fn any_number_of_decoding_threads_gives_the_same_output_as_none() {
+        let registry =
+            Arc::new(Registry::load(std::path::Path::new("examples/monitors.yaml")).unwrap());
+        let events = std::fs::read_to_string("examples/events.jsonl").unwrap();
+        // Several chunks' worth, with blank, oversized and broken lines
+        // among the events, and a last line without its line end.
+        let mut input = String::new();
+        for (i, line) in events
+            .lines()
+            .cycle()
+            .take(3 * chunks::CHUNK_LINES + 7)
+            .enumerate()
+        {
+            let line = match i % 100 {
+                17 => "  ".to_string(),
+                40 => "x".repeat(MAX_RECORD_BYTES + 5),
+                77 => "{\"connection_id\":".to_string(),
+                _ => line.to_string(),
+            };
+            input.push_str(&line);
+            input.push('\n');
+        }
+        input.pop();
+        let inline = run(&registry, input.as_bytes(), 0);
+        assert!(inline.2.rejects.total() > 20, "{}", inline.2);
+        assert!(inline.2.readings > 0, "{}", inline.2);
+        assert_eq!(inline.2.lines, 3 * chunks::CHUNK_LINES as u64 + 7);
+        for decoders in [1, 3] {
+            let threaded = run(&registry, input.as_bytes(), decoders);
+            assert!(
+                threaded.0 == inline.0,
+                "emissions differ with {decoders} decoders"
+            );
+            assert_eq!(
+                threaded.1, inline.1,
+                "rejects differ with {decoders} decoders"
+            );
+            assert_eq!(threaded.2, inline.2);
+        }
+    }
 
     #[test]
     fn bounded_lines_report_their_full_length() {

@@ -1,0 +1,617 @@
+//! The common form of a JSON event, read straight into a reused event
+//! without serde. Anything out of the ordinary (escapes, unknown or repeated
+//! keys, a value that is not a plain number or null, a number a double may
+//! round differently) is left to serde's decoder, so both decide every
+//! input alike and this one only has to be right where it answers.
+
+use crate::event::{Measurement, SampleValue, SensorEvent};
+
+/// Reads `bytes` into `event` when they are an event in the common form,
+/// reusing the event's allocations. `None`: not in the common form (or not
+/// an event at all), and `event` holds nothing meaningful.
+pub(super) fn decode_common(bytes: &[u8], event: &mut SensorEvent) -> Option<()> {
+    // Text that is not UTF-8 is not JSON either: serde's decoder says why.
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut s = Scanner::new(text);
+    let mut seen = Seen::default();
+    s.open(b'{')?;
+    loop {
+        let key = s.key(&EVENT_KEYS)?;
+        seen.once(key)?;
+        match key {
+            CONNECTION_ID => {
+                set_string(&mut event.connection_id, s.string()?);
+            }
+            EVENT_TIME => {
+                event.event_time = s.event_time()?;
+            }
+            CHANNEL_ID => {
+                s.optional_string(&mut event.channel_id)?;
+            }
+            MEASUREMENTS => {
+                s.measurements(&mut event.measurements)?;
+            }
+            _ => event.bin_emptied = s.boolean()?,
+        }
+        if s.close_or_next(b'}')? {
+            break;
+        }
+    }
+    s.end()?;
+    (seen.has(CONNECTION_ID) && seen.has(EVENT_TIME) && seen.has(MEASUREMENTS)).then_some(())?;
+    if !seen.has(CHANNEL_ID) {
+        event.channel_id = None;
+    }
+    if !seen.has(BIN_EMPTIED) {
+        event.bin_emptied = false;
+    }
+    Some(())
+}
+
+/// An event's keys, by their index in `EVENT_KEYS`.
+const EVENT_KEYS: [&[u8]; 5] = [
+    b"connection_id",
+    b"event_time",
+    b"channel_id",
+    b"measurements",
+    b"bin_emptied",
+];
+const CONNECTION_ID: usize = 0;
+const EVENT_TIME: usize = 1;
+const CHANNEL_ID: usize = 2;
+const MEASUREMENTS: usize = 3;
+const BIN_EMPTIED: usize = 4;
+
+/// A measurement's keys, by their index in `MEASUREMENT_KEYS`.
+const MEASUREMENT_KEYS: [&[u8]; 3] = [b"parameter", b"value", b"unit"];
+const PARAMETER: usize = 0;
+const VALUE: usize = 1;
+const UNIT: usize = 2;
+
+/// The keys of one object read so far, by index.
+#[derive(Default)]
+struct Seen(u8);
+
+impl Seen {
+    /// Marks `key` read; `None` when it was already (serde refuses that).
+    fn once(&mut self, key: usize) -> Option<()> {
+        let bit = 1 << key;
+        (self.0 & bit == 0).then(|| self.0 |= bit)
+    }
+
+    fn has(&self, key: usize) -> bool {
+        self.0 & (1 << key) != 0
+    }
+}
+
+fn set_string(to: &mut String, text: &str) {
+    to.clear();
+    to.push_str(text);
+}
+
+/// Powers of ten a double holds exactly.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// The largest significand taken: its digits and every one below it are
+/// exact in a double, so one multiplication or division by an exact power
+/// of ten rounds correctly, as any correct parser does.
+const MAX_SIGNIFICAND: u64 = 999_999_999_999_999;
+
+struct Scanner<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn new(text: &'a str) -> Scanner<'a> {
+        Scanner {
+            text,
+            bytes: text.as_bytes(),
+            at: 0,
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn skip_space(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    /// Space, then `open`, then a first key must follow (an empty object
+    /// lacks required keys, and serde says which).
+    fn open(&mut self, open: u8) -> Option<()> {
+        self.skip_space();
+        (self.next()? == open).then_some(())
+    }
+
+    /// Space, then `close` (true) or a comma (false).
+    fn close_or_next(&mut self, close: u8) -> Option<bool> {
+        self.skip_space();
+        match self.next()? {
+            b',' => Some(false),
+            b if b == close => Some(true),
+            _ => None,
+        }
+    }
+
+    /// Only space is left.
+    fn end(&mut self) -> Option<()> {
+        self.skip_space();
+        (self.at == self.bytes.len()).then_some(())
+    }
+
+    /// Space, one of `keys` as a string without escapes, and the colon
+    /// after it: the key's index. `None` for any other key.
+    fn key(&mut self, keys: &[&[u8]]) -> Option<usize> {
+        self.skip_space();
+        let rest = &self.bytes[self.at..];
+        let quoted = |key: &[u8]| {
+            rest.len() > key.len() + 1
+                && rest[0] == b'"'
+                && rest[key.len() + 1] == b'"'
+                && &rest[1..=key.len()] == key
+        };
+        let index = keys.iter().position(|key| quoted(key))?;
+        self.at += keys[index].len() + 2;
+        self.skip_space();
+        (self.next()? == b':').then_some(index)
+    }
+
+    /// Space, then a string without escapes or control characters.
+    fn string(&mut self) -> Option<&'a str> {
+        self.skip_space();
+        (self.peek()? == b'"').then_some(())?;
+        let start = self.at + 1;
+        let length = self.bytes[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let end = start + length;
+        (self.bytes[end] == b'"').then_some(())?;
+        self.at = end + 1;
+        // Both ends are at a quote, so on character boundaries.
+        self.text.get(start..end)
+    }
+
+    /// Whether the literal `word` comes next (after space); consumed if so.
+    fn literal(&mut self, word: &[u8]) -> bool {
+        self.skip_space();
+        let found = self.bytes[self.at..].starts_with(word);
+        if found {
+            self.at += word.len();
+        }
+        found
+    }
+
+    fn optional_string(&mut self, to: &mut Option<String>) -> Option<()> {
+        if self.literal(b"null") {
+            *to = None;
+        } else {
+            set_string(to.get_or_insert_with(String::new), self.string()?);
+        }
+        Some(())
+    }
+
+    fn boolean(&mut self) -> Option<bool> {
+        if self.literal(b"true") {
+            Some(true)
+        } else if self.literal(b"false") {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// Epoch milliseconds as an integer, or RFC 3339 text (read as serde's
+    /// decoder reads it).
+    fn event_time(&mut self) -> Option<i64> {
+        self.skip_space();
+        if self.peek()? == b'"' {
+            let text = self.string()?;
+            let time = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+            return Some(time.timestamp_millis());
+        }
+        let number = self.number()?;
+        let negative_zero = number.negative && number.significand == 0;
+        if number.exponent != 0 || number.fractional || negative_zero {
+            return None;
+        }
+        let magnitude = i64::try_from(number.significand).ok()?;
+        Some(if number.negative {
+            -magnitude
+        } else {
+            magnitude
+        })
+    }
+
+    /// A number, or null.
+    fn value(&mut self) -> Option<SampleValue> {
+        if self.literal(b"null") {
+            return Some(SampleValue::Null);
+        }
+        let number = self.number()?;
+        let magnitude = number.significand as f64;
+        let magnitude = if number.exponent >= 0 {
+            magnitude * POW10[number.exponent as usize]
+        } else {
+            magnitude / POW10[number.exponent.unsigned_abs() as usize]
+        };
+        Some(SampleValue::Number(if number.negative {
+            -magnitude
+        } else {
+            magnitude
+        }))
+    }
+
+    /// A JSON number (after space) whose significand is at most
+    /// `MAX_SIGNIFICAND` and whose power of ten is within ±22.
+    fn number(&mut self) -> Option<Number> {
+        self.skip_space();
+        let negative = self.peek()? == b'-';
+        if negative {
+            self.at += 1;
+        }
+        let mut significand = 0u64;
+        let mut digit = |s: &mut Self| -> Option<bool> {
+            match s.peek() {
+                Some(b @ b'0'..=b'9') => {
+                    if significand > MAX_SIGNIFICAND / 10 {
+                        return None;
+                    }
+                    significand = significand * 10 + u64::from(b - b'0');
+                    s.at += 1;
+                    Some(true)
+                }
+                _ => Some(false),
+            }
+        };
+        // Integer part: one zero, or digits not starting with zero.
+        if self.peek()? == b'0' {
+            self.at += 1;
+            if matches!(self.peek(), Some(b'0'..=b'9')) {
+                return None;
+            }
+        } else if !digit(self)? {
+            return None;
+        } else {
+            while digit(self)? {}
+        }
+        let mut exponent = 0i32;
+        let mut fractional = self.peek() == Some(b'.');
+        if fractional {
+            self.at += 1;
+            if !digit(self)? {
+                return None;
+            }
+            exponent -= 1;
+            while digit(self)? {
+                exponent -= 1;
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            fractional = true;
+            let negative_exponent = match self.peek()? {
+                b'-' => {
+                    self.at += 1;
+                    true
+                }
+                b'+' => {
+                    self.at += 1;
+                    false
+                }
+                _ => false,
+            };
+            let mut written = 0i32;
+            let mut digits = 0;
+            while let Some(b @ b'0'..=b'9') = self.peek() {
+                written = written * 10 + i32::from(b - b'0');
+                digits += 1;
+                self.at += 1;
+                if digits > 3 {
+                    return None;
+                }
+            }
+            if digits == 0 {
+                return None;
+            }
+            exponent += if negative_exponent { -written } else { written };
+        }
+        (-22..=22).contains(&exponent).then_some(Number {
+            negative,
+            significand,
+            exponent,
+            fractional,
+        })
+    }
+
+    /// The measurements, each reused from `to` where it has one.
+    fn measurements(&mut self, to: &mut Vec<Measurement>) -> Option<()> {
+        self.open(b'[')?;
+        self.skip_space();
+        if self.peek()? == b']' {
+            self.at += 1;
+            to.clear();
+            return Some(());
+        }
+        let mut count = 0;
+        loop {
+            if count == to.len() {
+                to.push(Measurement {
+                    parameter: String::new(),
+                    value: SampleValue::Null,
+                    unit: None,
+                });
+            }
+            self.measurement(&mut to[count])?;
+            count += 1;
+            if self.close_or_next(b']')? {
+                break;
+            }
+        }
+        to.truncate(count);
+        Some(())
+    }
+
+    fn measurement(&mut self, to: &mut Measurement) -> Option<()> {
+        let mut seen = Seen::default();
+        self.open(b'{')?;
+        loop {
+            let key = self.key(&MEASUREMENT_KEYS)?;
+            seen.once(key)?;
+            match key {
+                PARAMETER => set_string(&mut to.parameter, self.string()?),
+                VALUE => to.value = self.value()?,
+                _ => self.optional_string(&mut to.unit)?,
+            }
+            if self.close_or_next(b'}')? {
+                break;
+            }
+        }
+        seen.has(PARAMETER).then_some(())?;
+        if !seen.has(VALUE) {
+            to.value = SampleValue::Null;
+        }
+        if !seen.has(UNIT) {
+            to.unit = None;
+        }
+        Some(())
+    }
+}
+
+/// A number's parts: `±significand × 10^exponent`; `fractional` when it
+/// was written with a fraction or an exponent (serde reads it as a double).
+struct Number {
+    negative: bool,
+    significand: u64,
+    exponent: i32,
+    fractional: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::json::decode_json;
+
+    /// The common path's event, or `None` where it defers to serde.
+    fn common(text: &str) -> Option<SensorEvent> {
+        let mut event = SensorEvent::default();
+        decode_common(text.as_bytes(), &mut event).map(|()| event)
+    }
+
+    /// Same event as serde's, bit for bit (Debug shows `-0.0`).
+    fn assert_same(text: &str) {
+        let serde = decode_json(text.as_bytes()).map(|e| format!("{e:?}"));
+        let common = common(text).map(|e| format!("{e:?}"));
+        assert_eq!(common.map(Ok), Some(serde), "{text}");
+    }
+
+    #[test]
+    fn the_forms_producers_write_take_the_common_path_and_decode_as_serde_does() {
+        for text in [
+            r#"{"connection_id":"GA_00000001","event_time":1773532800001,"measurements":[{"parameter":"pm2p5","value":5},{"parameter":"temp","value":18.0},{"parameter":"rh","value":30}]}"#,
+            r#"{"connection_id":"A","event_time":"2026-03-15T08:00:00.123+08:00","channel_id":"c1","measurements":[{"parameter":"bin_weight","value":2.5,"unit":"kg"}],"bin_emptied":true}"#,
+            r#" { "measurements" : [ ] , "event_time" : -5 , "connection_id" : "é" , "channel_id" : null , "bin_emptied" : false } "#,
+            r#"{"connection_id":"A","event_time":0,"measurements":[{"parameter":"x","value":-0.0},{"parameter":"x","value":null,"unit":null},{"parameter":"x"},{"value":1.5e3,"parameter":"x"},{"parameter":"x","value":123456789012345e-22},{"parameter":"x","value":0.1E+1}]}"#,
+        ] {
+            assert!(common(text).is_some(), "{text} should take the common path");
+            assert_same(text);
+        }
+    }
+
+    #[test]
+    fn anything_out_of_the_ordinary_is_left_to_serde() {
+        for text in [
+            r#"{"connection_id":"A\u0042","event_time":1,"measurements":[]}"#,
+            r#"{"connection_id":"A","event_time":1,"measurements":[],"extra":1}"#,
+            r#"{"connection_id":"A","connection_id":"B","event_time":1,"measurements":[]}"#,
+            r#"{"connection_id":"A","event_time":1,"measurements":[{"parameter":"x","value":"high"}]}"#,
+            r#"{"connection_id":"A","event_time":1,"measurements":[{"parameter":"x","value":1e400}]}"#,
+            r#"{"connection_id":"A","event_time":1,"measurements":[{"parameter":"x","value":1234567890123456}]}"#,
+            r#"{"connection_id":"A","event_time":1,"measurements":[{"parameter":"x","value":1e23}]}"#,
+            r#"{"connection_id":"A","event_time":1,"measurements":[{"parameter":"x","value":01}]}"#,
+            r#"{"connection_id":"A","event_time":1.5,"measurements":[]}"#,
+            r#"{"connection_id":"A","event_time":-0,"measurements":[]}"#,
+            r#"{"connection_id":"A","event_time":"yesterday","measurements":[]}"#,
+            r#"{"connection_id":"A","event_time":1,"measurements":[]} x"#,
+            r#"{"connection_id":"A","measurements":[]}"#,
+            r#"{"connection_id":"A","event_time":1,"measurements":[{"value":1}]}"#,
+            r#"{}"#,
+            "",
+        ] {
+            assert!(common(text).is_none(), "{text} should be left to serde");
+        }
+    }
+
+    #[test]
+    fn a_reused_event_keeps_nothing_of_the_last_one() {
+        let mut event = SensorEvent::default();
+        let full = r#"{"connection_id":"LONGER","event_time":9,"channel_id":"c","bin_emptied":true,"measurements":[{"parameter":"a","value":1,"unit":"kg"},{"parameter":"b","value":2}]}"#;
+        let bare = r#"{"connection_id":"A","event_time":1,"measurements":[{"parameter":"c"}]}"#;
+        decode_common(full.as_bytes(), &mut event).unwrap();
+        decode_common(bare.as_bytes(), &mut event).unwrap();
+        assert_eq!(event, decode_json(bare.as_bytes()).unwrap());
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Number texts of every grammar form, valid or not.
+        fn number_text() -> impl Strategy<Value = String> {
+            (
+                prop::option::of(Just("-")),
+                prop_oneof![
+                    3 => Just("0".to_string()),
+                    8 => "[1-9][0-9]{0,14}",
+                    1 => "[1-9][0-9]{15,18}",
+                    1 => "0[0-9]",
+                ],
+                prop::option::of(prop_oneof![8 => "\\.[0-9]{1,8}", 1 => Just(".".to_string())]),
+                prop::option::weighted(
+                    0.25,
+                    prop_oneof![8 => "[eE][+-]?[0-9]{1,2}", 1 => "[eE][+-]?[0-9]{0,4}"],
+                ),
+            )
+                .prop_map(|(sign, int, frac, exp)| {
+                    format!(
+                        "{}{int}{}{}",
+                        sign.unwrap_or(""),
+                        frac.unwrap_or_default(),
+                        exp.unwrap_or_default()
+                    )
+                })
+        }
+
+        fn value_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                8 => number_text(),
+                1 => Just("null".to_string()),
+                1 => Just("\"x\"".to_string()),
+                1 => Just("true".to_string()),
+            ]
+        }
+
+        fn space() -> impl Strategy<Value = &'static str> {
+            prop_oneof![8 => Just(""), 1 => Just(" "), 1 => Just("\n\t ")]
+        }
+
+        fn measurement_text() -> impl Strategy<Value = String> {
+            (
+                prop::option::weighted(0.95, "[a-z_0-9]{1,6}"),
+                prop::option::weighted(0.9, value_text()),
+                prop::option::of(prop_oneof![Just("null".to_string()), "\"[a-z/%]{0,4}\""]),
+                space(),
+            )
+                .prop_map(|(parameter, value, unit, sp)| {
+                    let mut fields = Vec::new();
+                    if let Some(p) = parameter {
+                        fields.push(format!("\"parameter\"{sp}:{sp}\"{p}\""));
+                    }
+                    if let Some(v) = value {
+                        fields.push(format!("\"value\":{sp}{v}"));
+                    }
+                    if let Some(u) = unit {
+                        fields.push(format!("\"unit\":{u}"));
+                    }
+                    format!("{{{}}}", fields.join(","))
+                })
+        }
+
+        fn event_text() -> impl Strategy<Value = String> {
+            (
+                prop::option::weighted(
+                    0.95,
+                    prop_oneof![9 => "[A-Za-z0-9_é]{0,8}", 1 => "[A-Z\\\\]{0,3}"],
+                ),
+                prop::option::weighted(
+                    0.95,
+                    prop_oneof![
+                        6 => "-?[1-9][0-9]{0,12}",
+                        2 => number_text(),
+                        1 => Just("\"2026-03-15T08:00:00+08:00\"".to_string()),
+                        1 => Just("\"2026-03-15 08:00\"".to_string()),
+                    ],
+                ),
+                prop::option::of(prop_oneof![Just("null".to_string()), "\"[a-z0-9]{0,3}\""]),
+                prop::option::weighted(0.95, prop::collection::vec(measurement_text(), 0..4)),
+                prop::option::of(prop_oneof![
+                    Just("true"),
+                    Just("false"),
+                    Just("null"),
+                    Just("1")
+                ]),
+                space(),
+                any::<bool>(),
+                prop_oneof![8 => Just(""), 1 => Just(" "), 1 => Just("x")],
+            )
+                .prop_map(
+                    |(id, time, channel, measurements, bin, sp, reversed, tail)| {
+                        let mut fields = Vec::new();
+                        if let Some(id) = id {
+                            fields.push(format!("\"connection_id\":{sp}\"{id}\""));
+                        }
+                        if let Some(t) = time {
+                            fields.push(format!("\"event_time\":{t}"));
+                        }
+                        if let Some(c) = channel {
+                            fields.push(format!("{sp}\"channel_id\":{c}"));
+                        }
+                        if let Some(m) = measurements {
+                            fields.push(format!("\"measurements\":[{}]", m.join(",")));
+                        }
+                        if let Some(b) = bin {
+                            fields.push(format!("\"bin_emptied\":{b}{sp}"));
+                        }
+                        if reversed {
+                            fields.reverse();
+                        }
+                        format!("{{{}}}{tail}", fields.join(","))
+                    },
+                )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: 4096,
+                rng_seed: proptest::test_runner::RngSeed::Fixed(0x5EED_1503),
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            /// Wherever the common path answers, serde's decoder gives the
+            /// same event, bit for bit.
+            #[test]
+            fn the_common_path_decodes_every_input_as_serde_does(text in event_text()) {
+                if let Some(event) = common(&text) {
+                    let serde = decode_json(text.as_bytes()).map(|e| format!("{e:?}"));
+                    prop_assert_eq!(Ok(format!("{event:?}")), serde, "{}", text);
+                }
+            }
+
+            /// Every finite number in range that a correct parser rounds to
+            /// one double is read to that double.
+            #[test]
+            fn numbers_round_as_a_correct_parser_rounds(text in number_text()) {
+                let mut s = Scanner::new(&text);
+                if let Some(SampleValue::Number(v)) = s.value().filter(|_| s.at == text.len()) {
+                    let exact: f64 = text.parse().unwrap();
+                    prop_assert_eq!(v.to_bits(), exact.to_bits(), "{}", text);
+                }
+            }
+        }
+    }
+}
