@@ -3,6 +3,7 @@
 
 pub mod code;
 pub mod connection;
+mod ledger;
 pub mod publisher;
 pub mod tls;
 

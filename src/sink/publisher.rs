@@ -26,20 +26,22 @@
 //!   published and the publisher is not ready.
 //! - An answer without a usable message id settles nothing; it is logged
 //!   once and counted (`Publisher::unmatched_answers`).
+//!
+//! Those decisions are the ledger's (`ledger.rs`, no I/O, no clock, unit
+//! tested); the worker here connects, sends what the ledger gives it,
+//! waits for answers, deadlines and retries, and passes the time in.
 
 use super::code::ResetCode;
 use super::connection::{Connection, ConnectionError, Reply};
+use super::ledger::{HeldCount, Ledger, Pending};
 use crate::config::Secret;
 use crate::payload::EventName;
 use crate::pipeline::Emission;
-use rand::Rng;
-use serde_json::Value;
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::AtomicUsize;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 /// Where and how to publish.
@@ -143,49 +145,6 @@ pub enum Status {
     Unauthorized,
 }
 
-/// Counts the messages held, from `publish` until their answer; wakes a
-/// waiting `publish` when one is answered.
-#[derive(Clone, Default)]
-struct HeldCount {
-    count: Arc<AtomicUsize>,
-    room: Arc<Notify>,
-}
-
-/// One held message's share of the count, given back on drop.
-struct Held(HeldCount);
-
-impl HeldCount {
-    fn get(&self) -> usize {
-        self.count.load(Ordering::Acquire)
-    }
-
-    fn take(&self) -> Held {
-        self.count.fetch_add(1, Ordering::AcqRel);
-        Held(self.clone())
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.0.count.fetch_sub(1, Ordering::AcqRel);
-        self.0.room.notify_waiters();
-    }
-}
-
-struct Pending {
-    message: Outgoing,
-    _held: Held,
-    /// Error answers that may pass (10500) so far.
-    refusals: u32,
-    resends: u32,
-}
-
-/// A message waiting to be sent again; its monitor stays busy meanwhile.
-struct Retry {
-    due: Instant,
-    pending: Pending,
-}
-
 enum Command {
     Publish(Vec<Pending>),
     /// Drop these messages if they still wait (their partition moved away).
@@ -212,21 +171,17 @@ impl Publisher {
         let (status_tx, status) = watch::channel(Status::Connecting);
         let max_queued = settings.max_queued.max(1);
         let unmatched = Arc::new(AtomicU64::new(0));
+        let ledger = Ledger::new(
+            &settings,
+            deliveries,
+            Arc::clone(&unmatched),
+            Instant::now(),
+        );
         let worker = Worker {
             settings,
             commands: commands_rx,
-            deliveries,
             status: status_tx,
-            queues: HashMap::new(),
-            ready: VecDeque::new(),
-            busy: HashSet::new(),
-            in_flight: HashMap::new(),
-            retries: Vec::new(),
-            acks: 0,
-            refused_since: HashMap::new(),
-            last_reply: Instant::now(),
-            unmatched: Arc::clone(&unmatched),
-            failures: 0,
+            ledger,
             drained: None,
             accepting: true,
         };
@@ -306,12 +261,7 @@ impl Publisher {
     }
 
     fn pending(&self, message: Outgoing) -> Pending {
-        Pending {
-            message,
-            _held: self.held.take(),
-            refusals: 0,
-            resends: 0,
-        }
+        Pending::new(message, self.held.take())
     }
 
     fn hand_over(&self, held: &mut Vec<Pending>) {
@@ -346,38 +296,11 @@ impl Publisher {
     }
 }
 
-struct InFlight {
-    pending: Pending,
-    sent: Instant,
-    deadline: Instant,
-}
-
 struct Worker {
     settings: PublisherSettings,
     commands: mpsc::UnboundedReceiver<Command>,
-    deliveries: mpsc::UnboundedSender<Delivery>,
     status: watch::Sender<Status>,
-    /// Waiting messages, per key, in publishing order.
-    queues: HashMap<String, VecDeque<Pending>>,
-    /// Keys with a waiting message and nothing in flight.
-    ready: VecDeque<String>,
-    /// Keys with a message in flight.
-    busy: HashSet<String>,
-    in_flight: HashMap<String, InFlight>,
-    /// Messages waiting to be sent again after an error answer.
-    retries: Vec<Retry>,
-    /// RESET's acknowledgements so far.
-    acks: u64,
-    /// Keys whose messages RESET has refused (10500) since it had
-    /// acknowledged this many messages, with no answer of another kind to
-    /// them since: more acknowledgements than that mean RESET accepts
-    /// others, and the key's messages may be given up.
-    refused_since: HashMap<String, u64>,
-    /// When the connection last said anything.
-    last_reply: Instant,
-    unmatched: Arc<AtomicU64>,
-    /// Consecutive connection failures, for the backoff.
-    failures: u32,
+    ledger: Ledger,
     drained: Option<oneshot::Sender<()>>,
     accepting: bool,
 }
@@ -394,10 +317,9 @@ impl Worker {
             match trouble {
                 None => return,
                 Some(reason) => {
-                    self.failures += 1;
-                    tracing::warn!(%reason, unanswered = self.in_flight.len(), "RESET connection dropped; re-sending on a fresh connection");
-                    self.requeue_in_flight();
-                    self.backoff().await;
+                    tracing::warn!(%reason, unanswered = self.ledger.in_flight(), "RESET connection dropped; re-sending on a fresh connection");
+                    self.ledger.requeue_in_flight();
+                    tokio::time::sleep(self.ledger.connection_failed()).await;
                 }
             }
         }
@@ -435,8 +357,7 @@ impl Worker {
                     tracing::warn!(error = %e, "cannot reach RESET");
                 }
             }
-            self.failures += 1;
-            self.backoff().await;
+            tokio::time::sleep(self.ledger.connection_failed()).await;
         }
     }
 
@@ -454,33 +375,33 @@ impl Worker {
             if self.finished() {
                 return None;
             }
-            let deadline = self.in_flight.values().map(|f| f.deadline).min();
-            let retry_due = self.retries.iter().map(|r| r.due).min();
+            let deadline = self.ledger.next_deadline();
+            let retry_due = self.ledger.next_retry();
             tokio::select! {
                 command = self.commands.recv(), if self.accepting => match command {
-                    Some(Command::Publish(held)) => held.into_iter().for_each(|p| self.enqueue(p)),
-                    Some(Command::Cancel(ids)) => self.cancel(&ids),
+                    Some(Command::Publish(held)) => held.into_iter().for_each(|p| self.ledger.enqueue(p)),
+                    Some(Command::Cancel(ids)) => self.ledger.cancel(&ids),
                     Some(Command::Drain(done)) => self.drained = Some(done),
                     None => self.accepting = false,
                 },
                 reply = replies.recv() => {
-                    if let Some(trouble) = self.answer(reply.unwrap_or(Reply::Closed)) {
+                    let reply = reply.unwrap_or(Reply::Closed);
+                    if let Some(trouble) = self.ledger.answer(reply, Instant::now()) {
                         return Some(trouble);
                     }
                 }
                 _ = sleep_until(deadline) => {
-                    if let Some(trouble) = self.timed_out() {
+                    if let Some(trouble) = self.ledger.timed_out(Instant::now()) {
                         return Some(trouble);
                     }
                 }
-                _ = sleep_until(retry_due) => self.retry_due(),
+                _ = sleep_until(retry_due) => self.ledger.retry_due(Instant::now()),
             }
         }
     }
 
     fn finished(&mut self) -> bool {
-        let idle = self.in_flight.is_empty() && self.queues.is_empty() && self.retries.is_empty();
-        if idle && (self.drained.is_some() || !self.accepting) {
+        if self.ledger.is_idle() && (self.drained.is_some() || !self.accepting) {
             if let Some(done) = self.drained.take() {
                 let _ = done.send(());
             }
@@ -489,265 +410,12 @@ impl Worker {
         false
     }
 
-    fn enqueue(&mut self, pending: Pending) {
-        let key = pending.message.key.clone();
-        let queue = self.queues.entry(key.clone()).or_default();
-        queue.push_back(pending);
-        if queue.len() == 1 && !self.busy.contains(&key) {
-            self.ready.push_back(key);
-        }
-    }
-
     async fn dispatch(&mut self, connection: &Connection) -> Result<(), ConnectionError> {
-        while self.in_flight.len() < self.settings.max_in_flight {
-            let Some(key) = self.ready.pop_front() else {
-                break;
-            };
-            let queue = self.queues.get_mut(&key).expect("ready keys have a queue");
-            let pending = queue.pop_front().expect("ready keys have a message");
-            if queue.is_empty() {
-                self.queues.remove(&key);
-            }
-            let m = &pending.message;
+        while let Some(m) = self.ledger.send_next(Instant::now()) {
             tracing::debug!(message_id = %m.message_id, event = m.event.as_str(), "publish");
-            let sent = connection.emit(m.event.as_str(), &m.payload).await;
-            self.busy.insert(key);
-            let id = m.message_id.clone();
-            let sent_at = Instant::now();
-            let deadline = sent_at + self.settings.ack_timeout;
-            self.in_flight.insert(
-                id,
-                InFlight {
-                    pending,
-                    sent: sent_at,
-                    deadline,
-                },
-            );
-            sent?;
+            connection.emit(m.event.as_str(), &m.payload).await?;
         }
         Ok(())
-    }
-
-    /// Handles one reply; `Some(reason)` when the connection must be replaced.
-    fn answer(&mut self, reply: Reply) -> Option<String> {
-        if reply == Reply::Closed {
-            return Some("connection closed".into());
-        }
-        self.last_reply = Instant::now();
-        let code = ResetCode::parse(reply.code().as_deref());
-        let id = reply.message_id().map(str::to_string);
-        let body = match reply {
-            Reply::Auth(_) | Reply::Closed => return None,
-            // An `ack` without a code is an acknowledgement.
-            Reply::Ack(_) if code == ResetCode::Accepted => {
-                self.acks += 1;
-                self.failures = 0;
-                self.settle(id.as_deref(), Fate::Acknowledged);
-                return None;
-            }
-            Reply::Ack(body) | Reply::Errors(body) => body,
-        };
-        let reason = body
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        match code {
-            ResetCode::Unauthorized => Some("RESET answered 10401: authenticating again".into()),
-            ResetCode::BadRequest => {
-                tracing::warn!(message_id = ?id, %reason, "RESET rejected a message (10400)");
-                self.settle(id.as_deref(), Fate::Rejected { code, reason });
-                None
-            }
-            _ => {
-                self.refused(id.as_deref(), code, reason);
-                None
-            }
-        }
-    }
-
-    /// RESET answered an error that may pass (10500): the message is sent
-    /// again later, alone, or given up.
-    fn refused(&mut self, id: Option<&str>, code: ResetCode, reason: String) {
-        let Some(flight) = id.and_then(|id| self.in_flight.remove(id)) else {
-            self.unmatched_answer(id, code.as_str());
-            return;
-        };
-        let mut pending = flight.pending;
-        pending.refusals += 1;
-        let since = *self
-            .refused_since
-            .entry(pending.message.key.clone())
-            .or_insert(self.acks);
-        let accepted_others = self.acks > since;
-        if pending.refusals >= self.settings.max_attempts && accepted_others {
-            tracing::warn!(
-                message_id = %pending.message.message_id,
-                %code,
-                %reason,
-                attempts = pending.refusals,
-                "RESET keeps refusing a message while it accepts others: giving it up"
-            );
-            self.deliver(pending, Fate::GaveUp { code, reason });
-            return;
-        }
-        tracing::debug!(message_id = %pending.message.message_id, %code, refusals = pending.refusals, "sending again later");
-        let due = Instant::now() + self.backoff_for(pending.refusals);
-        self.retries.push(Retry { due, pending });
-    }
-
-    /// Messages whose answer is overdue. When the connection said anything
-    /// since one was sent, that one alone is sent again; when it said
-    /// nothing at all, the connection is taken for dead.
-    fn timed_out(&mut self) -> Option<String> {
-        let now = Instant::now();
-        let overdue: Vec<String> = self
-            .in_flight
-            .iter()
-            .filter(|(_, f)| f.deadline <= now)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in overdue {
-            let flight = &self.in_flight[&id];
-            if self.last_reply <= flight.sent {
-                return Some(format!("no answer within {:?}", self.settings.ack_timeout));
-            }
-            let flight = self.in_flight.remove(&id).expect("overdue is in flight");
-            tracing::debug!(message_id = %id, "no answer in time: sending again");
-            self.retries.push(Retry {
-                due: now,
-                pending: flight.pending,
-            });
-        }
-        None
-    }
-
-    /// Retries that are due go to the front of their monitor's queue.
-    fn retry_due(&mut self) {
-        let now = Instant::now();
-        let (due, waiting): (Vec<Retry>, Vec<Retry>) = std::mem::take(&mut self.retries)
-            .into_iter()
-            .partition(|r| r.due <= now);
-        self.retries = waiting;
-        for retry in due {
-            let mut pending = retry.pending;
-            pending.resends += 1;
-            let key = pending.message.key.clone();
-            self.queues
-                .entry(key.clone())
-                .or_default()
-                .push_front(pending);
-            self.busy.remove(&key);
-            self.ready.push_front(key);
-        }
-    }
-
-    fn unmatched_answer(&mut self, id: Option<&str>, code: &str) {
-        if self.unmatched.fetch_add(1, Ordering::Relaxed) == 0 {
-            tracing::warn!(message_id = ?id, code, "an answer of RESET names no message in flight (logged once; counted)");
-        }
-    }
-
-    fn settle(&mut self, id: Option<&str>, fate: Fate) {
-        // An answer for a message no longer in flight (a late duplicate) changes nothing.
-        let Some(done) = id.and_then(|id| self.in_flight.remove(id)) else {
-            self.unmatched_answer(id, "");
-            return;
-        };
-        self.deliver(done.pending, fate);
-    }
-
-    /// Reports a message's fate; its monitor's next message may go.
-    fn deliver(&mut self, pending: Pending, fate: Fate) {
-        // No longer held once its fate is told: `Publisher::held` counts it
-        // out before the delivery reaches the caller.
-        let Pending {
-            message,
-            resends,
-            _held: held,
-            ..
-        } = pending;
-        drop(held);
-        if !matches!(fate, Fate::GaveUp { .. }) {
-            self.refused_since.remove(&message.key);
-        }
-        self.busy.remove(&message.key);
-        if self.queues.contains_key(&message.key) {
-            self.ready.push_back(message.key.clone());
-        }
-        let refused_payload = (fate != Fate::Acknowledged).then_some(message.payload);
-        let _ = self.deliveries.send(Delivery {
-            message_id: message.message_id,
-            key: message.key,
-            fate,
-            resends,
-            refused_payload,
-        });
-    }
-
-    /// Drops the `readings` messages with these ids that wait, queued or
-    /// for a retry; those in flight are answered as usual. No delivery is
-    /// reported. `monitors` messages are sent all the same: the caller
-    /// counts a monitor as announced once it handed its message over, and
-    /// its later readings must not reach RESET before it.
-    fn cancel(&mut self, ids: &HashSet<String>) {
-        let cancelled =
-            |m: &Outgoing| m.event == EventName::Readings && ids.contains(&m.message_id);
-        for queue in self.queues.values_mut() {
-            queue.retain(|p| !cancelled(&p.message));
-        }
-        self.queues.retain(|_, q| !q.is_empty());
-        let (cancelled, waiting): (Vec<Retry>, Vec<Retry>) = std::mem::take(&mut self.retries)
-            .into_iter()
-            .partition(|r| cancelled(&r.pending.message));
-        self.retries = waiting;
-        for retry in cancelled {
-            self.busy.remove(&retry.pending.message.key);
-        }
-        self.rebuild_ready();
-    }
-
-    /// Unanswered messages go back to the front of their key's queue.
-    fn requeue_in_flight(&mut self) {
-        for (_, flight) in self.in_flight.drain() {
-            let key = flight.pending.message.key.clone();
-            self.queues
-                .entry(key)
-                .or_default()
-                .push_front(flight.pending);
-        }
-        // Monitors whose message waits for a retry stay busy: their later
-        // messages must not overtake it.
-        self.busy = self
-            .retries
-            .iter()
-            .map(|r| r.pending.message.key.clone())
-            .collect();
-        self.rebuild_ready();
-    }
-
-    /// Every key with a waiting message and nothing in flight or waiting
-    /// for a retry is ready.
-    fn rebuild_ready(&mut self) {
-        self.ready = self
-            .queues
-            .keys()
-            .filter(|k| !self.busy.contains(*k))
-            .cloned()
-            .collect();
-    }
-
-    /// An exponential backoff with jitter: between half and all of
-    /// `backoff_min` × 2^`failures`, at most `backoff_max`.
-    fn backoff_for(&self, failures: u32) -> Duration {
-        let s = &self.settings;
-        let exp = s.backoff_min.saturating_mul(1 << failures.min(16));
-        let cap = exp.min(s.backoff_max);
-        rand::rng().random_range(cap / 2..=cap)
-    }
-
-    async fn backoff(&self) {
-        tokio::time::sleep(self.backoff_for(self.failures)).await;
     }
 }
 

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# The live JSON path against Pathway on the same topic. A local tansu
+# broker (in memory) holds RECORDS JSON events in 3 partitions (default
+# 1,500,000: 1,000 air monitors, five measurements each, written by
+# `reset-pipeline produce`).
+# Then, ROUNDS times in turn (default 3), each in a group of its own:
+# `reset-pipeline run` (publishing to the built-in emulator) until its
+# metrics count every record consumed; and a Pathway program reading the topic with its JSON field
+# paths into half-hour event-time means per monitor, until its windows
+# have counted every record. Times are from each process's start. Both
+# read with `fetch.wait.max.ms` 10 (tansu holds every fetch that long, even
+# with records to return: librdkafka's 500 ms default makes both wait on
+# the broker, about 75,000 records/s here). Pathway
+# comes from PyPI into a throwaway virtualenv (or give PATHWAY_PYTHON).
+# Outside CI. Usage: scripts/json_live_vs_pathway.sh [path/to/reset-pipeline]
+set -euo pipefail
+bin=$(realpath "${1:-target/release/reset-pipeline}")
+records=${RECORDS:-1500000}
+rounds=${ROUNDS:-3}
+tansu=${TANSU_BIN:-$HOME/.cache/reset-pipeline/tansu/bin/tansu}
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+. "$(dirname "$0")/fleet.sh"
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+
+python=${PATHWAY_PYTHON:-}
+if [ -z "$python" ]; then
+  python3 -m venv "$dir/venv"
+  "$dir/venv/bin/pip" install --quiet pathway==0.33.0
+  python="$dir/venv/bin/python"
+fi
+
+fleet 1000 "$dir/monitors.yaml"
+events 1000 "$records" "$dir/events.jsonl"
+kafka=$(free_port)
+(cd "$dir" && exec "$tansu" broker --listener-url "tcp://127.0.0.1:$kafka" \
+  --advertised-listener-url "tcp://127.0.0.1:$kafka" --storage-engine memory://tansu/ \
+  >"$dir/tansu.log" 2>&1) &
+pids+=($!)
+wait_port "$kafka"
+reset=$(free_port)
+RESET_CLIENT_SECRET=s "$bin" emulator --listen "127.0.0.1:$reset" --client-id bench \
+  --client-secret s >"$dir/emulator.log" 2>&1 &
+pids+=($!)
+wait_port "$reset"
+
+config() { # config GROUP HTTP_PORT
+  cat <<YAML
+kafka: {bootstrap_servers: "127.0.0.1:$kafka", group_id: "$1", topics: [sensor-events],
+        properties: {fetch.wait.max.ms: "10"}}
+input: {format: json}
+windowing: {allowed_lateness: 10m, idle_timeout: 5m}
+reset: {url: "http://127.0.0.1:$reset", namespace: /v2, client_id: bench}
+monitors: {file: "$dir/monitors.yaml"}
+dead_letter: {topic: sensor-events.dlq}
+http: {listen: "127.0.0.1:$2"}
+YAML
+}
+for topic in sensor-events sensor-events.dlq; do
+  "$tansu" topic create --broker "tcp://127.0.0.1:$kafka" --partitions 3 "$topic" >/dev/null
+done
+config produce 0 >"$dir/produce.yaml"
+"$bin" produce --config "$dir/produce.yaml" --input "$dir/events.jsonl" 2>&1 | tail -1
+
+cat >"$dir/means.py" <<'PY'
+import datetime, os, sys, time
+import pathway as pw
+
+records, kafka, group = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+
+class Event(pw.Schema):
+    connection_id: str
+    event_time: str
+    measurements: pw.Json
+
+events = pw.io.kafka.read(
+    {"bootstrap.servers": kafka, "group.id": group, "auto.offset.reset": "earliest",
+     "fetch.wait.max.ms": "10"},
+    topic="sensor-events", format="json", schema=Event, autocommit_duration_ms=100)
+values = {p: pw.unwrap(pw.this.measurements[i]["value"].as_float())
+          for i, p in enumerate(["pm2p5", "tvoc", "co2", "temp", "rh"])}
+samples = events.select(
+    connection_id=pw.this.connection_id,
+    at=pw.this.event_time.dt.strptime("%Y-%m-%dT%H:%M:%S.%fZ"), **values)
+means = samples.windowby(
+    pw.this.at, window=pw.temporal.tumbling(duration=datetime.timedelta(minutes=30)),
+    instance=pw.this.connection_id,
+).reduce(
+    connection_id=pw.this._pw_instance, start=pw.this._pw_window_start,
+    n=pw.reducers.count(),
+    **{p: pw.reducers.avg(pw.this[p]) for p in values})
+counted = 0
+def on_change(key, row, time, is_addition):
+    global counted
+    counted += row["n"] if is_addition else -row["n"]
+    if counted == records:
+        print("all counted", flush=True)
+        os._exit(0)
+pw.io.subscribe(means, on_change)
+pw.run(monitoring_level=pw.MonitoringLevel.NONE)
+PY
+
+metric() { curl -sf "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m { s += $2 } END { printf "%d", s }'; }
+for round in $(seq "$rounds"); do
+  http=$(free_port)
+  config "bench-$round" "$http" >"$dir/run.yaml"
+  start=$(now)
+  RESET_CLIENT_SECRET=s "$bin" run --config "$dir/run.yaml" >"$dir/run.log" 2>&1 &
+  run=$!
+  until [ "$(metric "$http" reset_pipeline_records_consumed_total 2>/dev/null || echo 0)" -ge "$records" ]; do
+    kill -0 "$run" || { tail "$dir/run.log"; exit 1; }
+    sleep 0.02
+  done
+  consumed=$(since "$start")
+  kill -TERM "$run"; wait "$run" || true
+  start=$(now)
+  timeout 600 "$python" "$dir/means.py" "$records" "127.0.0.1:$kafka" "pathway-$round" >"$dir/pathway.log" 2>&1 ||
+    { tail "$dir/pathway.log"; exit 1; }
+  pathway=$(since "$start")
+  awk -v r="$round" -v c="$consumed" -v p="$pathway" 'BEGIN {
+    printf "round %d: run consumed every record in %s s, Pathway counted every record in %s s: %.1fx\n", r, c, p, p / c }'
+done
