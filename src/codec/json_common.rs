@@ -221,8 +221,10 @@ impl<'a> Scanner<'a> {
         self.skip_space();
         if self.peek()? == b'"' {
             let text = self.string()?;
-            let time = chrono::DateTime::parse_from_rfc3339(text).ok()?;
-            return Some(time.timestamp_millis());
+            return utc_millis(text.as_bytes()).or_else(|| {
+                let time = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+                Some(time.timestamp_millis())
+            });
         }
         let number = self.number()?;
         let negative_zero = number.negative && number.significand == 0;
@@ -392,6 +394,70 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// Epoch milliseconds of a time in the form `produce` writes,
+/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, of a date that exists and a second
+/// below 60; `None` for any other text (chrono's RFC 3339 parser then
+/// reads it, and answers alike where this does).
+fn utc_millis(text: &[u8]) -> Option<i64> {
+    let digits = |at: usize, count: usize| -> Option<i64> {
+        let part = text.get(at..at + count)?;
+        part.iter().try_fold(0i64, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
+        })
+    };
+    let at = |i: usize, b: u8| text.get(i) == Some(&b);
+    let shape = at(4, b'-') && at(7, b'-') && at(10, b'T') && at(13, b':') && at(16, b':');
+    if !shape || text.last() != Some(&b'Z') {
+        return None;
+    }
+    let (year, month, day) = (digits(0, 4)?, digits(5, 2)?, digits(8, 2)?);
+    let (hour, minute, second) = (digits(11, 2)?, digits(14, 2)?, digits(17, 2)?);
+    let millis = match &text[19..text.len() - 1] {
+        [] => 0,
+        [b'.', fraction @ ..] if (1..=9).contains(&fraction.len()) => {
+            digits(20, fraction.len())?;
+            let taken = fraction.len().min(3);
+            digits(20, taken)? * 10i64.pow(3 - taken as u32)
+        }
+        _ => return None,
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let valid = (1..=12).contains(&month)
+        && (1..=month_days[month as usize - 1]).contains(&day)
+        && hour < 24
+        && minute < 60
+        && second < 60;
+    if !valid {
+        return None;
+    }
+    // Days from 1970-01-01 to the date (proleptic Gregorian, from March).
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * m + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
+}
+
 /// A number's parts: `±significand × 10^exponent`; `fractional` when it
 /// was written with a fraction or an exponent (serde reads it as a double).
 struct Number {
@@ -453,6 +519,33 @@ mod tests {
             "",
         ] {
             assert!(common(text).is_none(), "{text} should be left to serde");
+        }
+    }
+
+    #[test]
+    fn times_in_produces_form_are_read_without_chrono() {
+        for (text, expect) in [
+            ("2026-03-15T00:00:00.000Z", "2026-03-15T00:00:00Z"),
+            ("1969-12-31T23:59:59.999Z", "1969-12-31T23:59:59.999Z"),
+            ("2024-02-29T12:30:05.5Z", "2024-02-29T12:30:05.500Z"),
+            ("0001-01-01T00:00:00.123456789Z", "0001-01-01T00:00:00.123Z"),
+        ] {
+            let chrono = chrono::DateTime::parse_from_rfc3339(expect).unwrap();
+            assert_eq!(
+                utc_millis(text.as_bytes()),
+                Some(chrono.timestamp_millis()),
+                "{text}"
+            );
+        }
+        for text in [
+            "2023-02-29T00:00:00Z",
+            "2026-03-15T24:00:00Z",
+            "2026-03-15T23:59:60Z",
+            "2026-03-15T00:00:00+08:00",
+            "2026-03-15 00:00:00Z",
+            "2026-03-15T00:00:00.Z",
+        ] {
+            assert_eq!(utc_millis(text.as_bytes()), None, "{text}");
         }
     }
 
@@ -599,6 +692,29 @@ mod tests {
                 if let Some(event) = common(&text) {
                     let serde = decode_json(text.as_bytes()).map(|e| format!("{e:?}"));
                     prop_assert_eq!(Ok(format!("{event:?}")), serde, "{}", text);
+                }
+            }
+
+            /// Wherever the reader of `produce`'s time form answers, chrono's
+            /// RFC 3339 parser gives the same milliseconds.
+            #[test]
+            fn times_read_as_chrono_reads_them(
+                year in prop_oneof![4 => "[0-9]{4}", 1 => "(1900|2000|2100|2024|2023|1970|0000)"],
+                date in prop_oneof![
+                    3 => "-(0[0-9]|1[0-3])-([0-2][0-9]|3[0-2])",
+                    1 => "-02-(28|29)",
+                    1 => "-12-31",
+                ],
+                separator in prop_oneof![8 => Just("T"), 1 => Just("t"), 1 => Just(" ")],
+                time in "([01][0-9]|2[0-4]):[0-6][0-9]:[0-6][0-9]",
+                fraction in prop::option::of("\\.[0-9]{0,10}"),
+                zone in prop_oneof![8 => Just("Z"), 1 => Just("z"), 1 => Just("+00:00")],
+            ) {
+                let fraction = fraction.unwrap_or_default();
+                let text = format!("{year}{date}{separator}{time}{fraction}{zone}");
+                if let Some(ms) = utc_millis(text.as_bytes()) {
+                    let chrono = chrono::DateTime::parse_from_rfc3339(&text).map(|t| t.timestamp_millis());
+                    prop_assert_eq!(Ok(ms), chrono.map_err(|e| e.to_string()), "{}", text);
                 }
             }
 
