@@ -610,18 +610,18 @@ mod tests {
                 space(),
             )
                 .prop_map(|(parameter, value, unit, sp)| {
-                    let mut fields = Vec::new();
-                    if let Some(p) = parameter {
-                        fields.push(format!("\"parameter\"{sp}:{sp}\"{p}\""));
-                    }
-                    if let Some(v) = value {
-                        fields.push(format!("\"value\":{sp}{v}"));
-                    }
-                    if let Some(u) = unit {
-                        fields.push(format!("\"unit\":{u}"));
-                    }
-                    format!("{{{}}}", fields.join(","))
+                    object(vec![
+                        parameter.map(|p| format!("\"parameter\"{sp}:{sp}\"{p}\"")),
+                        value.map(|v| format!("\"value\":{sp}{v}")),
+                        unit.map(|u| format!("\"unit\":{u}")),
+                    ])
                 })
+        }
+
+        /// A JSON object of the fields given.
+        fn object(fields: Vec<Option<String>>) -> String {
+            let fields: Vec<String> = fields.into_iter().flatten().collect();
+            format!("{{{}}}", fields.join(","))
         }
 
         fn event_text() -> impl Strategy<Value = String> {
@@ -653,26 +653,17 @@ mod tests {
             )
                 .prop_map(
                     |(id, time, channel, measurements, bin, sp, reversed, tail)| {
-                        let mut fields = Vec::new();
-                        if let Some(id) = id {
-                            fields.push(format!("\"connection_id\":{sp}\"{id}\""));
-                        }
-                        if let Some(t) = time {
-                            fields.push(format!("\"event_time\":{t}"));
-                        }
-                        if let Some(c) = channel {
-                            fields.push(format!("{sp}\"channel_id\":{c}"));
-                        }
-                        if let Some(m) = measurements {
-                            fields.push(format!("\"measurements\":[{}]", m.join(",")));
-                        }
-                        if let Some(b) = bin {
-                            fields.push(format!("\"bin_emptied\":{b}{sp}"));
-                        }
+                        let mut fields = vec![
+                            id.map(|id| format!("\"connection_id\":{sp}\"{id}\"")),
+                            time.map(|t| format!("\"event_time\":{t}")),
+                            channel.map(|c| format!("{sp}\"channel_id\":{c}")),
+                            measurements.map(|m| format!("\"measurements\":[{}]", m.join(","))),
+                            bin.map(|b| format!("\"bin_emptied\":{b}{sp}")),
+                        ];
                         if reversed {
                             fields.reverse();
                         }
-                        format!("{{{}}}{tail}", fields.join(","))
+                        format!("{}{tail}", object(fields))
                     },
                 )
         }
