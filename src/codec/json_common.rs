@@ -13,30 +13,16 @@ pub(super) fn decode_common(bytes: &[u8], event: &mut SensorEvent) -> Option<()>
     // Text that is not UTF-8 is not JSON either: serde's decoder says why.
     let text = std::str::from_utf8(bytes).ok()?;
     let mut s = Scanner::new(text);
-    let mut seen = Seen::default();
-    s.open(b'{')?;
-    loop {
-        let key = s.key(&EVENT_KEYS)?;
-        seen.once(key)?;
+    let seen = s.object(&EVENT_KEYS, |s, key| {
         match key {
-            CONNECTION_ID => {
-                set_string(&mut event.connection_id, s.string()?);
-            }
-            EVENT_TIME => {
-                event.event_time = s.event_time()?;
-            }
-            CHANNEL_ID => {
-                s.optional_string(&mut event.channel_id)?;
-            }
-            MEASUREMENTS => {
-                s.measurements(&mut event.measurements)?;
-            }
+            CONNECTION_ID => set_string(&mut event.connection_id, s.string()?),
+            EVENT_TIME => event.event_time = s.event_time()?,
+            CHANNEL_ID => s.optional_string(&mut event.channel_id)?,
+            MEASUREMENTS => s.measurements(&mut event.measurements)?,
             _ => event.bin_emptied = s.boolean()?,
         }
-        if s.close_or_next(b'}')? {
-            break;
-        }
-    }
+        Some(())
+    })?;
     s.end()?;
     (seen.has(CONNECTION_ID) && seen.has(EVENT_TIME) && seen.has(MEASUREMENTS)).then_some(())?;
     if !seen.has(CHANNEL_ID) {
@@ -340,6 +326,27 @@ impl<'a> Scanner<'a> {
         })
     }
 
+    /// An object (after space) of some of `keys`, each at most once:
+    /// `value` reads the value of each key met, by its index. The keys
+    /// seen; `None` for any other key, a repeated one, or a value `value`
+    /// leaves to serde.
+    fn object(
+        &mut self,
+        keys: &[&[u8]],
+        mut value: impl FnMut(&mut Self, usize) -> Option<()>,
+    ) -> Option<Seen> {
+        let mut seen = Seen::default();
+        self.open(b'{')?;
+        loop {
+            let key = self.key(keys)?;
+            seen.once(key)?;
+            value(self, key)?;
+            if self.close_or_next(b'}')? {
+                return Some(seen);
+            }
+        }
+    }
+
     /// The measurements, each reused from `to` where it has one.
     fn measurements(&mut self, to: &mut Vec<Measurement>) -> Option<()> {
         self.open(b'[')?;
@@ -369,20 +376,14 @@ impl<'a> Scanner<'a> {
     }
 
     fn measurement(&mut self, to: &mut Measurement) -> Option<()> {
-        let mut seen = Seen::default();
-        self.open(b'{')?;
-        loop {
-            let key = self.key(&MEASUREMENT_KEYS)?;
-            seen.once(key)?;
+        let seen = self.object(&MEASUREMENT_KEYS, |s, key| {
             match key {
-                PARAMETER => set_string(&mut to.parameter, self.string()?),
-                VALUE => to.value = self.value()?,
-                _ => self.optional_string(&mut to.unit)?,
+                PARAMETER => set_string(&mut to.parameter, s.string()?),
+                VALUE => to.value = s.value()?,
+                _ => s.optional_string(&mut to.unit)?,
             }
-            if self.close_or_next(b'}')? {
-                break;
-            }
-        }
+            Some(())
+        })?;
         seen.has(PARAMETER).then_some(())?;
         if !seen.has(VALUE) {
             to.value = SampleValue::Null;
