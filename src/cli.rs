@@ -636,6 +636,7 @@ fn produce(path: &Path, input: &Path) -> Result<()> {
 }
 
 fn mock_kafka(topics: &[String]) -> Result<()> {
+    use rdkafka::types::RDKafkaApiKey;
     let cluster = rdkafka::mocking::MockCluster::new(1).context("cannot start the mock cluster")?;
     for t in topics {
         let (name, partitions) = t.rsplit_once(':').unwrap_or((t, "1"));
@@ -647,11 +648,23 @@ fn mock_kafka(topics: &[String]) -> Result<()> {
     println!("bootstrap {}", cluster.bootstrap_servers());
     // Runs until standard input closes (the test that started it ends or
     // kills it); the lines `down` and `up` take its broker down (every
-    // connection closed, new ones refused) and back up.
+    // connection closed, new ones refused) and back up; `refuse-writes`
+    // answers every produce request "not enough replicas" (as a cluster
+    // short of in-sync replicas does; librdkafka retries it) until
+    // `accept-writes`.
     for line in io::stdin().lines() {
         let done = match line?.trim() {
             "down" => cluster.broker_down(1),
             "up" => cluster.broker_up(1),
+            "refuse-writes" => {
+                let refusal = rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS;
+                cluster.request_errors(RDKafkaApiKey::Produce, &vec![refusal; 1_000_000]);
+                Ok(())
+            }
+            "accept-writes" => {
+                cluster.clear_request_errors(RDKafkaApiKey::Produce);
+                Ok(())
+            }
             other => {
                 eprintln!("mock-kafka: unknown command {other:?}");
                 Ok(())

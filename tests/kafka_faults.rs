@@ -8,12 +8,14 @@
 //! and SIGTERM in the outage drains in time and commits only what RESET
 //! acknowledged; the broker down for 10 s mid-run (the mock's broker set
 //! down, tansu killed and started again on its storage) is waited out,
-//! logged now and then, and the end is exact.
+//! logged now and then, and the end is exact; writes refused by the broker
+//! for a while (mock only) hold everything back, and the end is exact.
 
 #[macro_use]
 mod common;
 use common::kafka::*;
 use common::proxy::Proxy;
+use reset_pipeline::config::InputFormat;
 use reset_pipeline::emulator::EmulatorOptions;
 use reset_pipeline::synthetic::fleet;
 use serde_json::Value;
@@ -641,6 +643,70 @@ async fn a_flood_of_undecodable_records_is_dead_lettered_and_the_good_windows_ar
         "{kind:?}: {total} records ({FLOOD} undecodable) consumed in {took:.1?} after the first, {:.0} records/s",
         total / took.as_secs_f64()
     );
+}
+
+/// The broker refuses every write for a while (each produce request
+/// answered "not enough replicas", as a cluster short of in-sync replicas
+/// does): the announcements store cannot record the `monitors` messages,
+/// so nothing reaches RESET (every reading waits behind its monitor's
+/// description), and the progress cannot be written, so nothing is
+/// committed; the loop still reads the whole input and serves its metrics.
+/// Once writes are taken again, the end is exact. The records are JSON:
+/// this is also the broker test of the JSON input. Only on the mock: tansu
+/// cannot be told to refuse writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_refused_for_a_while_hold_everything_back_and_the_end_is_exact() {
+    let Setup {
+        mut broker,
+        emulator,
+        dir,
+        registry,
+    } = setup_with(BrokerKind::Mock, fleet(10), EmulatorOptions::default()).await;
+    let events = samples(&registry, 11, 120 * 4);
+    let expected = expected_rows(&registry, &events);
+    let total = events.len() as f64;
+    produce_as(&broker.bootstrap, InputFormat::Json, events).await;
+    let config = write_config(dir.path(), &broker.bootstrap, emulator.addr, "");
+    edit_config(&config, &[("format: avro", "format: json")]);
+    broker.refuse_writes();
+    let log = dir.path().join("pipeline.log");
+    let mut pipeline = Pipeline::start(&config, &log);
+    let metric = |pipeline: &Pipeline, name: &str| pipeline.metric(name).unwrap_or(0.0);
+    let held = wait_until(Duration::from_secs(120), || {
+        metric(&pipeline, "reset_pipeline_records_consumed_total{}") >= total
+            && metric(&pipeline, "reset_pipeline_waiting_for_store_messages{}") > 0.0
+    })
+    .await;
+    let messages = emulator.state.lock().unwrap().stats.messages;
+    assert!(
+        held,
+        "consumed {} of {total}, {} messages waiting for the store:\n{}",
+        metric(&pipeline, "reset_pipeline_records_consumed_total{}"),
+        metric(&pipeline, "reset_pipeline_waiting_for_store_messages{}"),
+        log_tail(&log)
+    );
+    assert_eq!(
+        messages, 0,
+        "messages reached RESET before the store recorded their monitors"
+    );
+    assert_eq!(metric(&pipeline, "reset_pipeline_commits_total{}"), 0.0);
+    assert!(pipeline.is_running());
+
+    broker.accept_writes();
+    assert_reset_receives(&emulator, expected.len(), Duration::from_secs(120)).await;
+    assert!(
+        wait_until(Duration::from_secs(60), || metric(
+            &pipeline,
+            "reset_pipeline_commits_total{}"
+        ) > 0.0)
+        .await,
+        "nothing committed once writes were taken:\n{}",
+        log_tail(&log)
+    );
+    assert!(pipeline.terminate().success());
+    assert_eq!(emulator_rows(&emulator.state.lock().unwrap()), expected);
+    let stats = emulator.state.lock().unwrap().stats.clone();
+    assert_eq!(stats.conflicting_resends, 0, "{stats:?}");
 }
 
 /// Produces `count` records that are no event in any format, one key.

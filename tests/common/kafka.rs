@@ -130,6 +130,17 @@ impl Broker {
         }
     }
 
+    /// The mock answers every produce request "not enough replicas" until
+    /// `accept_writes` (tansu has no such fault).
+    pub fn refuse_writes(&mut self) {
+        assert_eq!(self.kind, BrokerKind::Mock, "only the mock refuses writes");
+        self.tell_mock("refuse-writes");
+    }
+
+    pub fn accept_writes(&mut self) {
+        self.tell_mock("accept-writes");
+    }
+
     fn tell_mock(&mut self, command: &str) {
         use std::io::Write;
         let stdin = self
@@ -571,7 +582,14 @@ pub fn samples(
 
 /// Produces events to `sensor-events` in Avro, keyed by connection_id, as `produce` does.
 pub async fn produce_to(bootstrap: &str, events: Vec<SensorEvent>) {
-    reset_pipeline::produce::produce_events(&config_for(bootstrap), "sensor-events", events)
+    produce_as(bootstrap, InputFormat::Avro, events).await
+}
+
+/// Like `produce_to`, in another format.
+pub async fn produce_as(bootstrap: &str, format: InputFormat, events: Vec<SensorEvent>) {
+    let mut config = config_for(bootstrap);
+    config.input.format = format;
+    reset_pipeline::produce::produce_events(&config, "sensor-events", events)
         .await
         .unwrap();
 }
