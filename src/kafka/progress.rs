@@ -1,6 +1,7 @@
 //! The progress topic: one record per partition per commit, holding what a
 //! restart needs (offset, watermark, acknowledged-through), written before the
 //! offset is committed and read back, latest per partition, on assignment.
+//! Compacted, keyed by partition and owner epoch.
 //! Kept in a topic rather than in commit metadata because some
 //! Kafka-compatible brokers drop commit metadata.
 
@@ -13,7 +14,8 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The progress record format written today. Version 1 (no `v`, no
@@ -74,8 +76,32 @@ pub fn fold(known: &mut HashMap<(String, i32), Stored>, record: ProgressRecord) 
     Folded::Applied
 }
 
-fn key(topic: &str, partition: i32) -> String {
-    format!("{topic}/{partition}")
+/// The key of an owner's records: one key per partition *and epoch*. The
+/// topic is compacted, which keeps the last record written under each key;
+/// under one key per partition, an earlier owner's write landing after the
+/// next owner's would be the one kept, and the epoch fencing would have
+/// nothing left to fence it with.
+fn key(topic: &str, partition: i32, epoch: u64) -> String {
+    format!("{topic}/{partition}/{epoch}")
+}
+
+/// What a record of `epoch` makes of the topic, key by key (a `None` value
+/// deletes the key under compaction): its own value, preceded, for an
+/// owner's first write, by deletions of the keys it supersedes (the single
+/// key per partition that earlier releases wrote, and the previous owner's), so
+/// that the topic keeps about one record per partition.
+fn keyed(record: &ProgressRecord, first: bool) -> Vec<(String, Option<String>)> {
+    let (topic, partition, epoch) = (&record.topic, record.partition, record.epoch);
+    let mut out = Vec::new();
+    if first {
+        out.push((format!("{topic}/{partition}"), None));
+        if let Some(previous) = epoch.checked_sub(1) {
+            out.push((key(topic, partition, previous), None));
+        }
+    }
+    let value = serde_json::to_string(record).expect("progress serializes");
+    out.push((key(topic, partition, epoch), Some(value)));
+    out
 }
 
 /// Writes progress records and waits until the broker has them.
@@ -83,6 +109,9 @@ fn key(topic: &str, partition: i32) -> String {
 pub struct ProgressWriter {
     producer: FutureProducer<Quiet>,
     topic: String,
+    /// The (topic, partition, epoch) of the owners this process wrote for,
+    /// whose predecessors' keys are deleted.
+    owners: Arc<Mutex<HashSet<(String, i32, u64)>>>,
 }
 
 impl ProgressWriter {
@@ -95,6 +124,7 @@ impl ProgressWriter {
         Ok(ProgressWriter {
             producer,
             topic: topic.to_string(),
+            owners: Default::default(),
         })
     }
 
@@ -103,21 +133,22 @@ impl ProgressWriter {
     /// multi-record batch to readers of this topic).
     pub async fn write(&self, records: &[ProgressRecord]) -> Result<(), WriteError> {
         for r in records {
-            let payload = serde_json::to_string(r).expect("progress serializes");
-            let k = key(&r.topic, r.partition);
-            self.producer
-                .send(
-                    FutureRecord::to(&self.topic)
-                        .key(&k)
-                        .payload(&payload)
-                        .partition(0),
-                    Duration::from_secs(10),
-                )
-                .await
-                .map_err(|(source, _)| WriteError {
-                    topic: self.topic.clone(),
-                    source,
-                })?;
+            let owner = (r.topic.clone(), r.partition, r.epoch);
+            let first = !self.owners.lock().expect("not poisoned").contains(&owner);
+            for (k, value) in keyed(r, first) {
+                let mut record = FutureRecord::to(&self.topic).key(&k).partition(0);
+                if let Some(value) = &value {
+                    record = record.payload(value);
+                }
+                self.producer
+                    .send(record, Duration::from_secs(10))
+                    .await
+                    .map_err(|(source, _)| WriteError {
+                        topic: self.topic.clone(),
+                        source,
+                    })?;
+            }
+            self.owners.lock().expect("not poisoned").insert(owner);
         }
         Ok(())
     }
@@ -168,7 +199,9 @@ impl ProgressReader {
             timeout,
             |m| match m.payload().map(serde_json::from_slice::<ProgressRecord>) {
                 Some(Ok(r)) => read.push(r),
-                _ => tracing::warn!(
+                // A superseded owner's key, deleted.
+                None => {}
+                Some(Err(_)) => tracing::warn!(
                     offset = m.offset(),
                     "an unreadable progress record: ignored"
                 ),
@@ -249,6 +282,50 @@ mod tests {
         let mut other = at(1, 5);
         other.partition = 1;
         assert_eq!(fold(&mut known, other), Folded::Applied);
+    }
+
+    /// What compaction leaves of a log: the last value written under each
+    /// key, in the order of the offsets kept; deleted keys are gone.
+    fn compacted(log: &[(String, Option<String>)]) -> Vec<ProgressRecord> {
+        let last: HashMap<&String, usize> =
+            log.iter().enumerate().map(|(i, (k, _))| (k, i)).collect();
+        log.iter()
+            .enumerate()
+            .filter(|(i, (k, _))| last[k] == *i)
+            .filter_map(|(_, (_, v))| v.as_deref().map(record))
+            .collect()
+    }
+
+    #[test]
+    fn after_compaction_the_latest_owner_still_fences_an_earlier_ones_late_write() {
+        let at = |epoch: u64, offset: u64| {
+            record(&format!(
+                r#"{{"v":2,"topic":"t","partition":0,"epoch":{epoch},"offset":{offset},"watermark":0,"acknowledged_through":0}}"#
+            ))
+        };
+        let mut log = Vec::new();
+        // A record of the one-key-per-partition releases, at epoch 1.
+        log.push((
+            "t/0".to_string(),
+            Some(serde_json::to_string(&at(1, 5)).unwrap()),
+        ));
+        log.extend(keyed(&at(2, 10), true));
+        log.extend(keyed(&at(2, 20), false));
+        // The next owner, then its predecessor's write, late: the last
+        // record written for the partition.
+        log.extend(keyed(&at(3, 20), true));
+        log.extend(keyed(&at(3, 25), false));
+        log.extend(keyed(&at(2, 30), false));
+        let kept = compacted(&log);
+        // One record per owner at most: the superseded keys are deleted.
+        let epochs: Vec<u64> = kept.iter().map(|r| r.epoch).collect();
+        assert_eq!(epochs, [3, 2]);
+        let mut known = HashMap::new();
+        for r in kept {
+            fold(&mut known, r);
+        }
+        let latest = &known[&("t".to_string(), 0)];
+        assert_eq!((latest.epoch, latest.progress.offset), (3, 25));
     }
 
     #[test]
