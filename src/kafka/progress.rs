@@ -262,13 +262,15 @@ mod tests {
         assert_eq!(written["offset"], 7);
     }
 
+    /// Partition 0 of topic `t` at `offset`, written by the owner of `epoch`.
+    fn at(epoch: u64, offset: u64) -> ProgressRecord {
+        record(&format!(
+            r#"{{"v":2,"topic":"t","partition":0,"epoch":{epoch},"offset":{offset},"watermark":0,"acknowledged_through":0}}"#
+        ))
+    }
+
     #[test]
     fn a_later_owner_fences_an_earlier_ones_late_write() {
-        let at = |epoch: u64, offset: u64| {
-            record(&format!(
-                r#"{{"v":2,"topic":"t","partition":0,"epoch":{epoch},"offset":{offset},"watermark":0,"acknowledged_through":0}}"#
-            ))
-        };
         let mut known = HashMap::new();
         assert_eq!(fold(&mut known, at(1, 10)), Folded::Applied);
         // The next owner resumes from offset 10 and writes epoch 2 at once.
@@ -298,11 +300,6 @@ mod tests {
 
     #[test]
     fn after_compaction_the_latest_owner_still_fences_an_earlier_ones_late_write() {
-        let at = |epoch: u64, offset: u64| {
-            record(&format!(
-                r#"{{"v":2,"topic":"t","partition":0,"epoch":{epoch},"offset":{offset},"watermark":0,"acknowledged_through":0}}"#
-            ))
-        };
         let mut log = Vec::new();
         // A record of the one-key-per-partition releases, at epoch 1.
         log.push((
