@@ -85,22 +85,23 @@ fn key(topic: &str, partition: i32, epoch: u64) -> String {
     format!("{topic}/{partition}/{epoch}")
 }
 
-/// What a record of `epoch` makes of the topic, key by key (a `None` value
-/// deletes the key under compaction): its own value, preceded, for an
-/// owner's first write, by deletions of the keys it supersedes (the single
-/// key per partition that earlier releases wrote, and the previous owner's), so
-/// that the topic keeps about one record per partition.
+/// What a record of `epoch` makes of the topic, in order, key by key (a
+/// `None` value deletes the key under compaction): its own value, then, for
+/// an owner's first write, deletions of the keys it supersedes (the single
+/// key per partition that earlier releases wrote, and the previous
+/// owner's), so that the topic keeps about one record per partition. The
+/// value goes first: a crash between the writes leaves a key too many,
+/// never a partition without progress once compaction has run.
 fn keyed(record: &ProgressRecord, first: bool) -> Vec<(String, Option<String>)> {
     let (topic, partition, epoch) = (&record.topic, record.partition, record.epoch);
-    let mut out = Vec::new();
+    let value = serde_json::to_string(record).expect("progress serializes");
+    let mut out = vec![(key(topic, partition, epoch), Some(value))];
     if first {
         out.push((format!("{topic}/{partition}"), None));
         if let Some(previous) = epoch.checked_sub(1) {
             out.push((key(topic, partition, previous), None));
         }
     }
-    let value = serde_json::to_string(record).expect("progress serializes");
-    out.push((key(topic, partition, epoch), Some(value)));
     out
 }
 
@@ -317,6 +318,19 @@ mod tests {
         // One record per owner at most: the superseded keys are deleted.
         let epochs: Vec<u64> = kept.iter().map(|r| r.epoch).collect();
         assert_eq!(epochs, [3, 2]);
+        // A crash anywhere in the next owner's first write: compaction
+        // still leaves the latest owner's progress.
+        let first = keyed(&at(4, 25), true);
+        for written in 0..=first.len() {
+            let mut crashed = log.clone();
+            crashed.extend_from_slice(&first[..written]);
+            let mut known = HashMap::new();
+            for r in compacted(&crashed) {
+                fold(&mut known, r);
+            }
+            let latest = &known[&("t".to_string(), 0)];
+            assert!(latest.epoch >= 3, "{written} writes: {latest:?}");
+        }
         let mut known = HashMap::new();
         for r in kept {
             fold(&mut known, r);
