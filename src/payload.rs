@@ -309,7 +309,7 @@ pub struct Announcements {
 
 impl Announcements {
     /// The latest message of the monitor, and whether this run sent it.
-    fn latest(&self, connection_id: &str) -> Option<(&Announced, bool)> {
+    pub(crate) fn latest(&self, connection_id: &str) -> Option<(&Announced, bool)> {
         let told = self.told.get(connection_id);
         let known = self.known.get(connection_id);
         match (told, known) {

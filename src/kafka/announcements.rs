@@ -1,13 +1,13 @@
-//! The announcements store: a compacted topic keyed by `connection_id` that
-//! holds, per monitor, the last `monitors` message sent (recorded before it
-//! leaves) or acknowledged: its description, version, action and message id,
-//! and the monitor's earlier shapes (`payload::Announced`, as JSON). Read
-//! whole at start and followed, so
-//! that a restarted pipeline, or a replica given a monitor's partition,
-//! sends `modify` only for a description RESET may not hold, and nothing
-//! for one it does. Keyed by monitor, not by input partition: partition
-//! counts may change. One write in flight at a time, so that the records of
-//! a monitor land in the order written.
+//! The announcements store: a compacted topic that holds, per monitor, the
+//! last `monitors` message sent (recorded before it leaves) or acknowledged:
+//! its description, version, action and message id, and the monitor's
+//! earlier shapes (`payload::Announced`, as JSON). Read whole at start and
+//! followed, so that a restarted pipeline, or a replica given a monitor's
+//! partition, sends `modify` only for a description RESET may not hold, and
+//! nothing for one it does. Keyed by monitor and version
+//! (`connection_id/v3`), not by input partition: partition counts may
+//! change. One write in flight at a time, so that the records of a monitor
+//! land in the order written.
 
 use super::followed::{FollowedTopic, TopicRecord};
 use super::quiet::Quiet;
@@ -16,6 +16,8 @@ use crate::payload::Announced;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The format of the store's records: `v` is 3. Version 2 had no `shapes`
@@ -39,6 +41,95 @@ pub struct AnnouncementStore {
 pub struct AnnouncementWriter {
     producer: FutureProducer<Quiet>,
     topic: String,
+    keys: Arc<Mutex<StoreKeys>>,
+}
+
+/// The keys that hold a record in the store, per monitor, as read and as
+/// written: which keys a new record supersedes.
+///
+/// Compaction keeps the last record written under each key. Were a
+/// monitor's records all under one key, a replica's late write of an
+/// earlier version (its answer arriving after the monitor's partition
+/// moved on) would be the one record kept, and a restart would take RESET
+/// to hold that earlier description. Under one key per version, the
+/// latest version stays beside it, and the reader takes the latest. A
+/// record is written first, then deletions of the monitor's other keys
+/// whose versions are not higher (a crash between them leaves a key too
+/// many, never a monitor without its latest record), so the topic keeps
+/// about one record per monitor.
+#[derive(Default)]
+struct StoreKeys {
+    /// Each live key's monitor and version.
+    live: HashMap<String, (String, u64)>,
+    /// Each monitor's live keys.
+    of_monitor: HashMap<String, Vec<String>>,
+}
+
+impl StoreKeys {
+    /// Takes note of records read from the store, and parses them.
+    fn observe(&mut self, records: &[TopicRecord]) -> Vec<Announced> {
+        let mut announced = Vec::new();
+        for record in records {
+            let Some(key) = &record.key else {
+                announced.extend(parse(record));
+                continue;
+            };
+            match parse(record) {
+                Some(a) => {
+                    self.insert(key, &a.connection_id, a.version);
+                    announced.push(a);
+                }
+                None if record.value.is_none() => self.remove(key),
+                None => {}
+            }
+        }
+        announced
+    }
+
+    fn insert(&mut self, key: &str, monitor: &str, version: u64) {
+        let entry = (monitor.to_string(), version);
+        if self.live.insert(key.to_string(), entry).is_none() {
+            let keys = self.of_monitor.entry(monitor.to_string()).or_default();
+            keys.push(key.to_string());
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        let Some((monitor, _)) = self.live.remove(key) else {
+            return;
+        };
+        if let Some(keys) = self.of_monitor.get_mut(&monitor) {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                self.of_monitor.remove(&monitor);
+            }
+        }
+    }
+
+    /// The writes that record `announced`: its record under its own key,
+    /// then deletions of the monitor's keys it supersedes, taken out of
+    /// the live keys at once so that they are deleted once.
+    fn writes(&mut self, announced: Announced) -> Vec<(String, Option<String>)> {
+        let key = format!("{}/v{}", announced.connection_id, announced.version);
+        let (monitor, version) = (announced.connection_id.clone(), announced.version);
+        let value = serde_json::to_string(&StoredAnnouncement { v: 3, announced })
+            .expect("an announcement serializes");
+        let superseded: Vec<String> = self
+            .of_monitor
+            .get(&monitor)
+            .into_iter()
+            .flatten()
+            .filter(|k| **k != key && self.live[*k].1 <= version)
+            .cloned()
+            .collect();
+        let mut writes = vec![(key.clone(), Some(value))];
+        for old in superseded {
+            self.remove(&old);
+            writes.push((old, None));
+        }
+        self.insert(&key, &monitor, version);
+        writes
+    }
 }
 
 impl AnnouncementStore {
@@ -56,17 +147,21 @@ impl AnnouncementStore {
             .set("max.in.flight.requests.per.connection", "1")
             .create_with_context(Quiet)
             .map_err(|e| e.to_string())?;
+        let mut keys = StoreKeys::default();
+        let announced = keys.observe(&records);
         let writer = AnnouncementWriter {
             producer,
             topic: topic.to_string(),
+            keys: Arc::new(Mutex::new(keys)),
         };
         let store = AnnouncementStore { follower, writer };
-        Ok((store, parse_all(&records)))
+        Ok((store, announced))
     }
 
     /// What others (or this process) wrote since the last call, without waiting.
     pub fn poll_new(&self) -> Vec<Announced> {
-        parse_all(&self.follower.poll_new())
+        let records = self.follower.poll_new();
+        self.writer.keys().observe(&records)
     }
 
     /// Writes an acknowledged message, beside the caller. A write the
@@ -89,21 +184,28 @@ impl AnnouncementStore {
 }
 
 impl AnnouncementWriter {
+    fn keys(&self) -> std::sync::MutexGuard<'_, StoreKeys> {
+        self.keys.lock().expect("not poisoned")
+    }
+
     /// Writes records; the future ends when the broker has them all.
     pub fn store(
         &self,
         records: Vec<Announced>,
     ) -> impl std::future::Future<Output = Result<(), WriteError>> + Send + 'static {
         let topic = self.topic.clone();
-        let writes: Vec<_> = records
-            .into_iter()
-            .map(|announced| {
-                let key = announced.connection_id.clone();
-                let payload = serde_json::to_string(&StoredAnnouncement { v: 3, announced })
-                    .expect("an announcement serializes");
-                self.producer
-                    .send_result(FutureRecord::to(&topic).key(&key).payload(&payload))
-                    .map_err(|(e, _)| e)
+        let keyed: Vec<_> = {
+            let mut keys = self.keys();
+            records.into_iter().flat_map(|a| keys.writes(a)).collect()
+        };
+        let writes: Vec<_> = keyed
+            .iter()
+            .map(|(key, value)| {
+                let mut record = FutureRecord::to(&topic).key(key);
+                if let Some(value) = value {
+                    record = record.payload(value);
+                }
+                self.producer.send_result(record).map_err(|(e, _)| e)
             })
             .collect();
         async move {
@@ -151,10 +253,6 @@ impl AnnouncementWriter {
     }
 }
 
-fn parse_all(records: &[TopicRecord]) -> Vec<Announced> {
-    records.iter().filter_map(parse).collect()
-}
-
 /// One record of the store; a broken one is logged and skipped (its
 /// monitor's description is then sent again, under the same id).
 fn parse(record: &TopicRecord) -> Option<Announced> {
@@ -180,20 +278,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn records_read_back_as_written_and_broken_ones_are_skipped() {
+    use crate::payload::Announcements;
+
+    fn announced(version: u64, acknowledged: bool) -> Announced {
         let yaml = "monitors:\n  - {connection_id: A, module: air, timezone: UTC, monitor_brand: B, monitor_sku: S, monitor_serial_id: X, parameters: {co2: ppm}}\n";
         let registry = crate::registry::Registry::parse(yaml, "m.yaml").unwrap();
-        let announced = Announced {
+        Announced {
             connection_id: "A".into(),
-            version: 3,
-            message_id: "rp_monitor_A_modify_v3_x".into(),
+            version,
+            message_id: format!("rp_monitor_A_modify_v{version}_x"),
             record: registry.get(0).record.clone(),
             action: crate::payload::MonitorAction::Create,
-            acknowledged: false,
+            acknowledged,
             held: false,
             shapes: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn records_read_back_as_written_and_broken_ones_are_skipped() {
+        let announced = announced(3, false);
         let json = serde_json::to_string(&StoredAnnouncement {
             v: 3,
             announced: announced.clone(),
@@ -227,6 +331,88 @@ mod tests {
                 ..record("")
             },
         ];
-        assert_eq!(parse_all(&records), vec![announced, acknowledged_modify]);
+        let read = StoreKeys::default().observe(&records);
+        assert_eq!(read, vec![announced, acknowledged_modify]);
+    }
+
+    type Log = Vec<(String, Option<String>)>;
+
+    /// A replica that reads the log whole, as at start.
+    fn replica(log: &Log) -> StoreKeys {
+        let mut keys = StoreKeys::default();
+        keys.observe(&as_records(
+            log.iter().map(|(k, v)| (k.as_str(), v.as_deref())),
+        ));
+        keys
+    }
+
+    fn as_records<'a>(log: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> Vec<TopicRecord> {
+        log.map(|(k, v)| TopicRecord {
+            key: Some(k.to_string()),
+            value: v.map(|v| v.as_bytes().to_vec()),
+            location: "t/0@1".into(),
+        })
+        .collect()
+    }
+
+    /// The version RESET holds of monitor A, and whether it is known to be
+    /// acknowledged, by what a restart reads of the compacted log.
+    fn read_after_compaction(log: &Log) -> (u64, bool) {
+        let kept = crate::kafka::compacted(log);
+        let records = as_records(kept.iter().map(|(k, v)| (*k, Some(*v))));
+        let mut announcements = Announcements::default();
+        for a in StoreKeys::default().observe(&records) {
+            announcements.learn(&a);
+        }
+        let (latest, _) = announcements.latest("A").expect("A is known");
+        (latest.version, latest.acknowledged)
+    }
+
+    #[test]
+    fn after_compaction_a_late_write_of_an_earlier_version_hides_no_later_one() {
+        // A record of the one-key-per-monitor releases.
+        let mut log: Log = vec![(
+            "A".into(),
+            Some(
+                serde_json::to_string(&StoredAnnouncement {
+                    v: 3,
+                    announced: announced(1, true),
+                })
+                .unwrap(),
+            ),
+        )];
+        // The first replica sends version 2; the monitor's partition moves.
+        let mut first = replica(&log);
+        log.extend(first.writes(announced(2, false)));
+        // The second re-sends it, has it acknowledged, then sends and has
+        // acknowledged version 3.
+        let mut second = replica(&log);
+        let second_writes = [announced(2, true), announced(3, false), announced(3, true)];
+        for a in second_writes.clone() {
+            log.extend(second.writes(a));
+        }
+        // The first replica's answer to version 2 arrives late: the last
+        // record written for the monitor.
+        log.extend(first.writes(announced(2, true)));
+        assert_eq!(read_after_compaction(&log), (3, true));
+        // About one record per monitor: the late one beside the latest.
+        assert_eq!(crate::kafka::compacted(&log).len(), 2, "{log:?}");
+
+        // A crash at any point of the second replica's writes: a restart
+        // still reads at least what was known before them.
+        let mut before = log[..2].to_vec();
+        let mut second = replica(&before);
+        let mut known = read_after_compaction(&before);
+        for a in second_writes {
+            let writes = second.writes(a.clone());
+            for written in 0..=writes.len() {
+                let mut crashed = before.clone();
+                crashed.extend_from_slice(&writes[..written]);
+                let read = read_after_compaction(&crashed);
+                assert!(read >= known, "{written} writes of {a:?}: {read:?}");
+            }
+            before.extend(writes);
+            known = (a.version, a.acknowledged);
+        }
     }
 }

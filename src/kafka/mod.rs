@@ -23,3 +23,17 @@ pub use followed::{FollowedTopic, TopicRecord};
 pub use group_reader::{Assignment, GroupReader, Input, RecordBatch};
 pub use progress::{ProgressReader, ProgressWriter};
 pub use write_error::WriteError;
+
+/// What compaction leaves of a log of writes (key, value or deletion): the
+/// last value written under each key, in the order of the offsets kept;
+/// deleted keys are gone.
+#[cfg(test)]
+pub(crate) fn compacted(log: &[(String, Option<String>)]) -> Vec<(&str, &str)> {
+    let last: std::collections::HashMap<&String, usize> =
+        log.iter().enumerate().map(|(i, (k, _))| (k, i)).collect();
+    log.iter()
+        .enumerate()
+        .filter(|(i, (k, _))| last[k] == *i)
+        .filter_map(|(_, (k, v))| v.as_deref().map(|v| (k.as_str(), v)))
+        .collect()
+}

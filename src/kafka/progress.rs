@@ -287,16 +287,9 @@ mod tests {
         assert_eq!(fold(&mut known, other), Folded::Applied);
     }
 
-    /// What compaction leaves of a log: the last value written under each
-    /// key, in the order of the offsets kept; deleted keys are gone.
     fn compacted(log: &[(String, Option<String>)]) -> Vec<ProgressRecord> {
-        let last: HashMap<&String, usize> =
-            log.iter().enumerate().map(|(i, (k, _))| (k, i)).collect();
-        log.iter()
-            .enumerate()
-            .filter(|(i, (k, _))| last[k] == *i)
-            .filter_map(|(_, (_, v))| v.as_deref().map(record))
-            .collect()
+        let kept = crate::kafka::compacted(log);
+        kept.into_iter().map(|(_, v)| record(v)).collect()
     }
 
     #[test]
