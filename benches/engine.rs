@@ -13,7 +13,7 @@ use criterion::{
 use reset_pipeline::batch::Batch;
 use reset_pipeline::codec::{encode, encode_avro, Decoder};
 use reset_pipeline::config::{InputFormat, PushMode};
-use reset_pipeline::event::SensorEvent;
+use reset_pipeline::event::{ReusedEvent, SensorEvent};
 use reset_pipeline::pipeline::PartitionPipeline;
 use reset_pipeline::registry::Registry;
 use reset_pipeline::synthetic::{fleet, SampleStream};
@@ -150,7 +150,7 @@ fn decode_throughput(c: &mut Criterion, format: InputFormat, name: &str) {
     let mut group = events_group(c, name, 5);
     let mut stream = SampleStream::new(Arc::clone(&registry), START_MS, INTERVAL_MS, 7);
     let decoder = Decoder::new(format);
-    let mut event = SensorEvent::default();
+    let mut event = ReusedEvent::default();
     group.bench_function(BenchmarkId::new("decode_into", MONITORS), |b| {
         b.iter_custom(|iters| {
             timed_chunks(

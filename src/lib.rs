@@ -23,8 +23,8 @@
 //!
 //! Around them: [`config`] and [`problem`] for the user's files, [`parameter`]
 //! for RESET's vocabulary and units, [`cli`] for the command line,
-//! [`output_file`] for the files it writes and [`progress_line`] for how far
-//! a long command has come.
+//! [`output_file`] for the files it writes, [`progress_line`] for how far
+//! a long command has come, and [`short_eq`] for comparing short keys.
 
 pub mod batch;
 pub mod cli;
@@ -53,6 +53,7 @@ pub mod reject;
 pub mod replay;
 pub mod replay_publish;
 pub mod schema_registry;
+pub mod short_eq;
 pub mod sink;
 pub mod synthetic;
 pub mod throttle;

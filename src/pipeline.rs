@@ -6,7 +6,7 @@
 use crate::batch::{Batch, Batcher};
 use crate::codec::{DecodeError, Decoder};
 use crate::config::PushMode;
-use crate::event::SensorEvent;
+use crate::event::{ReusedEvent, SensorEvent};
 use crate::offsets::{OffsetTracker, Progress, Raise};
 use crate::payload::{Announced, Announcements, EventName, KeptShape};
 use crate::registry::{Monitor, MonitorId, Registry};
@@ -83,7 +83,7 @@ pub struct PartitionPipeline {
     /// Which closed windows (by end) are sent; all unless set (replay).
     keep: Option<Box<dyn Fn(i64) -> bool + Send>>,
     /// The event `record_bytes` decodes into.
-    decoded: SensorEvent,
+    decoded: ReusedEvent,
     /// Idle raises of an earlier run after the resume offset: made again
     /// before the same records, so that the same samples are late.
     raises: VecDeque<Raise>,
@@ -112,7 +112,7 @@ impl PartitionPipeline {
             raises: progress.raises.iter().copied().collect(),
             tracker: OffsetTracker::new(progress),
             keep: None,
-            decoded: SensorEvent::default(),
+            decoded: ReusedEvent::default(),
         }
     }
 
@@ -228,7 +228,7 @@ impl PartitionPipeline {
         // The last record's event is decoded over, its allocations reused.
         let mut event = std::mem::take(&mut self.decoded);
         let batches = match decoder.decode_into(bytes, &mut event) {
-            Ok(()) => self.record(offset, &event, reference, rejects),
+            Ok(()) => self.record(offset, &event.event, reference, rejects),
             Err(e) => self.record_undecodable(offset, &e, bytes, rejects),
         };
         self.decoded = event;

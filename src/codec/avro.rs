@@ -6,7 +6,7 @@
 //! against the bundled reader schema, so compatible evolution just works.
 
 use super::DecodeError;
-use crate::event::{Measurement, SampleValue, SensorEvent};
+use crate::event::{Measurement, ReusedEvent, SampleValue, SensorEvent};
 use apache_avro::types::Value;
 use apache_avro::Schema;
 use std::collections::HashMap;
@@ -66,7 +66,7 @@ impl AvroCodec {
     pub fn decode_bare_into(
         &self,
         bytes: &[u8],
-        event: &mut SensorEvent,
+        event: &mut ReusedEvent,
     ) -> Result<(), DecodeError> {
         if bytes.is_empty() {
             return Err(DecodeError::Empty);
@@ -77,14 +77,14 @@ impl AvroCodec {
     pub fn decode_confluent_into(
         &self,
         bytes: &[u8],
-        event: &mut SensorEvent,
+        event: &mut ReusedEvent,
     ) -> Result<(), DecodeError> {
         let id = confluent_schema_id(bytes)?;
         match self.schemas.get(&id) {
             None => Err(DecodeError::UnknownSchemaId(id)),
             Some(WriterSchema::Bundled) => decode_direct(&bytes[5..], event),
             Some(WriterSchema::Other(schema)) => {
-                *event = decode_generic(schema, &bytes[5..])?;
+                event.event = decode_generic(schema, &bytes[5..])?;
                 Ok(())
             }
         }
@@ -163,9 +163,10 @@ fn unwrap_union(value: Value) -> Value {
 }
 
 /// Direct decoding of a datum written with the bundled schema, into
-/// `event`: its strings and measurements are reused, not allocated again.
-fn decode_direct(bytes: &[u8], event: &mut SensorEvent) -> Result<(), DecodeError> {
+/// `reused`: its strings and measurements are reused, not allocated again.
+fn decode_direct(bytes: &[u8], reused: &mut ReusedEvent) -> Result<(), DecodeError> {
     let mut r = Reader { bytes, pos: 0 };
+    let event = &mut reused.event;
     r.string_into("connection_id", &mut event.connection_id)?;
     event.event_time = r.long("event_time")?;
     match r.union_index("channel_id", 2)? {
@@ -189,10 +190,7 @@ fn decode_direct(bytes: &[u8], event: &mut SensorEvent) -> Result<(), DecodeErro
             return Err(DecodeError::Truncated("measurements"));
         }
         for _ in 0..count {
-            if taken == event.measurements.len() {
-                event.measurements.push(Measurement::new("", None, None));
-            }
-            let m = &mut event.measurements[taken];
+            let m = reused.measurement(taken);
             taken += 1;
             r.string_into("parameter", &mut m.parameter)?;
             m.value = match r.union_index("value", 2)? {
@@ -205,8 +203,8 @@ fn decode_direct(bytes: &[u8], event: &mut SensorEvent) -> Result<(), DecodeErro
             }
         }
     }
-    event.measurements.truncate(taken);
-    event.bin_emptied = r.boolean("bin_emptied")?;
+    reused.keep(taken);
+    reused.event.bin_emptied = r.boolean("bin_emptied")?;
     if r.remaining() > 0 {
         return Err(DecodeError::TrailingBytes(r.remaining()));
     }
@@ -276,7 +274,7 @@ impl Reader<'_> {
         let len = usize::try_from(len)
             .map_err(|_| DecodeError::InvalidAvro(format!("{what}: negative length {len}")))?;
         let bytes = self.take(len, what)?;
-        if out.as_bytes() == bytes {
+        if out.len() == bytes.len() && crate::short_eq::same_short(out.as_bytes(), bytes) {
             return Ok(());
         }
         let text = std::str::from_utf8(bytes)
@@ -356,15 +354,15 @@ mod tests {
     use super::*;
 
     fn direct(bytes: &[u8]) -> Result<SensorEvent, DecodeError> {
-        let mut event = SensorEvent::default();
-        decode_direct(bytes, &mut event).map(|()| event)
+        let mut event = ReusedEvent::default();
+        decode_direct(bytes, &mut event).map(|()| event.event)
     }
 
     fn confluent(codec: &AvroCodec, bytes: &[u8]) -> Result<SensorEvent, DecodeError> {
-        let mut event = SensorEvent::default();
+        let mut event = ReusedEvent::default();
         codec
             .decode_confluent_into(bytes, &mut event)
-            .map(|()| event)
+            .map(|()| event.event)
     }
 
     fn sample() -> SensorEvent {
@@ -407,9 +405,13 @@ mod tests {
         ];
         for before in &others {
             for after in [sample(), others[0].clone(), SensorEvent::default()] {
-                let mut event = before.clone();
+                let mut event = ReusedEvent::from(before.clone());
                 decode_direct(&encode_avro(&after), &mut event).unwrap();
-                assert_eq!(event, after, "decoded over {before:?}");
+                assert_eq!(event.event, after, "decoded over {before:?}");
+                // Again, over measurements set aside by an event with fewer.
+                decode_direct(&encode_avro(&SensorEvent::default()), &mut event).unwrap();
+                decode_direct(&encode_avro(&after), &mut event).unwrap();
+                assert_eq!(event.event, after, "decoded over {before:?} and none");
             }
         }
     }

@@ -4,25 +4,29 @@
 //! round differently) is left to serde's decoder, so both decide every
 //! input alike and this one only has to be right where it answers.
 
-use crate::event::{Measurement, SampleValue, SensorEvent};
+#[cfg(test)]
+use crate::event::SensorEvent;
+use crate::event::{Measurement, ReusedEvent, SampleValue};
+use crate::short_eq::same_short;
 
-/// Reads `bytes` into `event` when they are an event in the common form,
+/// Reads `bytes` into `reused` when they are an event in the common form,
 /// reusing the event's allocations. `None`: not in the common form (or not
-/// an event at all), and `event` holds nothing meaningful.
-pub(super) fn decode_common(bytes: &[u8], event: &mut SensorEvent) -> Option<()> {
+/// an event at all), and the event holds nothing meaningful.
+pub(super) fn decode_common(bytes: &[u8], reused: &mut ReusedEvent) -> Option<()> {
     // Text that is not UTF-8 is not JSON either: serde's decoder says why.
     let text = std::str::from_utf8(bytes).ok()?;
     let mut s = Scanner::new(text);
     let seen = s.object(&EVENT_KEYS, |s, key| {
         match key {
-            CONNECTION_ID => set_string(&mut event.connection_id, s.string()?),
-            EVENT_TIME => event.event_time = s.event_time()?,
-            CHANNEL_ID => s.optional_string(&mut event.channel_id)?,
-            MEASUREMENTS => s.measurements(&mut event.measurements)?,
-            _ => event.bin_emptied = s.boolean()?,
+            CONNECTION_ID => set_string(&mut reused.event.connection_id, s.string()?),
+            EVENT_TIME => reused.event.event_time = s.event_time()?,
+            CHANNEL_ID => s.optional_string(&mut reused.event.channel_id)?,
+            MEASUREMENTS => s.measurements(reused)?,
+            _ => reused.event.bin_emptied = s.boolean()?,
         }
         Some(())
     })?;
+    let event = &mut reused.event;
     s.end()?;
     (seen.has(CONNECTION_ID) && seen.has(EVENT_TIME) && seen.has(MEASUREMENTS)).then_some(())?;
     if !seen.has(CHANNEL_ID) {
@@ -73,21 +77,6 @@ impl Seen {
 fn set_string(to: &mut String, text: &str) {
     to.clear();
     to.push_str(text);
-}
-
-/// `a == b` for two slices of the same length, without a call to `memcmp`
-/// for the lengths of keys (4 to 16 bytes: two overlapping loads of each,
-/// which cover every byte): a tenth of the decoding time went to that call.
-fn same_short(a: &[u8], b: &[u8]) -> bool {
-    debug_assert_eq!(a.len(), b.len());
-    let n = a.len();
-    let word8 = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
-    let word4 = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4"));
-    match n {
-        8..=16 => word8(a, 0) == word8(b, 0) && word8(a, n - 8) == word8(b, n - 8),
-        4..=7 => word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4),
-        _ => a == b,
-    }
 }
 
 /// Powers of ten a double holds exactly.
@@ -362,31 +351,24 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// The measurements, each reused from `to` where it has one.
-    fn measurements(&mut self, to: &mut Vec<Measurement>) -> Option<()> {
+    /// The measurements, each reused from the event's where it has one.
+    fn measurements(&mut self, to: &mut ReusedEvent) -> Option<()> {
         self.open(b'[')?;
         self.skip_space();
         if self.peek()? == b']' {
             self.at += 1;
-            to.clear();
+            to.keep(0);
             return Some(());
         }
         let mut count = 0;
         loop {
-            if count == to.len() {
-                to.push(Measurement {
-                    parameter: String::new(),
-                    value: SampleValue::Null,
-                    unit: None,
-                });
-            }
-            self.measurement(&mut to[count])?;
+            self.measurement(to.measurement(count))?;
             count += 1;
             if self.close_or_next(b']')? {
                 break;
             }
         }
-        to.truncate(count);
+        to.keep(count);
         Some(())
     }
 
@@ -490,22 +472,8 @@ mod tests {
 
     /// The common path's event, or `None` where it defers to serde.
     fn common(text: &str) -> Option<SensorEvent> {
-        let mut event = SensorEvent::default();
-        decode_common(text.as_bytes(), &mut event).map(|()| event)
-    }
-
-    #[test]
-    fn short_slices_compare_like_equality_whatever_byte_differs() {
-        let text = b"abcdefghijklmnopq";
-        for n in 0..=text.len() {
-            let a = &text[..n];
-            assert!(same_short(a, a), "{n}");
-            for at in 0..n {
-                let mut b = a.to_vec();
-                b[at] ^= 0x20;
-                assert!(!same_short(a, &b), "length {n}, byte {at}");
-            }
-        }
+        let mut event = ReusedEvent::default();
+        decode_common(text.as_bytes(), &mut event).map(|()| event.event)
     }
 
     /// Same event as serde's, bit for bit (Debug shows `-0.0`).
@@ -581,12 +549,16 @@ mod tests {
 
     #[test]
     fn a_reused_event_keeps_nothing_of_the_last_one() {
-        let mut event = SensorEvent::default();
+        let mut event = ReusedEvent::default();
         let full = r#"{"connection_id":"LONGER","event_time":9,"channel_id":"c","bin_emptied":true,"measurements":[{"parameter":"a","value":1,"unit":"kg"},{"parameter":"b","value":2}]}"#;
         let bare = r#"{"connection_id":"A","event_time":1,"measurements":[{"parameter":"c"}]}"#;
+        let two = r#"{"connection_id":"A","event_time":1,"measurements":[{"parameter":"c"},{"parameter":"d","value":3}]}"#;
         decode_common(full.as_bytes(), &mut event).unwrap();
         decode_common(bare.as_bytes(), &mut event).unwrap();
-        assert_eq!(event, decode_json(bare.as_bytes()).unwrap());
+        assert_eq!(event.event, decode_json(bare.as_bytes()).unwrap());
+        // The second measurement, set aside by the bare event, taken again.
+        decode_common(two.as_bytes(), &mut event).unwrap();
+        assert_eq!(event.event, decode_json(two.as_bytes()).unwrap());
     }
 
     mod properties {

@@ -11,7 +11,7 @@ pub use avro::{
 pub use json::{decode_json, encode_json};
 
 use crate::config::InputFormat;
-use crate::event::SensorEvent;
+use crate::event::{ReusedEvent, SensorEvent};
 use crate::schema_registry::RegistryError;
 
 /// Why a record could not be decoded. All of these are the input's fault.
@@ -88,21 +88,21 @@ impl Decoder {
     }
 
     pub fn decode(&self, bytes: &[u8]) -> Result<SensorEvent, DecodeError> {
-        let mut event = SensorEvent::default();
+        let mut event = ReusedEvent::default();
         self.decode_into(bytes, &mut event)?;
-        Ok(event)
+        Ok(event.event)
     }
 
     /// Decodes into `event`, reusing its allocations; after an error
     /// `event` holds nothing meaningful.
-    pub fn decode_into(&self, bytes: &[u8], event: &mut SensorEvent) -> Result<(), DecodeError> {
+    pub fn decode_into(&self, bytes: &[u8], event: &mut ReusedEvent) -> Result<(), DecodeError> {
         if bytes.len() > MAX_RECORD_BYTES {
             return Err(DecodeError::TooLarge(bytes.len(), MAX_RECORD_BYTES));
         }
         match self.format {
             InputFormat::Json => {
                 if json_common::decode_common(bytes, event).is_none() {
-                    *event = decode_json(bytes)?;
+                    event.event = decode_json(bytes)?;
                 }
             }
             InputFormat::Avro => self.avro.decode_bare_into(bytes, event)?,

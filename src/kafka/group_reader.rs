@@ -42,11 +42,15 @@ pub struct RecordBatch {
 }
 
 impl RecordBatch {
-    fn new(topic: &str, partition: i32) -> RecordBatch {
+    /// An empty batch with room for `records` records of `bytes` in all.
+    fn new(topic: &str, partition: i32, (records, bytes): (usize, usize)) -> RecordBatch {
         RecordBatch {
             topic: topic.to_string(),
             partition,
-            ..RecordBatch::default()
+            offsets: Vec::with_capacity(records),
+            timestamps: Vec::with_capacity(records),
+            ends: Vec::with_capacity(records),
+            bytes: Vec::with_capacity(bytes),
         }
     }
 
@@ -439,13 +443,28 @@ impl GroupReader {
 struct Handover {
     batch: Option<RecordBatch>,
     inputs: mpsc::Sender<Input>,
+    /// The records and bytes of the last batch handed over (the bytes up
+    /// to `ROOM_BYTES`): a new batch starts with that much room, rather
+    /// than growing (and copying) its buffers record after record.
+    last_size: (usize, usize),
 }
 
 impl Handover {
+    fn new(inputs: mpsc::Sender<Input>) -> Handover {
+        Handover {
+            batch: None,
+            inputs,
+            last_size: (0, 0),
+        }
+    }
+
     /// False when the loop is gone.
     fn hand_over(&mut self) -> bool {
         match self.batch.take() {
-            Some(b) => self.inputs.blocking_send(Input::Records(b)).is_ok(),
+            Some(b) => {
+                self.last_size = (b.len(), b.bytes.len().min(ROOM_BYTES));
+                self.inputs.blocking_send(Input::Records(b)).is_ok()
+            }
             None => true,
         }
     }
@@ -462,13 +481,17 @@ impl Handover {
         if !same_partition && !self.hand_over() {
             return false;
         }
+        let size = self.last_size;
         let b = self
             .batch
-            .get_or_insert_with(|| RecordBatch::new(r.topic, r.partition));
+            .get_or_insert_with(|| RecordBatch::new(r.topic, r.partition, size));
         b.push(r.offset, r.timestamp, r.payload);
         b.len() < BATCH_RECORDS || self.hand_over()
     }
 }
+
+/// The most room a new batch starts with for its records' bytes.
+const ROOM_BYTES: usize = 8 << 20;
 
 /// How long the reading thread waits on the consumer's queue while no
 /// partition is assigned (records cannot come, a rebalance can).
@@ -485,10 +508,7 @@ fn read(
     stop: &AtomicBool,
     inputs: mpsc::Sender<Input>,
 ) {
-    let mut out = Handover {
-        batch: None,
-        inputs,
-    };
+    let mut out = Handover::new(inputs);
     let mut taken: Vec<Taken> = Vec::with_capacity(BATCH_RECORDS);
     let mut assigned = 0usize;
     while !stop.load(Ordering::Relaxed) {
@@ -559,7 +579,7 @@ mod tests {
 
     #[test]
     fn a_batch_gives_back_each_record_with_its_offset() {
-        let mut b = RecordBatch::new("t", 2);
+        let mut b = RecordBatch::new("t", 2, (0, 0));
         assert!(b.is_empty());
         b.push(7, Some(70), b"abc");
         b.push(8, None, b"");
@@ -636,10 +656,7 @@ mod tests {
     #[test]
     fn the_handover_splits_batches_by_partition_size_and_assignment_changes() {
         let (inputs, mut received) = mpsc::channel(BATCHES_QUEUED);
-        let mut out = Handover {
-            batch: None,
-            inputs,
-        };
+        let mut out = Handover::new(inputs);
         assert!(out.add(&raw("t", 0, 10, b"a")));
         assert!(out.add(&raw("t", 0, 11, b"b")));
         // Another partition: the batch so far is handed over first.

@@ -4,7 +4,7 @@
 use super::read_bounded_line;
 use crate::codec::{DecodeError, Decoder, MAX_RECORD_BYTES};
 use crate::config::InputFormat;
-use crate::event::SensorEvent;
+use crate::event::{ReusedEvent, SensorEvent};
 use std::collections::VecDeque;
 use std::io::{self, BufRead};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -31,7 +31,7 @@ pub struct Chunk {
     /// Each line's start in `text` and its full length in the input.
     spans: Vec<(usize, usize)>,
     lines: Vec<Line>,
-    events: Vec<SensorEvent>,
+    events: Vec<ReusedEvent>,
 }
 
 impl Chunk {
@@ -54,7 +54,7 @@ impl Chunk {
         self.lines.clear();
         if self.events.len() < self.spans.len() {
             self.events
-                .resize_with(self.spans.len(), SensorEvent::default);
+                .resize_with(self.spans.len(), ReusedEvent::default);
         }
         for i in 0..self.spans.len() {
             let (start, end, length) = self.span(i);
@@ -85,7 +85,7 @@ impl Chunk {
     pub fn decoded(&self) -> impl Iterator<Item = (&[u8], &Line, &SensorEvent)> {
         self.lines.iter().enumerate().map(|(i, line)| {
             let (start, end, _) = self.span(i);
-            (&self.text[start..end], line, &self.events[i])
+            (&self.text[start..end], line, &self.events[i].event)
         })
     }
 }
