@@ -5,6 +5,7 @@
 
 /// `a == b` for two slices of the same length: two overlapping loads of
 /// each for 4 to 16 bytes, which cover every byte; `==` otherwise.
+#[inline]
 pub fn same_short(a: &[u8], b: &[u8]) -> bool {
     debug_assert_eq!(a.len(), b.len());
     let n = a.len();
@@ -18,6 +19,7 @@ pub fn same_short(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `a == b` for text of any lengths.
+#[inline]
 pub fn same_text(a: &str, b: &str) -> bool {
     a.len() == b.len() && same_short(a.as_bytes(), b.as_bytes())
 }
