@@ -650,8 +650,9 @@ async fn a_flood_of_undecodable_records_is_dead_lettered_and_the_good_windows_ar
 /// does): the announcements store cannot record the `monitors` messages,
 /// so nothing reaches RESET (every reading waits behind its monitor's
 /// description), and the progress cannot be written, so nothing is
-/// committed; the loop still reads the whole input and serves its metrics.
-/// Once writes are taken again, the end is exact. The records are JSON:
+/// committed; the loop still reads the whole input, undecodable records
+/// among it, and serves its metrics. Once writes are taken again, the end
+/// is exact and every undecodable record is dead-lettered. The records are JSON:
 /// this is also the broker test of the JSON input. Only on the mock: tansu
 /// cannot be told to refuse writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -662,27 +663,41 @@ async fn writes_refused_for_a_while_hold_everything_back_and_the_end_is_exact() 
         dir,
         registry,
     } = setup_with(BrokerKind::Mock, fleet(10), EmulatorOptions::default()).await;
+    const UNDECODABLE: usize = 50;
     let events = samples(&registry, 11, 120 * 4);
     let expected = expected_rows(&registry, &events);
-    let total = events.len() as f64;
-    produce_as(&broker.bootstrap, InputFormat::Json, events).await;
-    let config = write_config(dir.path(), &broker.bootstrap, emulator.addr, "");
+    let total = (events.len() + UNDECODABLE) as f64;
+    let (before, after) = events.split_at(events.len() / 2);
+    produce_as(&broker.bootstrap, InputFormat::Json, before.to_vec()).await;
+    produce_raw(&broker.bootstrap, "sensor-events", UNDECODABLE);
+    produce_as(&broker.bootstrap, InputFormat::Json, after.to_vec()).await;
+    // Writes given up after 2 s: dead letters the broker never took are
+    // produced again by the pipeline itself.
+    let timeout = r#", message.timeout.ms: "2000""#;
+    let config = write_config_with(dir.path(), &broker.bootstrap, emulator.addr, timeout, "");
     edit_config(&config, &[("format: avro", "format: json")]);
     broker.refuse_writes();
     let log = dir.path().join("pipeline.log");
     let mut pipeline = Pipeline::start(&config, &log);
     let metric = |pipeline: &Pipeline, name: &str| pipeline.metric(name).unwrap_or(0.0);
+    let letter_refused = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("a dead letter was not written")
+    };
     let held = wait_until(Duration::from_secs(120), || {
         metric(&pipeline, "reset_pipeline_records_consumed_total{}") >= total
             && metric(&pipeline, "reset_pipeline_waiting_for_store_messages{}") > 0.0
+            && letter_refused()
     })
     .await;
     let messages = emulator.state.lock().unwrap().stats.messages;
     assert!(
         held,
-        "consumed {} of {total}, {} messages waiting for the store:\n{}",
+        "consumed {} of {total}, {} messages waiting for the store, a dead letter refused: {}\n{}",
         metric(&pipeline, "reset_pipeline_records_consumed_total{}"),
         metric(&pipeline, "reset_pipeline_waiting_for_store_messages{}"),
+        letter_refused(),
         log_tail(&log)
     );
     assert_eq!(
@@ -707,6 +722,21 @@ async fn writes_refused_for_a_while_hold_everything_back_and_the_end_is_exact() 
     assert_eq!(emulator_rows(&emulator.state.lock().unwrap()), expected);
     let stats = emulator.state.lock().unwrap().stats.clone();
     assert_eq!(stats.conflicting_resends, 0, "{stats:?}");
+    // The dead letters read while writes were refused were written since,
+    // those the producer gave up on among them (a letter may be written
+    // twice, never lost).
+    let letters = read_topic(&broker.bootstrap, "sensor-events.dlq");
+    let undecodable: std::collections::HashSet<(i64, i64)> = letters
+        .iter()
+        .filter(|l| l["reason"] == "decode")
+        .map(|l| {
+            (
+                l["partition"].as_i64().unwrap(),
+                l["offset"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(undecodable.len(), UNDECODABLE, "{} letters", letters.len());
 }
 
 /// Produces `count` records that are no event in any format, one key.
