@@ -318,6 +318,7 @@ fn without_numbers(line: &str) -> String {
 async fn a_reset_outage_pauses_the_input_and_sigterm_drains_in_time(kind: BrokerKind) {
     const DRAIN: Duration = Duration::from_secs(5);
     const OUTAGE: Duration = Duration::from_secs(15);
+    const MAX_QUEUED: usize = 40;
     let Setup {
         broker,
         emulator,
@@ -341,7 +342,7 @@ async fn a_reset_outage_pauses_the_input_and_sigterm_drains_in_time(kind: Broker
         "",
     );
     let queue = format!(
-        "  ack_timeout: 3s\n  max_queued: 40\n  drain_timeout: {}s\n",
+        "  ack_timeout: 3s\n  max_queued: {MAX_QUEUED}\n  drain_timeout: {}s\n",
         DRAIN.as_secs()
     );
     edit_config(&config, &[("  ack_timeout: 3s\n", &queue)]);
@@ -408,9 +409,12 @@ async fn a_reset_outage_pauses_the_input_and_sigterm_drains_in_time(kind: Broker
     tokio::time::sleep(OUTAGE.saturating_sub(outage.elapsed())).await;
     assert_eq!(consumed(), at_pause, "records read while paused");
     assert!(at_pause < total, "the whole backlog was read: {at_pause}");
+    // The input paused at `max_queued` held and resumes at half of it:
+    // answers that came in as RESET went away may leave fewer than the
+    // limit, never as few as half while paused.
     let held = metric("reset_pipeline_in_flight_messages{}");
     assert!(
-        held >= 40.0 && held < expected.len() as f64 / 2.0,
+        held > (MAX_QUEUED / 2) as f64 && held < expected.len() as f64 / 2.0,
         "{held} messages held while paused, of {}",
         expected.len()
     );
