@@ -18,10 +18,16 @@ pub fn same_short(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// `a == b` for slices of any lengths.
+#[inline]
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && same_short(a, b)
+}
+
 /// `a == b` for text of any lengths.
 #[inline]
 pub fn same_text(a: &str, b: &str) -> bool {
-    a.len() == b.len() && same_short(a.as_bytes(), b.as_bytes())
+    same_bytes(a.as_bytes(), b.as_bytes())
 }
 
 #[cfg(test)]

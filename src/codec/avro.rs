@@ -274,7 +274,7 @@ impl Reader<'_> {
         let len = usize::try_from(len)
             .map_err(|_| DecodeError::InvalidAvro(format!("{what}: negative length {len}")))?;
         let bytes = self.take(len, what)?;
-        if out.len() == bytes.len() && crate::short_eq::same_short(out.as_bytes(), bytes) {
+        if crate::short_eq::same_bytes(out.as_bytes(), bytes) {
             return Ok(());
         }
         let text = std::str::from_utf8(bytes)
