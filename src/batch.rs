@@ -15,7 +15,8 @@ pub const MAX_READINGS_PER_MESSAGE: usize = 48;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub end: i64,
-    /// The end of the window's local day, in the zone it was built in.
+    /// The end of the window's local day, in the zone it was built in
+    /// (daily push; `i64::MAX` when rows are not held by day).
     pub day_end: i64,
     pub resume: ResumePoint,
     pub json: String,
@@ -110,7 +111,10 @@ impl Batcher {
                 .map_or(registry.get(window.monitor), |s| &s.0);
             let row = Row {
                 end: window.end,
-                day_end: local_day_end(&monitor.tz, window.end),
+                day_end: match self.mode {
+                    PushMode::Daily => local_day_end(&monitor.tz, window.end),
+                    PushMode::Every30Minutes => i64::MAX,
+                },
                 resume: window.resume,
                 json: reading_json(monitor, &window),
                 shape: window.shape,
@@ -172,9 +176,12 @@ impl Batcher {
         Some((first.day_end, id))
     }
 
+    /// Days are kept for daily push only.
     fn forget_day(&mut self, id: MonitorId) {
-        if let Some(day) = self.first_day(id) {
-            self.days.remove(&day);
+        if self.mode == PushMode::Daily {
+            if let Some(day) = self.first_day(id) {
+                self.days.remove(&day);
+            }
         }
     }
 

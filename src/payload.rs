@@ -2,6 +2,7 @@
 //! `monitors` create/modify messages, and deterministic message ids.
 
 use crate::registry::{Monitor, MonitorRecord};
+use crate::short_text::ShortText;
 use crate::window::{reading_time, ClosedWindow, SlotValue};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
@@ -70,7 +71,7 @@ fn single(v: &SlotValue) -> Option<f64> {
 /// `[{"channel_id": ..., "reading": ...}, ...]`: one entry per channel, or one
 /// per bin piece, in channel order and then time order.
 struct ChannelEntries<'a> {
-    ids: &'a [String],
+    ids: &'a [ShortText],
     values: &'a [SlotValue],
 }
 
@@ -82,7 +83,7 @@ impl Serialize for ChannelEntries<'_> {
             reading: Option<f64>,
         }
         let mut seq = s.serialize_seq(None)?;
-        for (id, value) in self.ids.iter().zip(self.values) {
+        for (id, value) in self.ids.iter().map(ShortText::as_str).zip(self.values) {
             match value {
                 SlotValue::Pieces(pieces) if !pieces.is_empty() => {
                     for &p in pieces {

@@ -199,8 +199,13 @@ impl PartitionPipeline {
         self.engine.record(offset, event, reference, rejects);
         self.tracker.record_read(offset, self.engine.watermark());
         let closed = self.engine.advance();
-        batches.extend(self.batch(closed));
-        batches
+        let formed = self.batch(closed);
+        if batches.is_empty() {
+            formed
+        } else {
+            batches.extend(formed);
+            batches
+        }
     }
 
     /// The earlier run's idle raises due before the record at `offset`.

@@ -1,8 +1,10 @@
 //! The monitor registry: which monitors exist, their module, time zone,
 //! declared parameters and channels. Parsed strictly, validated completely.
 
+use crate::id_index::IdIndex;
 use crate::parameter::{Module, Parameter, Unit};
 use crate::problem::{Problem, Problems};
+use crate::short_text::ShortText;
 use chrono_tz::Tz;
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -274,7 +276,7 @@ impl<'a> Building<'a> {
         if self
             .registry
             .by_connection_id
-            .contains_key(&record.connection_id)
+            .contains(&record.connection_id)
         {
             self.problems.push(Problem::new(
                 format!("{location}.connection_id"),
@@ -302,20 +304,24 @@ impl<'a> Building<'a> {
     }
 }
 
-/// A validated monitor, ready for the window engine.
+/// A validated monitor, ready for the window engine. The fields every
+/// event reads come first and fill one cache line (`repr(C)`, aligned to
+/// it): a fleet's monitors come in turn, and each further line of a
+/// monitor an event touches is one more wait for memory.
 #[derive(Debug, Clone)]
+#[repr(C, align(64))]
 pub struct Monitor {
-    pub record: MonitorRecord,
+    /// Channel ids; air monitors have one unnamed channel internally.
+    pub channel_ids: Box<[ShortText]>,
+    slot_base: [u16; Parameter::COUNT],
+    declared_unit: [Option<Unit>; Parameter::COUNT],
     pub module: Module,
     pub tz: Tz,
     /// Declared parameters and their RESET units, in the module's order.
     pub declared: Vec<(Parameter, Unit)>,
     /// Parameters every reading carries: required ones and declared ones.
     pub reported: Vec<Parameter>,
-    /// Channel ids; air monitors have one unnamed channel internally.
-    pub channel_ids: Vec<String>,
-    declared_unit: [Option<Unit>; Parameter::COUNT],
-    slot_base: [u16; Parameter::COUNT],
+    pub record: MonitorRecord,
 }
 
 const NO_SLOT: u16 = u16::MAX;
@@ -347,7 +353,7 @@ impl Monitor {
 
     /// Index of a channel id among the declared channels.
     pub fn channel_index(&self, channel_id: &str) -> Option<usize> {
-        self.channel_ids.iter().position(|c| c == channel_id)
+        self.channel_ids.iter().position(|c| c.is(channel_id))
     }
 
     /// Validates one record; problems are reported under `location`.
@@ -420,7 +426,7 @@ impl Monitor {
         let channel_ids = record
             .channels
             .iter()
-            .map(|c| c.channel_id.clone())
+            .map(|c| ShortText::new(&c.channel_id))
             .collect();
         Ok(Monitor {
             tz: tz.expect("checked above"),
@@ -522,32 +528,11 @@ fn check_channels(
     }
 }
 
-/// Monitors by connection id: a table whose lookups compare the ids
-/// without a `memcmp` call (`ConnectionId`), about a tenth of the live
-/// loop's time when made for each event.
-type ByConnectionId = hashbrown::HashMap<String, u32, rustc_hash::FxBuildHasher>;
-
-/// A connection id looked up in `ByConnectionId`: hashed as the `String`
-/// keys are, compared with `same_text`.
-struct ConnectionId<'a>(&'a str);
-
-impl std::hash::Hash for ConnectionId<'_> {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
-    }
-}
-
-impl hashbrown::Equivalent<String> for ConnectionId<'_> {
-    fn equivalent(&self, key: &String) -> bool {
-        crate::short_eq::same_text(self.0, key)
-    }
-}
-
 /// All known monitors, indexed by connection id.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     monitors: Vec<Monitor>,
-    by_connection_id: ByConnectionId,
+    by_connection_id: IdIndex,
     /// Monitors removed by a tombstone: their ids stay, so open windows still
     /// close, but samples no longer find them.
     removed: FxHashSet<u32>,
@@ -673,14 +658,13 @@ impl Registry {
     /// Adds a monitor, or replaces the one with the same connection id.
     pub fn insert(&mut self, monitor: Monitor) -> MonitorId {
         match self.by_connection_id.get(monitor.connection_id()) {
-            Some(&id) => {
+            Some(id) => {
                 self.monitors[id as usize] = monitor;
                 id
             }
             None => {
                 let id = self.monitors.len() as MonitorId;
-                self.by_connection_id
-                    .insert(monitor.connection_id().to_string(), id);
+                self.by_connection_id.insert(monitor.connection_id(), id);
                 self.monitors.push(monitor);
                 id
             }
@@ -689,8 +673,7 @@ impl Registry {
 
     pub fn lookup(&self, connection_id: &str) -> Option<MonitorId> {
         self.by_connection_id
-            .get(&ConnectionId(connection_id))
-            .copied()
+            .get(connection_id)
             .filter(|id| !self.removed.contains(id))
     }
 
@@ -734,7 +717,7 @@ impl Registry {
             )));
         }
         let monitor = Monitor::from_record(record, location)?;
-        let known = self.by_connection_id.get(monitor.connection_id()).copied();
+        let known = self.by_connection_id.get(monitor.connection_id());
         let Some(id) = known else {
             return Ok(RegistryChange::Added(self.insert(monitor)));
         };
@@ -778,6 +761,32 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_fields_each_event_reads_share_one_cache_line() {
+        use super::{Monitor, Parameter, ShortText, Unit};
+        use crate::parameter::Module;
+        use std::mem::{align_of, offset_of, size_of};
+        assert_eq!(align_of::<Monitor>(), 64);
+        let hot = [
+            (
+                offset_of!(Monitor, channel_ids),
+                size_of::<Box<[ShortText]>>(),
+            ),
+            (
+                offset_of!(Monitor, slot_base),
+                size_of::<[u16; Parameter::COUNT]>(),
+            ),
+            (
+                offset_of!(Monitor, declared_unit),
+                size_of::<[Option<Unit>; Parameter::COUNT]>(),
+            ),
+            (offset_of!(Monitor, module), size_of::<Module>()),
+        ];
+        for (offset, size) in hot {
+            assert!(offset + size <= 64, "a field at {offset} of {size} bytes");
+        }
+    }
+
     fn with_calibration(date: &str) -> Result<Registry, Problems> {
         let yaml = format!("monitors:\n  - {{connection_id: A, module: air, timezone: UTC, monitor_brand: B, monitor_sku: S, monitor_serial_id: X, last_monitor_calibration_date: '{date}', parameters: {{co2: ppm}}}}\n");
         Registry::parse(&yaml, "m.yaml")

@@ -178,7 +178,10 @@ impl Iterator for SampleStream {
         Some(SensorEvent {
             connection_id: monitor.connection_id().to_string(),
             event_time: t,
-            channel_id: monitor.channel_ids.get(channel).cloned(),
+            channel_id: monitor
+                .channel_ids
+                .get(channel)
+                .map(|c| c.as_str().to_string()),
             measurements,
             bin_emptied,
         })

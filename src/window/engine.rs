@@ -81,19 +81,45 @@ struct OpenWindow {
     shape: Option<Shape>,
 }
 
-#[derive(Default)]
+/// The engine's state of one monitor. Every event reads and writes most of
+/// it, and a fleet's monitors come in turn, so it is kept to one cache
+/// line: times are `NEVER` rather than `None` (half the size), and the
+/// rarely held earlier shapes are one pointer. At two lines it cost the
+/// partition pipeline a tenth of its speed.
+#[repr(align(64))]
 struct MonitorWindows {
-    /// The end of the window the last sample fell in, to skip the zone lookup.
-    cached_end: Option<i64>,
-    /// The latest event time of a sample that went into a window.
-    latest_taken: Option<i64>,
+    /// The end of the window the last sample fell in, to skip the zone
+    /// lookup; `NEVER`: none yet.
+    cached_end: i64,
+    /// The latest event time of a sample that went into a window, or `NEVER`.
+    latest_taken: i64,
     /// The latest event time of an event routed to the monitor (taken,
-    /// late or already acknowledged): where an earlier shape ends.
-    latest_routed: Option<i64>,
+    /// late or already acknowledged), or `NEVER`: where an earlier shape ends.
+    latest_routed: i64,
     /// Earlier shapes, for samples up to their ends.
     epochs: Epochs,
     /// Open windows, by end.
     open: Vec<OpenWindow>,
+}
+
+/// A time a monitor has not had yet. Plausible event times are far above it.
+const NEVER: i64 = i64::MIN;
+
+/// `NEVER` as `None`.
+fn ever(t: i64) -> Option<i64> {
+    (t != NEVER).then_some(t)
+}
+
+impl Default for MonitorWindows {
+    fn default() -> MonitorWindows {
+        MonitorWindows {
+            cached_end: NEVER,
+            latest_taken: NEVER,
+            latest_routed: NEVER,
+            epochs: Epochs::default(),
+            open: Vec::new(),
+        }
+    }
 }
 
 /// Counters of what the engine did with its input.
@@ -180,7 +206,7 @@ impl Engine {
             .monitors
             .iter()
             .enumerate()
-            .filter_map(|(id, m)| m.latest_taken.map(|t| (id as MonitorId, t)))
+            .filter_map(|(id, m)| ever(m.latest_taken).map(|t| (id as MonitorId, t)))
     }
 
     pub fn stats(&self) -> &EngineStats {
@@ -222,7 +248,7 @@ impl Engine {
     pub fn end_shape(&mut self, id: MonitorId) -> Option<Epoch> {
         self.windows.begun.retain(|&begun| begun != id);
         let m = self.windows.monitors.get_mut(id as usize)?;
-        m.epochs.end(m.latest_routed)
+        m.epochs.end(ever(m.latest_routed))
     }
 
     /// Monitors whose samples take a shape `begin_shape` gave them.
@@ -410,14 +436,14 @@ impl Windows {
         let t = event.event_time;
         let idx = sample.id as usize;
         let m = self.monitor_mut(sample.id);
-        m.latest_routed = Some(m.latest_routed.map_or(t, |l| l.max(t)));
+        m.latest_routed = m.latest_routed.max(t);
         // Shapes may differ in zone: the cached window is the registry's.
-        let cached = m.cached_end.filter(|_| m.epochs.is_empty());
+        let cached = ever(m.cached_end).filter(|_| m.epochs.is_empty());
         let end = match cached {
             Some(end) if t <= end && t > end - HALF_HOUR_MS => end,
             _ => {
                 let end = window_end(&monitor.tz, t);
-                m.cached_end = Some(end);
+                m.cached_end = end;
                 end
             }
         };
@@ -467,7 +493,7 @@ impl Windows {
         }
         if window.is_some() {
             let latest = &mut self.monitors[idx].latest_taken;
-            *latest = Some(latest.map_or(t, |l| l.max(t)));
+            *latest = (*latest).max(t);
         }
     }
 

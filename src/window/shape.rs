@@ -29,36 +29,52 @@ pub struct Epoch {
 const OPEN: i64 = i64::MAX;
 
 /// A monitor's earlier shapes, oldest first. A sample takes the first whose
-/// `until` is at or after its time, else the registry's shape.
+/// `until` is at or after its time, else the registry's shape. Most
+/// monitors have none: one pointer, null then, keeps the engine's state of
+/// a monitor within one cache line (`engine::MonitorWindows`).
 #[derive(Debug, Default)]
-pub struct Epochs(Vec<Epoch>);
+pub struct Epochs(Option<Box<[Epoch]>>);
 
 impl Epochs {
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
+    }
+
+    fn list(&self) -> &[Epoch] {
+        self.0.as_deref().unwrap_or(&[])
+    }
+
+    /// Changes the list, and lets it go when `change` leaves it empty.
+    fn change<R>(&mut self, change: impl FnOnce(&mut Vec<Epoch>) -> R) -> R {
+        let mut list = self.0.take().map_or_else(Vec::new, Vec::from);
+        let result = change(&mut list);
+        self.0 = (!list.is_empty()).then(|| list.into_boxed_slice());
+        result
     }
 
     /// The earlier shape a sample at `t` takes, if any.
     pub fn shape_at(&self, t: i64) -> Option<&Shape> {
-        self.0.iter().find(|e| t <= e.until).map(|e| &e.shape)
+        self.list().iter().find(|e| t <= e.until).map(|e| &e.shape)
     }
 
     /// Earlier shapes as the announcements store kept them.
     pub fn load(&mut self, epochs: impl IntoIterator<Item = Epoch>) {
-        self.0.extend(epochs);
-        self.0.sort_by_key(|e| e.until);
+        self.change(|list| {
+            list.extend(epochs);
+            list.sort_by_key(|e| e.until);
+        });
     }
 
     /// Every sample takes `shape` until `end` says from where it no longer
     /// does (an epoch already open stays as it is).
     pub fn begin(&mut self, shape: Shape) {
         if !self.is_open() {
-            self.0.push(Epoch { until: OPEN, shape });
+            self.change(|list| list.push(Epoch { until: OPEN, shape }));
         }
     }
 
     pub fn is_open(&self) -> bool {
-        self.0.last().is_some_and(|e| e.until == OPEN)
+        self.list().last().is_some_and(|e| e.until == OPEN)
     }
 
     /// Ends the open epoch with the window of `latest`, the monitor's latest
@@ -69,16 +85,18 @@ impl Epochs {
         if !self.is_open() {
             return None;
         }
-        let open = self.0.pop().expect("an open epoch");
-        let before = self.0.last().map_or(i64::MIN, |e| e.until);
-        let until = window_end(&open.shape.0.tz, latest?);
-        (until > before).then(|| {
-            let epoch = Epoch {
-                until,
-                shape: open.shape,
-            };
-            self.0.push(epoch.clone());
-            epoch
+        self.change(|list| {
+            let open = list.pop().expect("an open epoch");
+            let before = list.last().map_or(i64::MIN, |e| e.until);
+            let until = window_end(&open.shape.0.tz, latest?);
+            (until > before).then(|| {
+                let epoch = Epoch {
+                    until,
+                    shape: open.shape,
+                };
+                list.push(epoch.clone());
+                epoch
+            })
         })
     }
 }
