@@ -24,7 +24,9 @@
 //! Around them: [`config`] and [`problem`] for the user's files, [`parameter`]
 //! for RESET's vocabulary and units, [`cli`] for the command line,
 //! [`output_file`] for the files it writes, [`progress_line`] for how far
-//! a long command has come, and [`short_eq`] for comparing short keys.
+//! a long command has come, [`short_eq`] for comparing short keys,
+//! [`short_text`] for short ids kept inline, and [`id_index`] for the
+//! registry's table of connection ids.
 
 pub mod batch;
 pub mod cli;
