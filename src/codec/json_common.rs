@@ -145,8 +145,11 @@ impl<'a> Scanner<'a> {
     }
 
     /// Space, one of `keys` as a string without escapes, and the colon
-    /// after it: the key's index. `None` for any other key.
-    fn key(&mut self, keys: &[&[u8]]) -> Option<usize> {
+    /// after it: the key's index. `None` for any other key. Inlined into
+    /// each caller, whose keys are constants: every comparison is then
+    /// specialised to its key's length.
+    #[inline(always)]
+    fn key<const N: usize>(&mut self, keys: &[&[u8]; N]) -> Option<usize> {
         self.skip_space();
         let rest = &self.bytes[self.at..];
         let quoted = |key: &[u8]| {
@@ -334,9 +337,10 @@ impl<'a> Scanner<'a> {
     /// `value` reads the value of each key met, by its index. The keys
     /// seen; `None` for any other key, a repeated one, or a value `value`
     /// leaves to serde.
-    fn object(
+    #[inline(always)]
+    fn object<const N: usize>(
         &mut self,
-        keys: &[&[u8]],
+        keys: &[&[u8]; N],
         mut value: impl FnMut(&mut Self, usize) -> Option<()>,
     ) -> Option<Seen> {
         let mut seen = Seen::default();
@@ -517,6 +521,22 @@ mod tests {
             "",
         ] {
             assert!(common(text).is_none(), "{text} should be left to serde");
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_left_to_serde_wherever_they_are() {
+        let good = br#"{"connection_id":"GA_1","event_time":1,"measurements":[{"parameter":"co2","value":1,"unit":"ppm"}]}"#;
+        assert!(decode_common(good, &mut ReusedEvent::default()).is_some());
+        for at in 0..good.len() {
+            for byte in [0x80, 0xC3, 0xFF] {
+                let mut bad = good.to_vec();
+                bad[at] = byte;
+                assert!(
+                    decode_common(&bad, &mut ReusedEvent::default()).is_none(),
+                    "byte {byte:#x} at {at}"
+                );
+            }
         }
     }
 

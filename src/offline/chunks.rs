@@ -36,17 +36,45 @@ pub struct Chunk {
 
 impl Chunk {
     /// Reads up to `CHUNK_LINES` lines; false at the end of the input.
+    /// Whole lines the reader holds are copied straight from its buffer;
+    /// one that runs past it, or past the record limit, is read alone.
     fn fill(&mut self, input: &mut dyn BufRead, line: &mut Vec<u8>) -> io::Result<bool> {
         self.text.clear();
         self.spans.clear();
         while self.spans.len() < CHUNK_LINES {
+            if self.take_held_lines(input)? {
+                continue;
+            }
             let Some(length) = read_bounded_line(input, line, MAX_RECORD_BYTES)? else {
                 break;
             };
-            self.spans.push((self.text.len(), length));
-            self.text.extend_from_slice(super::trim_line(line));
+            self.add(super::trim_line(line), length);
         }
         Ok(!self.spans.is_empty())
+    }
+
+    /// Takes the whole lines at the front of the reader's buffer, each
+    /// within the record limit, while the chunk has room: whether any.
+    fn take_held_lines(&mut self, input: &mut dyn BufRead) -> io::Result<bool> {
+        let held = input.fill_buf()?;
+        let mut taken = 0;
+        for newline in memchr::memchr_iter(b'\n', held) {
+            let line = &held[taken..=newline];
+            if self.spans.len() == CHUNK_LINES || line.len() > MAX_RECORD_BYTES + 2 {
+                break;
+            }
+            let text = super::trim_line(line);
+            self.add(text, text.len());
+            taken = newline + 1;
+        }
+        input.consume(taken);
+        Ok(taken > 0)
+    }
+
+    /// Adds a line: its text (cut at the record limit) and full length.
+    fn add(&mut self, text: &[u8], length: usize) {
+        self.spans.push((self.text.len(), length));
+        self.text.extend_from_slice(text);
     }
 
     /// Decodes every line, each into an event reused from the last chunk.

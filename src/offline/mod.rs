@@ -249,13 +249,21 @@ mod tests {
 
     /// Emissions, rejects and summary of `aggregate` over `input`.
     fn run(registry: &Arc<Registry>, input: &[u8], decoders: usize) -> (String, String, Summary) {
+        run_from(registry, &mut &input[..], decoders)
+    }
+
+    fn run_from(
+        registry: &Arc<Registry>,
+        input: &mut dyn BufRead,
+        decoders: usize,
+    ) -> (String, String, Summary) {
         let (mut out, mut rejects) = (Vec::new(), Vec::new());
         let summary = aggregate(
             Arc::clone(registry),
             EngineSettings::default(),
             PushMode::default(),
             1_893_456_000_000, // 2030-01-01T00:00:00Z
-            &mut &input[..],
+            input,
             decoders,
             Outputs {
                 emissions: &mut out,
@@ -307,6 +315,18 @@ mod tests {
                 "rejects differ with {decoders} decoders"
             );
             assert_eq!(threaded.2, inline.2);
+        }
+        // Read through a buffer smaller than most lines and one larger:
+        // lines that run past the reader's buffer are read alike.
+        for capacity in [97, 4096] {
+            let mut reader = io::BufReader::with_capacity(capacity, input.as_bytes());
+            let buffered = run_from(&registry, &mut reader, 0);
+            assert!(
+                buffered.0 == inline.0,
+                "emissions differ through a buffer of {capacity}"
+            );
+            assert_eq!(buffered.1, inline.1, "buffer of {capacity}");
+            assert_eq!(buffered.2, inline.2, "buffer of {capacity}");
         }
     }
 
