@@ -11,7 +11,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
- && for b in engine open_windows publish end_to_end; do echo 'fn main() {}' > benches/$b.rs; done \
+ && for b in $(grep -A1 '^\[\[bench\]\]' Cargo.toml | sed -n 's/^name = "\(.*\)"$/\1/p'); do \
+      echo 'fn main() {}' > benches/$b.rs; done \
  && cargo build --release --locked --bin reset-pipeline \
  && rm -rf src benches
 COPY src src

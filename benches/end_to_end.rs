@@ -24,6 +24,9 @@ use reset_pipeline::synthetic::{fleet, SampleStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[global_allocator]
+static ALLOCATOR: reset_pipeline::Allocator = reset_pipeline::Allocator;
+
 const TOPIC: &str = "sensor-events";
 
 /// CPU seconds a process has used so far, all its threads (`/proc/<pid>/stat`

@@ -21,6 +21,9 @@ use reset_pipeline::window::{Engine, EngineSettings};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[global_allocator]
+static ALLOCATOR: reset_pipeline::Allocator = reset_pipeline::Allocator;
+
 const MONITORS: usize = 10_000;
 const INTERVAL_MS: i64 = 10_000;
 const CHUNK: usize = 50_000;

@@ -14,6 +14,9 @@ use reset_pipeline::kafka::ProgressReader;
 use reset_pipeline::offsets::Progress;
 use std::time::{Duration, Instant};
 
+#[global_allocator]
+static ALLOCATOR: reset_pipeline::Allocator = reset_pipeline::Allocator;
+
 const TOPIC: &str = "reset-pipeline.progress";
 
 /// The test harness's brokers: tansu started and its topics created the same way.

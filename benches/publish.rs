@@ -14,6 +14,9 @@ use reset_pipeline::window::EngineSettings;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[global_allocator]
+static ALLOCATOR: reset_pipeline::Allocator = reset_pipeline::Allocator;
+
 const MONITORS: usize = 1_000;
 const DAYS: i64 = 3;
 const START_MS: i64 = 1_773_532_800_000; // 2026-03-15T00:00:00Z

@@ -3,6 +3,9 @@
 use clap::Parser;
 use reset_pipeline::cli::{self, Cli, LogFormat};
 
+#[global_allocator]
+static ALLOCATOR: reset_pipeline::Allocator = reset_pipeline::Allocator;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
