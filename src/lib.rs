@@ -29,7 +29,7 @@
 //! registry's table of connection ids.
 
 /// The allocator the binary and the benchmarks run on (each declares it
-/// its `#[global_allocator]`): mimalloc's per-size free lists keep the
+/// as its `#[global_allocator]`): mimalloc's per-size free lists keep the
 /// engine's many small, short-lived allocations (a window's slots, a
 /// reading's text) cheap and close together, however long the process
 /// has run; glibc's were a third to half slower on the engine's benches.
