@@ -111,7 +111,12 @@ fn digest(parts: &[&str]) -> String {
         hasher.update(p.as_bytes());
     }
     let bytes = hasher.finalize();
-    bytes[..12].iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    bytes[..12]
+        .iter()
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+        .map(char::from)
+        .collect()
 }
 
 /// A `readings` message id: the monitor, the first and last window ends and a
@@ -162,49 +167,15 @@ pub fn monitors_payload(
     action: MonitorAction,
     version: u64,
 ) -> (String, String) {
-    let r = &monitor.record;
-    let mut data = serde_json::Map::new();
-    let mut put = |k: &str, v: serde_json::Value| {
-        data.insert(k.to_string(), v);
-    };
-    use serde_json::{json, Value};
-    if let Some(label) = &r.label {
-        put("label", json!(label));
-    }
-    put("connection_id", json!(r.connection_id));
-    if action == MonitorAction::Create {
-        put("module", json!(monitor.module.name()));
-    }
-    let mut detail = serde_json::Map::new();
-    detail.insert("monitor_brand".into(), json!(r.monitor_brand));
-    detail.insert("monitor_sku".into(), json!(r.monitor_sku));
-    detail.insert("monitor_serial_id".into(), json!(r.monitor_serial_id));
-    if let Some(date) = &r.last_monitor_calibration_date {
-        detail.insert("last_monitor_calibration_date".into(), json!(date));
-    }
-    let included: serde_json::Map<String, Value> = monitor
-        .declared
-        .iter()
-        .map(|(p, u)| (p.name().to_string(), json!({ "unit": u.name() })))
-        .collect();
-    put(
-        "meta",
-        json!({ "monitor_detail": detail, "included_parameters": included }),
-    );
-    if monitor.module.has_channels() {
-        put(
-            "channels",
-            serde_json::to_value(&r.channels).expect("channels"),
-        );
-    }
-    let data = Value::Object(data).to_string();
+    let data = serde_json::to_string(&MonitorData { monitor, action })
+        .expect("a description always serializes");
     let verb = match action {
         MonitorAction::Create => "create",
         MonitorAction::Modify => "modify",
     };
+    let connection_id = monitor.connection_id();
     let message_id = format!(
-        "rp_monitor_{}_{verb}_v{version}_{}",
-        r.connection_id,
+        "rp_monitor_{connection_id}_{verb}_v{version}_{}",
         digest(&[&data])
     );
     let payload = format!(
@@ -212,6 +183,76 @@ pub fn monitors_payload(
         serde_json::to_string(&message_id).expect("string")
     );
     (message_id, payload)
+}
+
+/// A `monitors` message's `data`, written straight from the monitor: its
+/// label, id, module (on create), `meta` and channels (modules with them).
+struct MonitorData<'a> {
+    monitor: &'a Monitor,
+    action: MonitorAction,
+}
+
+impl Serialize for MonitorData<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = self.monitor;
+        let r = &m.record;
+        let mut map = s.serialize_map(None)?;
+        if let Some(label) = &r.label {
+            map.serialize_entry("label", label)?;
+        }
+        map.serialize_entry("connection_id", &r.connection_id)?;
+        if self.action == MonitorAction::Create {
+            map.serialize_entry("module", m.module.name())?;
+        }
+        map.serialize_entry("meta", &Meta(m))?;
+        if m.module.has_channels() {
+            map.serialize_entry("channels", &r.channels)?;
+        }
+        map.end()
+    }
+}
+
+/// `{"monitor_detail": {...}, "included_parameters": {name: {"unit": ...}}}`.
+struct Meta<'a>(&'a Monitor);
+
+impl Serialize for Meta<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Detail<'a> {
+            monitor_brand: &'a str,
+            monitor_sku: &'a str,
+            monitor_serial_id: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            last_monitor_calibration_date: Option<&'a str>,
+        }
+        #[derive(Serialize)]
+        struct Included<'a> {
+            unit: &'a str,
+        }
+        struct Parameters<'a>(&'a [(crate::parameter::Parameter, crate::parameter::Unit)]);
+        impl Serialize for Parameters<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut map = s.serialize_map(Some(self.0.len()))?;
+                for (p, u) in self.0 {
+                    map.serialize_entry(p.name(), &Included { unit: u.name() })?;
+                }
+                map.end()
+            }
+        }
+        let r = &self.0.record;
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry(
+            "monitor_detail",
+            &Detail {
+                monitor_brand: &r.monitor_brand,
+                monitor_sku: &r.monitor_sku,
+                monitor_serial_id: &r.monitor_serial_id,
+                last_monitor_calibration_date: r.last_monitor_calibration_date.as_deref(),
+            },
+        )?;
+        map.serialize_entry("included_parameters", &Parameters(&self.0.declared))?;
+        map.end()
+    }
 }
 
 /// A `monitors` message as the announcements store keeps it, per monitor:
@@ -521,6 +562,105 @@ mod tests {
             MonitorAction::Modify
         };
         stored(m, action, version, true, version > 1)
+    }
+
+    /// `monitors_payload` as it was first written, through a tree of JSON
+    /// values: the bytes the direct writer must reproduce.
+    fn monitors_payload_through_values(
+        monitor: &Monitor,
+        action: MonitorAction,
+        version: u64,
+    ) -> (String, String) {
+        use serde_json::{json, Value};
+        let r = &monitor.record;
+        let mut data = serde_json::Map::new();
+        if let Some(label) = &r.label {
+            data.insert("label".into(), json!(label));
+        }
+        data.insert("connection_id".into(), json!(r.connection_id));
+        if action == MonitorAction::Create {
+            data.insert("module".into(), json!(monitor.module.name()));
+        }
+        let mut detail = serde_json::Map::new();
+        detail.insert("monitor_brand".into(), json!(r.monitor_brand));
+        detail.insert("monitor_sku".into(), json!(r.monitor_sku));
+        detail.insert("monitor_serial_id".into(), json!(r.monitor_serial_id));
+        if let Some(date) = &r.last_monitor_calibration_date {
+            detail.insert("last_monitor_calibration_date".into(), json!(date));
+        }
+        let included: serde_json::Map<String, Value> = monitor
+            .declared
+            .iter()
+            .map(|(p, u)| (p.name().to_string(), json!({ "unit": u.name() })))
+            .collect();
+        data.insert(
+            "meta".into(),
+            json!({ "monitor_detail": detail, "included_parameters": included }),
+        );
+        if monitor.module.has_channels() {
+            data.insert(
+                "channels".into(),
+                serde_json::to_value(&r.channels).unwrap(),
+            );
+        }
+        let data = Value::Object(data).to_string();
+        let verb = serde_json::to_value(action).unwrap();
+        let verb = verb.as_str().unwrap();
+        let mut hasher = Sha256::new();
+        hasher.update((data.len() as u64).to_le_bytes());
+        hasher.update(data.as_bytes());
+        let hex: String = hasher.finalize()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let message_id = format!("rp_monitor_{}_{verb}_v{version}_{hex}", r.connection_id);
+        let payload = json!({ "message_type": verb, "message_id": message_id, "data": "DATA" })
+            .to_string()
+            .replace("\"DATA\"", &data);
+        (message_id, payload)
+    }
+
+    #[test]
+    fn monitors_payloads_are_the_bytes_the_tree_of_values_made() {
+        let examples = Registry::parse(
+            include_str!("../examples/monitors.yaml"),
+            "examples/monitors.yaml",
+        )
+        .unwrap();
+        let odd = "a \"quoted\" \\ label\n\u{7}, \u{e9}t\u{e9} \u{1F600} </script>";
+        let mut checked = 0;
+        for (_, example) in examples.iter() {
+            for variant in 0..4 {
+                let mut record = example.record.clone();
+                if variant & 1 == 1 {
+                    record.label = record.label.map_or(Some(odd.into()), |_| None);
+                    record.monitor_brand = odd.into();
+                    for c in &mut record.channels {
+                        c.channel_label = Some(odd.into());
+                    }
+                }
+                if variant & 2 == 2 {
+                    record.last_monitor_calibration_date =
+                        match record.last_monitor_calibration_date {
+                            Some(_) => None,
+                            None => Some("2024-02-29T12:00:00.000+05:45".into()),
+                        };
+                }
+                let monitor = Monitor::from_record(record, "test").unwrap();
+                for action in [MonitorAction::Create, MonitorAction::Modify] {
+                    for version in [1, 2, 17] {
+                        assert_eq!(
+                            monitors_payload(&monitor, action, version),
+                            monitors_payload_through_values(&monitor, action, version),
+                            "{action:?} v{version} of {:?}",
+                            monitor.record
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 5 * 4 * 2 * 3);
     }
 
     fn kept(until: i64, m: &Monitor) -> KeptShape {

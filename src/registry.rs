@@ -11,15 +11,17 @@ use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::HashSet;
 use std::path::Path;
 
+mod entry;
+
 /// One monitor as written in `monitors.yaml` (or a registry topic record).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MonitorRecord {
     #[serde(deserialize_with = "id_text")]
     pub connection_id: String,
-    #[serde(deserialize_with = "module_word")]
+    #[serde(deserialize_with = "deserialize_module")]
     pub module: Word,
-    #[serde(deserialize_with = "zone_word")]
+    #[serde(deserialize_with = "deserialize_zone")]
     pub timezone: Word,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
@@ -56,14 +58,20 @@ fn shared(text: String, known: impl Fn(&str) -> Option<&'static str>) -> Word {
     }
 }
 
-fn module_word<'de, D: Deserializer<'de>>(d: D) -> Result<Word, D::Error> {
-    let text = String::deserialize(d)?;
-    Ok(shared(text, |t| Module::parse(t).map(Module::name)))
+fn module_word(text: String) -> Word {
+    shared(text, |t| Module::parse(t).map(Module::name))
 }
 
-fn zone_word<'de, D: Deserializer<'de>>(d: D) -> Result<Word, D::Error> {
-    let text = String::deserialize(d)?;
-    Ok(shared(text, |t| t.parse::<Tz>().ok().map(|tz| tz.name())))
+fn zone_word(text: String) -> Word {
+    shared(text, |t| t.parse::<Tz>().ok().map(|tz| tz.name()))
+}
+
+fn deserialize_module<'de, D: Deserializer<'de>>(d: D) -> Result<Word, D::Error> {
+    String::deserialize(d).map(module_word)
+}
+
+fn deserialize_zone<'de, D: Deserializer<'de>>(d: D) -> Result<Word, D::Error> {
+    String::deserialize(d).map(zone_word)
 }
 
 impl Parameters {
@@ -250,6 +258,17 @@ fn in_reset_form(text: &str) -> Option<String> {
         && b[z + 3] == b':'
         && digits(z + 4..z + 6);
     (shaped && chrono::DateTime::parse_from_rfc3339(&text).is_ok()).then_some(text)
+}
+
+/// The records of one entry of a file's block list of monitors: read
+/// straight when in the common form, by serde_yaml otherwise; `None` when
+/// it does not parse alone.
+fn read_entry(entry: &str) -> Option<Vec<MonitorRecord>> {
+    if let Some(record) = entry::common_entry(entry) {
+        return Some(vec![record]);
+    }
+    let parsed = serde_yaml::from_str::<RegistryFile>(&format!("monitors:\n{entry}")).ok()?;
+    Some(parsed.monitors)
 }
 
 /// A registry built one record at a time, every record's problems kept.
@@ -616,10 +635,9 @@ impl Registry {
         let mut building = Building::new(file);
         building.reserve(count);
         let parsed = each_block_list_entry(open()?, "monitors", |entry| {
-            let parsed = serde_yaml::from_str::<RegistryFile>(&format!("monitors:\n{entry}"));
-            parsed
-                .map(|p| p.monitors.into_iter().for_each(|r| building.add(r)))
-                .is_ok()
+            read_entry(entry)
+                .map(|records| records.into_iter().for_each(|r| building.add(r)))
+                .is_some()
         })?;
         Ok(parsed.map(|_| building.finish()))
     }
@@ -634,9 +652,9 @@ impl Registry {
             let mut building = Building::new(file);
             building.reserve(entries.len());
             for entry in entries {
-                match serde_yaml::from_str::<RegistryFile>(&format!("monitors:\n{entry}")) {
-                    Ok(parsed) => parsed.monitors.into_iter().for_each(|r| building.add(r)),
-                    Err(_) => return Registry::parse_whole(text, file),
+                match read_entry(entry) {
+                    Some(records) => records.into_iter().for_each(|r| building.add(r)),
+                    None => return Registry::parse_whole(text, file),
                 }
             }
             return building.finish();
