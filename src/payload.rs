@@ -229,8 +229,8 @@ impl Serialize for Meta<'_> {
         struct Included<'a> {
             unit: &'a str,
         }
-        struct Parameters<'a>(&'a [(crate::parameter::Parameter, crate::parameter::Unit)]);
-        impl Serialize for Parameters<'_> {
+        struct IncludedParameters<'a>(&'a [(crate::parameter::Parameter, crate::parameter::Unit)]);
+        impl Serialize for IncludedParameters<'_> {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 let mut map = s.serialize_map(Some(self.0.len()))?;
                 for (p, u) in self.0 {
@@ -250,7 +250,7 @@ impl Serialize for Meta<'_> {
                 last_monitor_calibration_date: r.last_monitor_calibration_date.as_deref(),
             },
         )?;
-        map.serialize_entry("included_parameters", &Parameters(&self.0.declared))?;
+        map.serialize_entry("included_parameters", &IncludedParameters(&self.0.declared))?;
         map.end()
     }
 }

@@ -20,7 +20,7 @@ pub(super) fn common_entry(entry: &str) -> Option<MonitorRecord> {
     first[..dash].bytes().all(|b| b == b' ').then_some(())?;
     let indent = dash + 2;
     let mut fields = Fields::default();
-    fields.line(first.strip_prefix(&first[..dash])?.strip_prefix("- ")?)?;
+    fields.line(first[dash..].strip_prefix("- ")?)?;
     for line in lines {
         let (space, rest) = line.split_at(line.len() - line.trim_start().len());
         (space.len() == indent).then_some(())?;
