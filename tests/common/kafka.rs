@@ -31,15 +31,33 @@ pub struct Broker {
     pub bootstrap: String,
     kind: BrokerKind,
     child: Child,
-    /// tansu's data, removed after the broker stops.
-    _data: Option<tempfile::TempDir>,
+    /// The broker's log (`broker.log`) and tansu's data: removed after the
+    /// broker stops, kept (and named) when a test failed.
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            if let Some(dir) = self.dir.take() {
+                eprintln!("broker log kept: {}", dir.keep().join(LOG).display());
+            }
+        }
     }
+}
+
+/// The broker's log file, in its directory.
+const LOG: &str = "broker.log";
+
+/// The log of a broker in `dir`, appended to (tansu restarted writes on).
+fn broker_log(dir: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(LOG))
+        .expect("the broker's log can be written")
 }
 
 /// The kind of every broker started, by bootstrap address: a config for a
@@ -124,8 +142,12 @@ impl Broker {
             }
             kind => {
                 let port: u16 = self.bootstrap.rsplit_once(':').unwrap().1.parse().unwrap();
-                let data = self._data.as_ref().expect("tansu keeps its data").path();
-                self.child = start_tansu(kind, port, data);
+                let dir = self
+                    .dir
+                    .as_ref()
+                    .expect("a broker has its directory")
+                    .path();
+                self.child = start_tansu(kind, port, dir);
             }
         }
     }
@@ -161,6 +183,7 @@ impl Broker {
     fn start_process(kind: BrokerKind, topics: &[(&str, i32)]) -> Broker {
         match kind {
             BrokerKind::Mock => {
+                let dir = tempfile::tempdir().unwrap();
                 let mut args = vec!["mock-kafka".to_string()];
                 for (name, partitions) in topics {
                     args.push("--topic".into());
@@ -170,16 +193,7 @@ impl Broker {
                     .args(&args)
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
-                    .stderr(
-                        tempfile::Builder::new()
-                            .prefix("mock-kafka-")
-                            .suffix(".log")
-                            .tempfile()
-                            .map_or_else(
-                                |_| Stdio::null(),
-                                |f| f.keep().map_or_else(|_| Stdio::null(), |(f, _)| f.into()),
-                            ),
-                    )
+                    .stderr(broker_log(dir.path()))
                     .spawn()
                     .expect("mock-kafka starts");
                 let mut line = String::new();
@@ -195,7 +209,7 @@ impl Broker {
                     bootstrap,
                     kind,
                     child,
-                    _data: None,
+                    dir: Some(dir),
                 }
             }
             BrokerKind::Tansu | BrokerKind::TansuInMemory => {
@@ -224,18 +238,18 @@ impl Broker {
                     bootstrap: format!("127.0.0.1:{port}"),
                     kind,
                     child,
-                    _data: Some(data),
+                    dir: Some(data),
                 }
             }
         }
     }
 }
 
-/// Starts tansu on `port`, its data in `data`, and waits until it listens.
+/// Starts tansu on `port`, its data and log in `data`, and waits until it listens.
 fn start_tansu(kind: BrokerKind, port: u16, data: &Path) -> Child {
     let bin = tansu_bin();
     let url = format!("tcp://127.0.0.1:{port}");
-    let output = std::env::temp_dir().join(format!("tansu-{port}.log"));
+    let output = data.join(LOG);
     // SQLite storage, in a directory of its own. tansu 0.6.0's in-memory
     // storage (`memory://`, dynostore) answers a fetch at an offset inside a
     // record batch with the next batch, and ListOffsets with the last
@@ -256,7 +270,7 @@ fn start_tansu(kind: BrokerKind, port: u16, data: &Path) -> Child {
             storage,
         ])
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&output).unwrap())
+        .stderr(broker_log(data))
         .spawn()
         .unwrap_or_else(|e| {
             panic!(
