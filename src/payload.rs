@@ -264,7 +264,7 @@ pub struct Announced {
     /// The description's version: 1 for the first message, one more per change.
     pub version: u64,
     pub message_id: String,
-    pub record: MonitorRecord,
+    pub record: std::sync::Arc<MonitorRecord>,
     /// Records written before this field: acknowledged modifies (a
     /// create's action no longer matters once acknowledged).
     #[serde(default = "modify")]
@@ -287,7 +287,7 @@ pub struct Announced {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeptShape {
     pub until: i64,
-    pub record: MonitorRecord,
+    pub record: std::sync::Arc<MonitorRecord>,
 }
 
 /// How many earlier shapes of a monitor the store keeps: the newest. An
@@ -363,7 +363,7 @@ impl Announcements {
 
     /// The description of the monitor's latest message, if any.
     pub fn last_record(&self, connection_id: &str) -> Option<&MonitorRecord> {
-        self.latest(connection_id).map(|(last, _)| &last.record)
+        self.latest(connection_id).map(|(last, _)| &*last.record)
     }
 
     /// The monitor's earlier shapes, oldest first.
@@ -631,7 +631,7 @@ mod tests {
         let mut checked = 0;
         for (_, example) in examples.iter() {
             for variant in 0..4 {
-                let mut record = example.record.clone();
+                let mut record = (*example.record).clone();
                 if variant & 1 == 1 {
                     record.label = record.label.map_or(Some(odd.into()), |_| None);
                     record.monitor_brand = odd.into();
@@ -690,7 +690,7 @@ mod tests {
         let mut restarted = Announcements::default();
         restarted.learn(&modify);
         assert_eq!(restarted.shapes("A"), [kept(10, &utc)]);
-        assert_eq!(restarted.last_record("A"), Some(&kathmandu.record));
+        assert_eq!(restarted.last_record("A"), Some(&*kathmandu.record));
         // The newest KEPT_SHAPES are kept.
         for until in 11..30 {
             restarted.keep_shape("A", kept(until, &utc));

@@ -296,25 +296,27 @@ impl PartitionPipeline {
 }
 
 /// Puts each monitor's owed `monitors` message before its readings (of
-/// an earlier shape: `Announcements::announce_earlier`).
-pub fn with_announcements(
-    registry: &Registry,
-    announcements: &mut Announcements,
+/// an earlier shape: `Announcements::announce_earlier`). Lazily, batch by
+/// batch: a caller that writes each emission as it comes holds one
+/// monitor's messages at a time, not a whole flush's.
+pub fn with_announcements<'a>(
+    registry: &'a Registry,
+    announcements: &'a mut Announcements,
     batches: Vec<Batch>,
-) -> Vec<Emission> {
-    let mut out = Vec::with_capacity(batches.len());
-    for batch in batches {
+) -> impl Iterator<Item = Emission> + 'a {
+    batches.into_iter().flat_map(move |batch| {
         let owed = match &batch.shape {
             Some(earlier) => announcements.announce_earlier(&earlier.0),
             None => announcements.announce(registry.get(batch.monitor)),
         };
-        if let Some((announced, payload)) = owed {
-            let announced = Box::new(announced);
-            out.push(Emission::Monitor { announced, payload });
-        }
-        out.push(Emission::Readings(batch));
-    }
-    out
+        let monitor = owed.map(|(announced, payload)| Emission::Monitor {
+            announced: Box::new(announced),
+            payload,
+        });
+        monitor
+            .into_iter()
+            .chain(std::iter::once(Emission::Readings(batch)))
+    })
 }
 
 /// Earlier shapes of monitors, for partitions to take as they are assigned

@@ -340,7 +340,7 @@ pub struct Monitor {
     pub declared: Vec<(Parameter, Unit)>,
     /// Parameters every reading carries: required ones and declared ones.
     pub reported: Vec<Parameter>,
-    pub record: MonitorRecord,
+    pub record: std::sync::Arc<MonitorRecord>,
 }
 
 const NO_SLOT: u16 = u16::MAX;
@@ -455,7 +455,7 @@ impl Monitor {
             channel_ids,
             declared_unit,
             slot_base,
-            record,
+            record: record.into(),
         })
     }
 }

@@ -198,7 +198,7 @@ pub fn replay(
     for key in keys {
         batches.extend(replayed.parts.get_mut(&key).expect("known").finish());
     }
-    Ok(with_announcements(&registry, &mut announcements, batches))
+    Ok(with_announcements(&registry, &mut announcements, batches).collect())
 }
 
 /// What a replay has read: a pipeline per partition, the batches of the

@@ -147,10 +147,7 @@ async fn describe(
     connection_id: &str,
     label: Option<&str>,
 ) {
-    let mut record = registry
-        .get(registry.lookup(connection_id).unwrap())
-        .record
-        .clone();
+    let mut record = (*registry.get(registry.lookup(connection_id).unwrap()).record).clone();
     record.label = label.map(str::to_string);
     let value = serde_json::to_string(&record).unwrap();
     send(

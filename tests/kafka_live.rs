@@ -273,7 +273,7 @@ async fn replay_of_a_sub_range_equals_the_live_readings_inside_it(kind: BrokerKi
         .registry
         .iter()
         .map(|(_, m)| {
-            let mut record = m.record.clone();
+            let mut record = (*m.record).clone();
             record.label = Some("moved".into());
             record
         })

@@ -458,7 +458,7 @@ fn step() -> impl Strategy<Value = Step> {
 /// refused when it holds the monitor, a `modify` when it does not.
 #[derive(Default)]
 struct ResetModel {
-    held: Option<reset_pipeline::registry::MonitorRecord>,
+    held: Option<std::sync::Arc<reset_pipeline::registry::MonitorRecord>>,
     /// Every message id taken, with its payload.
     taken: BTreeMap<String, String>,
     /// The ids of the messages that changed what it holds, in order.

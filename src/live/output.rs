@@ -19,7 +19,9 @@ impl Live {
     pub(super) fn publish(&mut self, key: &PartitionKey, batches: Vec<crate::batch::Batch>) {
         let mut messages = Vec::with_capacity(batches.len());
         let mut announcing = Vec::new();
-        for emission in with_announcements(&self.registry, &mut self.announcements, batches) {
+        let emissions: Vec<Emission> =
+            with_announcements(&self.registry, &mut self.announcements, batches).collect();
+        for emission in emissions {
             match &emission {
                 Emission::Monitor { announced, .. } => announcing.push((**announced).clone()),
                 Emission::Readings(b) => {

@@ -493,7 +493,7 @@ pub fn write_monitors(registry: &Registry, path: &Path) {
         monitors: Vec<&'a MonitorRecord>,
     }
     let file = File {
-        monitors: registry.iter().map(|(_, m)| &m.record).collect(),
+        monitors: registry.iter().map(|(_, m)| &*m.record).collect(),
     };
     std::fs::write(path, serde_yaml::to_string(&file).unwrap()).unwrap();
 }
