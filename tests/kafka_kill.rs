@@ -201,7 +201,7 @@ async fn restart_test(v: Variant) {
     } = v;
     let started = std::time::Instant::now();
     let broker = Broker::start(kind, TOPICS);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new("the pipeline's config, registry and log");
     let registry = Arc::new(fleet(monitors));
     write_monitors(&registry, &dir.path().join("monitors.yaml"));
     // Samples that ended well before now, one per monitor every 30 s.
@@ -439,11 +439,6 @@ async fn restart_test(v: Variant) {
     })
     .await;
     let status = last.terminate();
-    // Kept for a look after a failure.
-    let _ = std::fs::copy(
-        &log,
-        std::env::temp_dir().join(format!("reset-pipeline-{kind:?}-{stop:?}.log")),
-    );
     let state = emulator.state.lock().unwrap();
     let got = emulator_rows(&state);
     let stats = state.stats.clone();

@@ -625,7 +625,7 @@ async fn the_registry_topic_adds_monitors_and_changes_their_description_and_zone
     let emulator = serve("127.0.0.1:0".parse().unwrap(), EmulatorOptions::default())
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new("the pipeline's config, registry and log");
     let log = dir.path().join("pipeline.log");
     let bootstrap = broker.bootstrap.clone();
     send(

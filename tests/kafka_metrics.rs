@@ -27,7 +27,7 @@ async fn readiness_follows_authentication_and_counters_match_the_run(kind: Broke
             ("sensor-events.dlq", 1),
         ],
     );
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new("the pipeline's config, registry and log");
     let registry = Arc::new(fleet(20));
     write_monitors(&registry, &dir.path().join("monitors.yaml"));
     let events = samples(&registry, 4, 120 * 3);
@@ -258,7 +258,7 @@ fn every_ten_minutes(id: &str, from: i64, to: i64) -> Vec<reset_pipeline::event:
 /// their yesterday, 48 + 24 with data.
 async fn the_completeness_gauges_count_silent_monitors_and_yesterdays_windows(kind: BrokerKind) {
     let broker = Broker::start(kind, TOPICS);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new("the pipeline's config, registry and log");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

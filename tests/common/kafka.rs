@@ -33,16 +33,44 @@ pub struct Broker {
     child: Child,
     /// The broker's log (`broker.log`) and tansu's data: removed after the
     /// broker stops, kept (and named) when a test failed.
-    dir: Option<tempfile::TempDir>,
+    dir: TestDir,
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        // Stopped before its directory goes (the field drops after this).
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A test's own directory (a broker's log and data; a pipeline's config,
+/// registry and log): removed when the test passes, kept and named when
+/// it fails, since the logs in it are what tell why.
+pub struct TestDir {
+    /// What it holds, for the message that names a kept one.
+    holds: &'static str,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl TestDir {
+    pub fn new(holds: &'static str) -> TestDir {
+        TestDir {
+            holds,
+            dir: Some(tempfile::tempdir().expect("a temporary directory")),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().expect("kept only when dropped").path()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
         if std::thread::panicking() {
             if let Some(dir) = self.dir.take() {
-                eprintln!("broker log kept: {}", dir.keep().join(LOG).display());
+                eprintln!("{} kept: {}", self.holds, dir.keep().display());
             }
         }
     }
@@ -142,12 +170,7 @@ impl Broker {
             }
             kind => {
                 let port: u16 = self.bootstrap.rsplit_once(':').unwrap().1.parse().unwrap();
-                let dir = self
-                    .dir
-                    .as_ref()
-                    .expect("a broker has its directory")
-                    .path();
-                self.child = start_tansu(kind, port, dir);
+                self.child = start_tansu(kind, port, self.dir.path());
             }
         }
     }
@@ -183,7 +206,7 @@ impl Broker {
     fn start_process(kind: BrokerKind, topics: &[(&str, i32)]) -> Broker {
         match kind {
             BrokerKind::Mock => {
-                let dir = tempfile::tempdir().unwrap();
+                let dir = TestDir::new("the broker's log");
                 let mut args = vec!["mock-kafka".to_string()];
                 for (name, partitions) in topics {
                     args.push("--topic".into());
@@ -209,15 +232,15 @@ impl Broker {
                     bootstrap,
                     kind,
                     child,
-                    dir: Some(dir),
+                    dir,
                 }
             }
             BrokerKind::Tansu | BrokerKind::TansuInMemory => {
                 let bin = tansu_bin();
                 let port = free_port();
                 let url = format!("tcp://127.0.0.1:{port}");
-                let data = tempfile::tempdir().unwrap();
-                let child = start_tansu(kind, port, data.path());
+                let dir = TestDir::new("the broker's log and data");
+                let child = start_tansu(kind, port, dir.path());
                 for (name, partitions) in topics {
                     let status = Command::new(&bin)
                         .args([
@@ -238,7 +261,7 @@ impl Broker {
                     bootstrap: format!("127.0.0.1:{port}"),
                     kind,
                     child,
-                    dir: Some(data),
+                    dir,
                 }
             }
         }
@@ -556,7 +579,7 @@ pub const TOPICS: &[(&str, i32)] = &[
 pub struct Setup {
     pub broker: Broker,
     pub emulator: reset_pipeline::emulator::EmulatorHandle,
-    pub dir: tempfile::TempDir,
+    pub dir: TestDir,
     pub registry: Arc<Registry>,
 }
 
@@ -569,7 +592,7 @@ pub async fn setup_with(
     let emulator = reset_pipeline::emulator::serve("127.0.0.1:0".parse().unwrap(), options)
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new("the pipeline's config, registry and log");
     write_monitors(&registry, &dir.path().join("monitors.yaml"));
     Setup {
         broker,
