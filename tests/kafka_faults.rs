@@ -102,21 +102,11 @@ async fn replicas_join_and_leave_while_messages_are_in_flight(kind: BrokerKind) 
     // acknowledged to a replica that left before it could write their
     // progress, are being read and sent again by the survivor: it is
     // stopped once every partition's progress is at its end.
-    let mut reader = reset_pipeline::kafka::ProgressReader::new(
-        &client_for(&broker.bootstrap),
-        "reset-pipeline.progress",
-    )
-    .unwrap();
+    let mut reader = progress_reader(&broker.bootstrap);
     let ends = partition_ends(&broker.bootstrap, "sensor-events", 3);
-    let behind_when_received = partitions_behind(&mut reader, &ends);
+    let behind_when_received = progress_behind(&mut reader, &ends);
     let waited = std::time::Instant::now();
-    let mut behind = Vec::new();
-    let at_ends = wait_until(Duration::from_secs(120), || {
-        behind = partitions_behind(&mut reader, &ends);
-        behind.is_empty()
-    })
-    .await;
-    assert!(at_ends, "progress behind the ends {ends:?}: {behind:?}");
+    assert_progress_reaches_the_ends(&mut reader, &ends, Duration::from_secs(120)).await;
     eprintln!(
         "{kind:?}: when RESET held every reading, progress behind (partition, offset, end): {behind_when_received:?}; at the ends {:.1?} later",
         waited.elapsed()
@@ -142,35 +132,12 @@ async fn replicas_join_and_leave_while_messages_are_in_flight(kind: BrokerKind) 
     );
     // What a restart would read, after the survivor's drain: every
     // partition at its end, written by an owner after the first.
-    assert_eq!(partitions_behind(&mut reader, &ends), Vec::new());
+    assert_eq!(progress_behind(&mut reader, &ends), Vec::new());
     let latest = reader.latest(Duration::from_secs(60)).unwrap();
     for partition in 0..ends.len() as i32 {
         let stored = &latest[&("sensor-events".to_string(), partition)];
         assert!(stored.epoch >= 2, "partition {partition}: {stored:?}");
     }
-}
-
-/// The partitions of `sensor-events` whose latest progress is not at their
-/// end (`ends`, by partition), with the progress read (`None`: none yet).
-fn partitions_behind(
-    reader: &mut reset_pipeline::kafka::ProgressReader,
-    ends: &[i64],
-) -> Vec<(i32, Option<u64>, i64)> {
-    let latest = reader.latest(Duration::from_secs(10)).unwrap();
-    (0..ends.len() as i32)
-        .map(|p| {
-            let stored = latest.get(&("sensor-events".to_string(), p));
-            (p, stored.map(|s| s.progress.offset), ends[p as usize])
-        })
-        .filter(|(_, offset, end)| *offset != Some(*end as u64))
-        .collect()
-}
-
-/// librdkafka settings for a client of `bootstrap`.
-fn client_for(bootstrap: &str) -> rdkafka::ClientConfig {
-    let mut c = rdkafka::ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap);
-    c
 }
 
 async fn random_10500s_end_exact_with_few_resends(kind: BrokerKind) {

@@ -132,7 +132,11 @@ async fn a_survivor_takes_over_the_partitions_of_a_killed_replica() {
         "{}",
         log_tail(&s.log())
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The survivor stops once it has read, sent and had acknowledged
+    // everything, its re-sends of the killed replica's windows included.
+    let ends = partition_ends(&s.broker.bootstrap, "sensor-events", 3);
+    let mut reader = progress_reader(&s.broker.bootstrap);
+    assert_progress_reaches_the_ends(&mut reader, &ends, Duration::from_secs(120)).await;
     assert!(b.terminate().success());
     let log = std::fs::read_to_string(s.log()).unwrap();
     assert!(

@@ -4,6 +4,7 @@
 mod common;
 use common::proxy::Proxy;
 use common::sample_emissions;
+use futures_util::FutureExt;
 use reset_pipeline::config::Secret;
 use reset_pipeline::emulator::{serve, EmulatorHandle, EmulatorOptions};
 use reset_pipeline::payload::EventName;
@@ -328,28 +329,26 @@ async fn while_reset_is_down_memory_is_bounded_and_all_is_sent_when_it_is_back()
     let (publisher, mut rx) = Publisher::start(s);
     let messages: Vec<Outgoing> = sample_emissions().iter().map(outgoing).collect();
     assert!(messages.len() > 8);
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let publisher = std::sync::Arc::new(publisher);
-    let feeder = {
-        let (publisher, accepted, messages) =
-            (publisher.clone(), accepted.clone(), messages.clone());
-        tokio::spawn(async move {
-            for m in messages {
-                publisher.publish(m).await;
-                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(
-        accepted.load(std::sync::atomic::Ordering::SeqCst),
-        8,
+    let (first, rest) = messages.split_at(8);
+    // RESET cannot be reached: the first 8 are taken at once, and then
+    // publishing waits (its future does not complete when polled) with
+    // 8 held.
+    for m in first {
+        assert!(
+            publisher.publish(m.clone()).now_or_never().is_some(),
+            "publish waited with {} held",
+            publisher.held()
+        );
+    }
+    let mut publishing_rest = std::pin::pin!(publisher.publish_all(rest.to_vec()));
+    assert!(
+        futures_util::poll!(publishing_rest.as_mut()).is_pending(),
         "publish waits once 8 are unanswered"
     );
+    assert_eq!(publisher.held(), 8);
     assert_ne!(publisher.status(), Status::Ready);
     let handle = emulator_at(addr, EmulatorOptions::default()).await;
-    let deliveries = collect(&mut rx, messages.len()).await;
-    feeder.await.unwrap();
+    let (_, deliveries) = tokio::join!(publishing_rest, collect(&mut rx, messages.len()));
     assert!(deliveries.iter().all(|d| d.fate == Fate::Acknowledged));
     assert_eq!(handle.state.lock().unwrap().stats.conflicting_resends, 0);
     handle.stop();

@@ -706,6 +706,50 @@ pub fn partition_ends(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64>
         .collect()
 }
 
+/// A reader of the pipeline's progress topic on `bootstrap`.
+pub fn progress_reader(bootstrap: &str) -> reset_pipeline::kafka::ProgressReader {
+    let mut client = rdkafka::ClientConfig::new();
+    client.set("bootstrap.servers", bootstrap);
+    reset_pipeline::kafka::ProgressReader::new(&client, "reset-pipeline.progress").unwrap()
+}
+
+/// The partitions of `sensor-events` whose latest progress is not at their
+/// end (`ends`, by partition): (partition, the offset read (`None`: no
+/// progress yet), end).
+pub fn progress_behind(
+    reader: &mut reset_pipeline::kafka::ProgressReader,
+    ends: &[i64],
+) -> Vec<(i32, Option<u64>, i64)> {
+    let latest = reader.latest(Duration::from_secs(10)).unwrap();
+    (0..ends.len() as i32)
+        .map(|p| {
+            let stored = latest.get(&("sensor-events".to_string(), p));
+            (p, stored.map(|s| s.progress.offset), ends[p as usize])
+        })
+        .filter(|(_, offset, end)| *offset != Some(*end as u64))
+        .collect()
+}
+
+/// Waits until the progress topic holds every partition of
+/// `sensor-events` at its end: a pipeline read everything produced, sent
+/// its windows and had them acknowledged. Fails naming those behind.
+pub async fn assert_progress_reaches_the_ends(
+    reader: &mut reset_pipeline::kafka::ProgressReader,
+    ends: &[i64],
+    timeout: Duration,
+) {
+    let mut behind = Vec::new();
+    let at_ends = wait_until(timeout, || {
+        behind = progress_behind(reader, ends);
+        behind.is_empty()
+    })
+    .await;
+    assert!(
+        at_ends,
+        "progress behind the ends {ends:?} (partition, offset, end): {behind:?}"
+    );
+}
+
 /// Waits until the emulator holds `n` readings; fails saying how many it holds.
 pub async fn assert_reset_receives(
     emulator: &reset_pipeline::emulator::EmulatorHandle,
