@@ -268,11 +268,11 @@ impl Broker {
     }
 }
 
-/// Starts tansu on `port`, its data and log in `data`, and waits until it listens.
-fn start_tansu(kind: BrokerKind, port: u16, data: &Path) -> Child {
+/// Starts tansu on `port`, its data and log in `dir`, and waits until it listens.
+fn start_tansu(kind: BrokerKind, port: u16, dir: &Path) -> Child {
     let bin = tansu_bin();
     let url = format!("tcp://127.0.0.1:{port}");
-    let output = data.join(LOG);
+    let output = dir.join(LOG);
     // SQLite storage, in a directory of its own. tansu 0.6.0's in-memory
     // storage (`memory://`, dynostore) answers a fetch at an offset inside a
     // record batch with the next batch, and ListOffsets with the last
@@ -282,7 +282,7 @@ fn start_tansu(kind: BrokerKind, port: u16, data: &Path) -> Child {
         _ => "sqlite://tansu.db",
     };
     let child = Command::new(&bin)
-        .current_dir(data)
+        .current_dir(dir)
         .args([
             "broker",
             "--listener-url",
@@ -293,7 +293,7 @@ fn start_tansu(kind: BrokerKind, port: u16, data: &Path) -> Child {
             storage,
         ])
         .stdout(Stdio::null())
-        .stderr(broker_log(data))
+        .stderr(broker_log(dir))
         .spawn()
         .unwrap_or_else(|e| {
             panic!(
@@ -708,8 +708,7 @@ pub fn partition_ends(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64>
 
 /// A reader of the pipeline's progress topic on `bootstrap`.
 pub fn progress_reader(bootstrap: &str) -> reset_pipeline::kafka::ProgressReader {
-    let mut client = rdkafka::ClientConfig::new();
-    client.set("bootstrap.servers", bootstrap);
+    let client = reset_pipeline::kafka::client_config(&config_for(bootstrap).kafka);
     reset_pipeline::kafka::ProgressReader::new(&client, "reset-pipeline.progress").unwrap()
 }
 
