@@ -3,7 +3,9 @@
 # broker (in memory) holds RECORDS JSON events in 3 partitions (default
 # 1,500,000: 1,000 air monitors, five measurements each, written by
 # `reset-pipeline produce`).
-# Then, ROUNDS times in turn (default 3), each in a group of its own:
+# Then, ROUNDS times in turn (default 3), each in a group of its own: a
+# bare librdkafka consumer (`examples/bare_consumer.rs`, the yardstick:
+# no reader of this broker can be faster) until it has read every record;
 # `reset-pipeline run` (publishing to the built-in emulator) until its
 # metrics count every record consumed (asked every 10 ms); and a Pathway program reading the topic with its JSON field
 # paths into half-hour event-time means per monitor, until its windows
@@ -15,6 +17,9 @@
 # Outside CI. Usage: scripts/json_live_vs_pathway.sh [path/to/reset-pipeline]
 set -euo pipefail
 bin=$(realpath "${1:-target/release/reset-pipeline}")
+root=$(realpath "$(dirname "$0")/..")
+(cd "$root" && cargo build --release --quiet --example bare_consumer)
+bare=$root/target/release/examples/bare_consumer
 records=${RECORDS:-1500000}
 rounds=${ROUNDS:-3}
 tansu=${TANSU_BIN:-$HOME/.cache/reset-pipeline/tansu/bin/tansu}
@@ -136,6 +141,9 @@ while True:
     time.sleep(0.01)
 PY
 for round in $(seq "$rounds"); do
+  start=$(now)
+  "$bare" "127.0.0.1:$kafka" "bare-$round" sensor-events "$records" >/dev/null
+  yardstick=$(since "$start")
   http=$(free_port)
   config "bench-$round" "$http" >"$dir/run.yaml"
   start=$(now)
@@ -148,6 +156,6 @@ for round in $(seq "$rounds"); do
   timeout 600 "$python" "$dir/means.py" "$records" "127.0.0.1:$kafka" "pathway-$round" >"$dir/pathway.log" 2>&1 ||
     { tail "$dir/pathway.log"; exit 1; }
   pathway=$(since "$start")
-  awk -v r="$round" -v c="$consumed" -v p="$pathway" 'BEGIN {
-    printf "round %d: run consumed every record in %s s, Pathway counted every record in %s s: %.1fx\n", r, c, p, p / c }'
+  awk -v r="$round" -v b="$yardstick" -v c="$consumed" -v p="$pathway" 'BEGIN {
+    printf "round %d: run consumed every record in %s s, Pathway counted every record in %s s: %.1fx (a bare consumer read them in %s s: %.1fx, run at %.2f of it)\n", r, c, p, p / c, b, p / b, b / c }'
 done
