@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 mod entry;
+mod stream;
 
 /// One monitor as written in `monitors.yaml` (or a registry topic record).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -290,20 +291,26 @@ impl<'a> Building<'a> {
     }
 
     fn add(&mut self, record: MonitorRecord) {
-        let location = format!("{}: monitors[{}]", self.file, self.index);
+        let parsed = Parsed::new(record, self.file, self.index);
         self.index += 1;
+        self.settle(parsed);
+    }
+
+    /// Adds a monitor made from the file's next record: a second record
+    /// of a connection id is a problem in place of its own.
+    fn settle(&mut self, parsed: Parsed) {
         if self
             .registry
             .by_connection_id
-            .contains(&record.connection_id)
+            .contains(&parsed.connection_id)
         {
             self.problems.push(Problem::new(
-                format!("{location}.connection_id"),
-                format!("duplicate connection_id {:?}", record.connection_id),
+                format!("{}.connection_id", parsed.location),
+                format!("duplicate connection_id {:?}", parsed.connection_id),
             ));
             return;
         }
-        match Monitor::from_record(record, &location) {
+        match parsed.monitor {
             Ok(monitor) => {
                 self.registry.insert(monitor);
             }
@@ -320,6 +327,28 @@ impl<'a> Building<'a> {
     fn finish(self) -> Result<Registry, Problems> {
         self.problems.into_result()?;
         Ok(self.registry)
+    }
+}
+
+/// One record made into a monitor (or its problems), with its place in
+/// the file: the costly part of adding a record, which a streamed file
+/// does on other threads (`stream`).
+struct Parsed {
+    location: String,
+    connection_id: String,
+    monitor: Result<Monitor, Problems>,
+}
+
+impl Parsed {
+    fn new(record: MonitorRecord, file: &str, index: usize) -> Parsed {
+        let location = format!("{file}: monitors[{index}]");
+        let connection_id = record.connection_id.clone();
+        let monitor = Monitor::from_record(record, &location);
+        Parsed {
+            location,
+            connection_id,
+            monitor,
+        }
     }
 }
 
@@ -612,34 +641,12 @@ impl Registry {
     /// entry by entry (`stream`); any other is read whole.
     pub fn load(path: &Path) -> Result<Registry, Problems> {
         let file = path.display().to_string();
-        if let Ok(Some(registry)) = Registry::stream(path, &file) {
+        if let Ok(Some(registry)) = stream::load(path, &file) {
             return registry;
         }
         let text = std::fs::read_to_string(path)
             .map_err(|e| Problems::one(Problem::new(file.clone(), format!("cannot read: {e}"))))?;
         Registry::parse(&text, &file)
-    }
-
-    /// The registry of a file that is a block list of monitors, read and
-    /// parsed one entry at a time (after a first pass that counts them):
-    /// memory holds the registry and one entry, not the file's text.
-    /// `None` when the file is not such a list or an entry does not parse
-    /// alone: it is then read whole, for its problems worded and placed as
-    /// the whole file's.
-    fn stream(path: &Path, file: &str) -> std::io::Result<Option<Result<Registry, Problems>>> {
-        use crate::yaml_parts::each_block_list_entry;
-        let open = || std::fs::File::open(path).map(std::io::BufReader::new);
-        let Some(count) = each_block_list_entry(open()?, "monitors", |_| true)? else {
-            return Ok(None);
-        };
-        let mut building = Building::new(file);
-        building.reserve(count);
-        let parsed = each_block_list_entry(open()?, "monitors", |entry| {
-            read_entry(entry)
-                .map(|records| records.into_iter().for_each(|r| building.add(r)))
-                .is_some()
-        })?;
-        Ok(parsed.map(|_| building.finish()))
     }
 
     /// Parses registry YAML; `file` names it in problems. A file that is a

@@ -140,7 +140,7 @@ pub fn block_list_entries<'a>(text: &'a str, key: &str) -> Option<Vec<&'a str>> 
 pub fn each_block_list_entry(
     mut reader: impl std::io::BufRead,
     key: &str,
-    mut take: impl FnMut(&str) -> bool,
+    mut take: impl FnMut(String) -> bool,
 ) -> std::io::Result<Option<usize>> {
     let mut cut = cutter(key);
     let (mut line, mut entry) = (String::new(), None::<String>);
@@ -154,7 +154,7 @@ pub fn each_block_list_entry(
             Cut::NotAList => return Ok(None),
             Cut::Entry => {
                 if let Some(done) = entry.replace(line.clone()) {
-                    if !take(&done) {
+                    if !take(done) {
                         return Ok(None);
                     }
                     count += 1;
@@ -168,8 +168,8 @@ pub fn each_block_list_entry(
         }
     }
     match entry {
-        Some(last) if take(&last) => Ok(Some(count + 1)),
-        _ => Ok(None),
+        Some(last) => Ok(take(last).then_some(count + 1)),
+        None => Ok(None),
     }
 }
 
@@ -426,7 +426,7 @@ mod tests {
         for text in cases {
             let mut entries = Vec::new();
             let count = each_block_list_entry(text.as_bytes(), "monitors", |e| {
-                entries.push(e.to_string());
+                entries.push(e);
                 true
             })
             .unwrap();
