@@ -263,12 +263,27 @@ impl PartitionPipeline {
 
     /// End of input: closes every window and sends everything held.
     pub fn finish(&mut self) -> Vec<Batch> {
-        let closed = self.engine.flush();
-        let mut batches = self.batch(closed);
+        let mut batches = self.finish_monitors(0..self.engine.monitor_slots());
+        batches.extend(self.finish_held());
+        batches
+    }
+
+    /// End of input, some monitors at a time: the messages due once the
+    /// windows of monitors `ids` are closed. Called for consecutive ranges
+    /// from 0 to `Engine::monitor_slots`, then `finish_held`, it gives what
+    /// `finish` gives in the same order (messages go out by monitor), but
+    /// only a range's messages are held at once.
+    pub fn finish_monitors(&mut self, ids: std::ops::Range<MonitorId>) -> Vec<Batch> {
+        let closed = self.engine.flush_monitors(ids);
+        self.batch(closed)
+    }
+
+    /// End of input, after every monitor's windows are closed: everything
+    /// the batcher still holds (days not ended, in daily push).
+    pub fn finish_held(&mut self) -> Vec<Batch> {
         let held = self.batcher.flush(self.engine.registry());
         self.track(&held);
-        batches.extend(held);
-        batches
+        held
     }
 
     fn batch(&mut self, mut closed: Vec<ClosedWindow>) -> Vec<Batch> {

@@ -189,3 +189,81 @@ fn daily_sends_a_silent_monitors_day_when_the_watermark_passes_its_midnight() {
         .sum();
     assert_eq!(every, 72);
 }
+
+/// Five monitors in five zones, each sending every 7 to 13 minutes for
+/// 40 hours, the last hour's samples up to 9 minutes late: at the end of
+/// input each holds windows still open (two, for some) and, in daily
+/// push, a local day not ended. The pipeline, fed, each message answered.
+fn fed_fleet(push: PushMode) -> reset_pipeline::pipeline::PartitionPipeline {
+    use reset_pipeline::pipeline::PartitionPipeline;
+    let zones = [
+        "Asia/Shanghai",
+        "Europe/London",
+        "America/New_York",
+        "UTC",
+        "Asia/Kolkata",
+    ];
+    let reg = registry(
+        &zones
+            .iter()
+            .enumerate()
+            .map(|(i, tz)| monitor_yaml(&format!("M{i}"), "air", tz, "co2: ppm", &[]))
+            .collect::<Vec<_>>(),
+    );
+    let mut p = PartitionPipeline::new(reg, EngineSettings::default(), push);
+    let mut rejects = Vec::new();
+    let from = ms("2026-03-15T00:00:00Z");
+    let mut times: Vec<(i64, usize)> = (0..zones.len())
+        .flat_map(|m| {
+            let step = (7 + 2 * m as i64) * 60_000;
+            (0..40 * 3_600_000 / step).map(move |i| (from + i * step + m as i64 * 1_000, m))
+        })
+        .collect();
+    times.sort();
+    let last_hour = from + 39 * 3_600_000;
+    for (n, &(t, m)) in times.iter().enumerate() {
+        let late = if t > last_hour {
+            (n as i64 % 10) * 60_000
+        } else {
+            0
+        };
+        let e = event(
+            &format!("M{m}"),
+            t - late,
+            None,
+            &[("co2", Some(400.0 + n as f64))],
+        );
+        for b in p.record(n as u64, &e, Some(TEST_NOW), &mut rejects) {
+            p.message_answered(&b.message_id);
+        }
+    }
+    assert!(
+        p.engine().open_windows() > zones.len(),
+        "some monitors hold two windows"
+    );
+    p
+}
+
+#[test]
+fn finishing_a_few_monitors_at_a_time_sends_what_finishing_at_once_sends() {
+    for push in [PushMode::Every30Minutes, PushMode::Daily] {
+        let sent = |batches: Vec<reset_pipeline::batch::Batch>| -> Vec<(String, String)> {
+            batches
+                .into_iter()
+                .map(|b| (b.message_id, b.payload))
+                .collect()
+        };
+        let at_once = sent(fed_fleet(push).finish());
+        assert!(at_once.len() >= 5, "{push:?}: every monitor sends");
+        for part in 1..=3 {
+            let mut p = fed_fleet(push);
+            let monitors = p.engine().monitor_slots();
+            let mut in_parts = Vec::new();
+            for first in (0..monitors).step_by(part as usize) {
+                in_parts.extend(sent(p.finish_monitors(first..(first + part).min(monitors))));
+            }
+            in_parts.extend(sent(p.finish_held()));
+            assert_eq!(in_parts, at_once, "{push:?}, {part} monitors at a time");
+        }
+    }
+}

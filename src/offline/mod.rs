@@ -10,7 +10,7 @@ use crate::config::PushMode;
 use crate::coverage::Coverage;
 use crate::payload::{emission_line, Announcements};
 use crate::pipeline::{with_announcements, PartitionPipeline};
-use crate::registry::Registry;
+use crate::registry::{MonitorId, Registry};
 use crate::reject::{Reject, RejectCounts};
 use crate::window::EngineSettings;
 use chunks::Line;
@@ -108,6 +108,9 @@ impl<'a> Outputs<'a> {
     }
 }
 
+/// Monitors whose messages are made and written at once at end of input.
+const FINISH_MONITORS: MonitorId = 4096;
+
 /// Runs events through the core, judging their times against `now_ms`.
 /// `decoders` threads decode lines ahead of the core (none: the caller's
 /// thread decodes them); the result is the same for any number.
@@ -178,7 +181,15 @@ pub fn aggregate(
         }
         Ok(())
     })?;
-    let batches = pipeline.finish();
+    // End of input closes every monitor's windows: their messages are made
+    // and written a range of monitors at a time, not all held at once.
+    let monitors = pipeline.engine().monitor_slots();
+    for first in (0..monitors).step_by(FINISH_MONITORS as usize) {
+        let range = first..first.saturating_add(FINISH_MONITORS).min(monitors);
+        let batches = pipeline.finish_monitors(range);
+        write_batches(batches, &mut pipeline, &mut summary, out)?;
+    }
+    let batches = pipeline.finish_held();
     write_batches(batches, &mut pipeline, &mut summary, out)?;
     let stats = pipeline.engine().stats();
     summary.events = stats.events;

@@ -343,9 +343,35 @@ impl Engine {
 
     /// Closes every open window (end of input). The watermark is left as it was.
     pub fn flush(&mut self) -> Vec<ClosedWindow> {
-        let mut closed = Vec::new();
-        self.windows
-            .close_through(i64::MAX, &self.settings.bin, &mut closed);
+        self.flush_monitors(0..self.monitor_slots())
+    }
+
+    /// How many monitors the engine holds state for (some may have none):
+    /// the end of the ids `flush_monitors` takes.
+    pub fn monitor_slots(&self) -> MonitorId {
+        self.windows.monitors.len() as MonitorId
+    }
+
+    /// Closes every open window of the monitors `ids` (end of input, some
+    /// monitors at a time), in the order `flush` closes them.
+    pub fn flush_monitors(&mut self, ids: std::ops::Range<MonitorId>) -> Vec<ClosedWindow> {
+        let w = &mut self.windows;
+        let end = ids.end.min(w.monitors.len() as MonitorId);
+        let mut due: Vec<(i64, MonitorId)> = (ids.start..end)
+            .flat_map(|id| {
+                w.monitors[id as usize]
+                    .open
+                    .iter()
+                    .map(move |o| (o.end, id))
+            })
+            .collect();
+        due.sort_unstable();
+        w.closing
+            .retain(|Reverse((_, id))| !(ids.start..end).contains(id));
+        let mut closed = Vec::with_capacity(due.len());
+        for (end, id) in due {
+            w.close(end, id, &self.settings.bin, &mut closed);
+        }
         closed
     }
 }
@@ -545,26 +571,31 @@ impl Windows {
                 break;
             }
             self.closing.pop();
-            let open = &mut self.monitors[id as usize].open;
-            let i = open
-                .binary_search_by_key(&end, |w| w.end)
-                .expect("every queued window is open");
-            let window = open.remove(i);
-            self.open_windows -= 1;
-            self.stats.windows_closed += 1;
-            closed.push(ClosedWindow {
-                monitor: id,
-                end,
-                resume: window.resume,
-                values: window
-                    .slots
-                    .into_vec()
-                    .into_iter()
-                    .map(|a| a.finish(bin))
-                    .collect(),
-                shape: window.shape,
-            });
+            self.close(end, id, bin, closed);
         }
+    }
+
+    /// Closes the monitor's open window ending at `end` (no longer queued).
+    fn close(&mut self, end: i64, id: MonitorId, bin: &BinRules, closed: &mut Vec<ClosedWindow>) {
+        let open = &mut self.monitors[id as usize].open;
+        let i = open
+            .binary_search_by_key(&end, |w| w.end)
+            .expect("every queued window is open");
+        let window = open.remove(i);
+        self.open_windows -= 1;
+        self.stats.windows_closed += 1;
+        closed.push(ClosedWindow {
+            monitor: id,
+            end,
+            resume: window.resume,
+            values: window
+                .slots
+                .into_vec()
+                .into_iter()
+                .map(|a| a.finish(bin))
+                .collect(),
+            shape: window.shape,
+        });
     }
 }
 
