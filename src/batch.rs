@@ -7,6 +7,7 @@ use crate::registry::{MonitorId, Registry};
 use crate::window::clock::local_day_end;
 use crate::window::{ClosedWindow, ResumePoint, Shape};
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 
 /// RESET takes at most 48 readings (one day) per message.
 pub const MAX_READINGS_PER_MESSAGE: usize = 48;
@@ -193,13 +194,16 @@ impl Batcher {
         }
     }
 
-    /// Everything held, now (end of input).
-    pub fn flush(&mut self, registry: &Registry) -> Vec<Batch> {
-        self.days.clear();
-        let pending = std::mem::take(&mut self.pending);
-        pending
-            .into_iter()
-            .flat_map(|(id, rows)| split(id, registry.get(id).connection_id(), &rows))
+    /// Everything held of the monitors `ids`, now (end of input, some
+    /// monitors at a time), by monitor.
+    pub fn flush(&mut self, registry: &Registry, ids: Range<MonitorId>) -> Vec<Batch> {
+        self.days.retain(|(_, id)| !ids.contains(id));
+        let held: Vec<MonitorId> = self.pending.range(ids).map(|(&id, _)| id).collect();
+        held.into_iter()
+            .flat_map(|id| {
+                let rows = self.pending.remove(&id).expect("listed just now");
+                split(id, registry.get(id).connection_id(), &rows)
+            })
             .collect()
     }
 }

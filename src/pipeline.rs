@@ -13,6 +13,7 @@ use crate::registry::{Monitor, MonitorId, Registry};
 use crate::reject::Reject;
 use crate::window::{ClosedWindow, Engine, EngineSettings, Epoch, Shape};
 use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 use std::sync::Arc;
 
 /// One Socket.IO emission, exactly as sent.
@@ -263,25 +264,26 @@ impl PartitionPipeline {
 
     /// End of input: closes every window and sends everything held.
     pub fn finish(&mut self) -> Vec<Batch> {
-        let mut batches = self.finish_monitors(0..self.engine.monitor_slots());
-        batches.extend(self.finish_held());
+        let every = 0..self.engine.monitor_slots();
+        let mut batches = self.finish_monitors(every.clone());
+        batches.extend(self.finish_held(every));
         batches
     }
 
     /// End of input, some monitors at a time: the messages due once the
     /// windows of monitors `ids` are closed. Called for consecutive ranges
-    /// from 0 to `Engine::monitor_slots`, then `finish_held`, it gives what
-    /// `finish` gives in the same order (messages go out by monitor), but
-    /// only a range's messages are held at once.
-    pub fn finish_monitors(&mut self, ids: std::ops::Range<MonitorId>) -> Vec<Batch> {
+    /// from 0 to `Engine::monitor_slots`, then `finish_held` for the same
+    /// ranges, it gives what `finish` gives in the same order (messages go
+    /// out by monitor), but only a range's messages are held at once.
+    pub fn finish_monitors(&mut self, ids: Range<MonitorId>) -> Vec<Batch> {
         let closed = self.engine.flush_monitors(ids);
         self.batch(closed)
     }
 
-    /// End of input, after every monitor's windows are closed: everything
-    /// the batcher still holds (days not ended, in daily push).
-    pub fn finish_held(&mut self) -> Vec<Batch> {
-        let held = self.batcher.flush(self.engine.registry());
+    /// End of input, once every monitor's windows are closed: what the
+    /// batcher still holds of monitors `ids` (days not ended, in daily push).
+    pub fn finish_held(&mut self, ids: Range<MonitorId>) -> Vec<Batch> {
+        let held = self.batcher.flush(self.engine.registry(), ids);
         self.track(&held);
         held
     }

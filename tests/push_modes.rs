@@ -258,11 +258,17 @@ fn finishing_a_few_monitors_at_a_time_sends_what_finishing_at_once_sends() {
         for part in 1..=3 {
             let mut p = fed_fleet(push);
             let monitors = p.engine().monitor_slots();
+            let ranges: Vec<_> = (0..monitors)
+                .step_by(part as usize)
+                .map(|first| first..(first + part).min(monitors))
+                .collect();
             let mut in_parts = Vec::new();
-            for first in (0..monitors).step_by(part as usize) {
-                in_parts.extend(sent(p.finish_monitors(first..(first + part).min(monitors))));
+            for range in ranges.iter().cloned() {
+                in_parts.extend(sent(p.finish_monitors(range)));
             }
-            in_parts.extend(sent(p.finish_held()));
+            for range in ranges {
+                in_parts.extend(sent(p.finish_held(range)));
+            }
             assert_eq!(in_parts, at_once, "{push:?}, {part} monitors at a time");
         }
     }
