@@ -264,28 +264,44 @@ impl PartitionPipeline {
 
     /// End of input: closes every window and sends everything held.
     pub fn finish(&mut self) -> Vec<Batch> {
-        let every = 0..self.engine.monitor_slots();
-        let mut batches = self.finish_monitors(every.clone());
-        batches.extend(self.finish_held(every));
+        let mut batches = Vec::new();
+        let all: Result<(), std::convert::Infallible> =
+            self.finish_in_parts(MonitorId::MAX, |_, part| {
+                batches.extend(part);
+                Ok(())
+            });
+        all.unwrap_or_else(|never| match never {});
         batches
     }
 
-    /// End of input, some monitors at a time: the messages due once the
-    /// windows of monitors `ids` are closed. Called for consecutive ranges
-    /// from 0 to `Engine::monitor_slots`, then `finish_held` for the same
-    /// ranges, it gives what `finish` gives in the same order (messages go
-    /// out by monitor), but only a range's messages are held at once.
-    pub fn finish_monitors(&mut self, ids: Range<MonitorId>) -> Vec<Batch> {
-        let closed = self.engine.flush_monitors(ids);
-        self.batch(closed)
-    }
-
-    /// End of input, once every monitor's windows are closed: what the
-    /// batcher still holds of monitors `ids` (days not ended, in daily push).
-    pub fn finish_held(&mut self, ids: Range<MonitorId>) -> Vec<Batch> {
-        let held = self.batcher.flush(self.engine.registry(), ids);
-        self.track(&held);
-        held
+    /// `finish`, `monitors` monitors at a time: each part's messages are
+    /// handed to `take` (with the pipeline, to answer them) before the next
+    /// part is made, so that only one part's are held at once. The same
+    /// messages in the same order as `finish`: messages go out by monitor,
+    /// every monitor's closed windows first, then what is still held (days
+    /// not ended, in daily push). Stops at `take`'s first error.
+    pub fn finish_in_parts<E>(
+        &mut self,
+        monitors: MonitorId,
+        mut take: impl FnMut(&mut Self, Vec<Batch>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let slots = self.engine.monitor_slots();
+        let size = monitors.max(1);
+        let parts: Vec<Range<MonitorId>> = (0..slots)
+            .step_by(size as usize)
+            .map(|first| first..first.saturating_add(size).min(slots))
+            .collect();
+        for ids in parts.iter().cloned() {
+            let closed = self.engine.flush_monitors(ids);
+            let batches = self.batch(closed);
+            take(self, batches)?;
+        }
+        for ids in parts {
+            let held = self.batcher.flush(self.engine.registry(), ids);
+            self.track(&held);
+            take(self, held)?;
+        }
+        Ok(())
     }
 
     fn batch(&mut self, mut closed: Vec<ClosedWindow>) -> Vec<Batch> {

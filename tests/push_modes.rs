@@ -256,19 +256,12 @@ fn finishing_a_few_monitors_at_a_time_sends_what_finishing_at_once_sends() {
         let at_once = sent(fed_fleet(push).finish());
         assert!(at_once.len() >= 5, "{push:?}: every monitor sends");
         for part in 1..=3 {
-            let mut p = fed_fleet(push);
-            let monitors = p.engine().monitor_slots();
-            let ranges: Vec<_> = (0..monitors)
-                .step_by(part as usize)
-                .map(|first| first..(first + part).min(monitors))
-                .collect();
             let mut in_parts = Vec::new();
-            for range in ranges.iter().cloned() {
-                in_parts.extend(sent(p.finish_monitors(range)));
-            }
-            for range in ranges {
-                in_parts.extend(sent(p.finish_held(range)));
-            }
+            let done: Result<(), ()> = fed_fleet(push).finish_in_parts(part, |_, batches| {
+                in_parts.extend(sent(batches));
+                Ok(())
+            });
+            assert_eq!(done, Ok(()));
             assert_eq!(in_parts, at_once, "{push:?}, {part} monitors at a time");
         }
     }

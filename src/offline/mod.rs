@@ -181,23 +181,11 @@ pub fn aggregate(
         }
         Ok(())
     })?;
-    // End of input closes every monitor's windows, then sends what is
-    // held: the messages are made and written a range of monitors at a
-    // time, not all held at once.
-    let monitors = pipeline.engine().monitor_slots();
-    let ranges = || {
-        (0..monitors)
-            .step_by(FINISH_MONITORS as usize)
-            .map(move |first| first..first.saturating_add(FINISH_MONITORS).min(monitors))
-    };
-    for range in ranges() {
-        let batches = pipeline.finish_monitors(range);
-        write_batches(batches, &mut pipeline, &mut summary, out)?;
-    }
-    for range in ranges() {
-        let batches = pipeline.finish_held(range);
-        write_batches(batches, &mut pipeline, &mut summary, out)?;
-    }
+    // End of input: the messages are made and written a range of monitors
+    // at a time, not all held at once.
+    pipeline.finish_in_parts(FINISH_MONITORS, |pipeline, batches| {
+        write_batches(batches, pipeline, &mut summary, out)
+    })?;
     let stats = pipeline.engine().stats();
     summary.events = stats.events;
     summary.windows = stats.windows_closed;
