@@ -9,10 +9,12 @@
 # `reset-pipeline run` (publishing to the built-in emulator) until its
 # metrics count every record consumed (asked every 10 ms); and a Pathway program reading the topic with its JSON field
 # paths into half-hour event-time means per monitor, until its windows
-# have counted every record. Times are from each process's start. Both
-# read with `fetch.wait.max.ms` 10 (tansu holds every fetch that long, even
-# with records to return: librdkafka's 500 ms default makes both wait on
-# the broker, about 75,000 records/s here). Pathway
+# have counted every record. Times are from each process's start. All three
+# read with the same `fetch.wait.max.ms`, FETCH_WAIT_MS (default 10): tansu
+# holds every fetch that long, even with records to return, so the wait
+# paces every reader (librdkafka's 500 ms default: about 75,000 records/s
+# here), where a Kafka broker answers as soon as it has records; with 1
+# the bare consumer shows what the readers could do without that. Pathway
 # comes from PyPI into a throwaway virtualenv (or give PATHWAY_PYTHON).
 # Outside CI. Usage: scripts/json_live_vs_pathway.sh [path/to/reset-pipeline]
 set -euo pipefail
@@ -21,6 +23,7 @@ root=$(realpath "$(dirname "$0")/..")
 (cd "$root" && cargo build --release --quiet --example bare_consumer)
 bare=$root/target/release/examples/bare_consumer
 records=${RECORDS:-1500000}
+fetch_wait=${FETCH_WAIT_MS:-10}
 rounds=${ROUNDS:-3}
 tansu=${TANSU_BIN:-$HOME/.cache/reset-pipeline/tansu/bin/tansu}
 dir=$(mktemp -d)
@@ -61,7 +64,7 @@ wait_port "$reset"
 config() { # config GROUP HTTP_PORT
   cat <<YAML
 kafka: {bootstrap_servers: "127.0.0.1:$kafka", group_id: "$1", topics: [sensor-events],
-        properties: {fetch.wait.max.ms: "10"}}
+        properties: {fetch.wait.max.ms: "$fetch_wait"}}
 input: {format: json}
 windowing: {allowed_lateness: 10m, idle_timeout: 5m}
 reset: {url: "http://127.0.0.1:$reset", namespace: /v2, client_id: bench}
@@ -80,7 +83,7 @@ cat >"$dir/means.py" <<'PY'
 import datetime, os, sys, time
 import pathway as pw
 
-records, kafka, group = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+records, kafka, group, fetch_wait = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 
 class Event(pw.Schema):
     connection_id: str
@@ -89,7 +92,7 @@ class Event(pw.Schema):
 
 events = pw.io.kafka.read(
     {"bootstrap.servers": kafka, "group.id": group, "auto.offset.reset": "earliest",
-     "fetch.wait.max.ms": "10"},
+     "fetch.wait.max.ms": fetch_wait},
     topic="sensor-events", format="json", schema=Event, autocommit_duration_ms=100)
 values = {p: pw.unwrap(pw.this.measurements[i]["value"].as_float())
           for i, p in enumerate(["pm2p5", "tvoc", "co2", "temp", "rh"])}
@@ -142,7 +145,7 @@ while True:
 PY
 for round in $(seq "$rounds"); do
   start=$(now)
-  "$bare" "127.0.0.1:$kafka" "bare-$round" sensor-events "$records" >/dev/null
+  "$bare" "127.0.0.1:$kafka" "bare-$round" sensor-events "$records" "$fetch_wait" >/dev/null
   yardstick=$(since "$start")
   http=$(free_port)
   config "bench-$round" "$http" >"$dir/run.yaml"
@@ -153,9 +156,9 @@ for round in $(seq "$rounds"); do
   consumed=$(since "$start")
   kill -TERM "$run"; wait "$run" || true
   start=$(now)
-  timeout 600 "$python" "$dir/means.py" "$records" "127.0.0.1:$kafka" "pathway-$round" >"$dir/pathway.log" 2>&1 ||
+  timeout 600 "$python" "$dir/means.py" "$records" "127.0.0.1:$kafka" "pathway-$round" "$fetch_wait" >"$dir/pathway.log" 2>&1 ||
     { tail "$dir/pathway.log"; exit 1; }
   pathway=$(since "$start")
-  awk -v r="$round" -v b="$yardstick" -v c="$consumed" -v p="$pathway" 'BEGIN {
-    printf "round %d: run consumed every record in %s s, Pathway counted every record in %s s: %.1fx (a bare consumer read them in %s s: %.1fx, run at %.2f of it)\n", r, c, p, p / c, b, p / b, b / c }'
+  awk -v r="$round" -v b="$yardstick" -v c="$consumed" -v p="$pathway" -v w="$fetch_wait" 'BEGIN {
+    printf "round %d (fetch.wait.max.ms %s): run consumed every record in %s s, Pathway counted every record in %s s: %.1fx (a bare consumer read them in %s s: %.1fx, run at %.2f of it)\n", r, w, c, p, p / c, b, p / b, b / c }'
 done

@@ -23,7 +23,8 @@
 
 use crate::registry::MonitorId;
 use crate::window::ResumePoint;
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
 
 /// What a restart needs: where to read from and how to resume the engine.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -124,10 +125,12 @@ pub struct OffsetTracker {
     acknowledged_through: i64,
     /// Closed windows after F, by closing step.
     steps: BTreeMap<i64, Step>,
-    windows: HashMap<WindowKey, WindowInfo>,
-    messages: HashMap<String, MessageInfo>,
+    /// Fx-hashed: the keys are the pipeline's own (windows of registry
+    /// monitors, message ids made from them), never chosen by an input.
+    windows: FxHashMap<WindowKey, WindowInfo>,
+    messages: FxHashMap<String, MessageInfo>,
     /// Messages holding windows of more than one step (daily push): (first, last) step.
-    spans: HashMap<String, (i64, i64)>,
+    spans: FxHashMap<String, (i64, i64)>,
     /// Idle raises of the watermark, by the offset of the record read next.
     raises: BTreeMap<u64, i64>,
 }
@@ -146,9 +149,9 @@ impl OffsetTracker {
             },
             acknowledged_through: progress.acknowledged_through,
             steps: BTreeMap::new(),
-            windows: HashMap::new(),
-            messages: HashMap::new(),
-            spans: HashMap::new(),
+            windows: FxHashMap::default(),
+            messages: FxHashMap::default(),
+            spans: FxHashMap::default(),
             raises: progress
                 .raises
                 .iter()

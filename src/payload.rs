@@ -4,10 +4,10 @@
 use crate::registry::{Monitor, MonitorRecord};
 use crate::short_text::ShortText;
 use crate::window::{reading_time, ClosedWindow, SlotValue};
+use rustc_hash::FxHashMap;
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 
 /// The two Socket.IO events the pipeline emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -343,10 +343,11 @@ impl Announced {
 /// follows).
 #[derive(Debug, Default, Clone)]
 pub struct Announcements {
-    told: HashMap<String, Announced>,
-    known: HashMap<String, Announced>,
+    /// Fx-hashed, as the keys are registry monitors' connection ids.
+    told: FxHashMap<String, Announced>,
+    known: FxHashMap<String, Announced>,
     /// Each monitor's earlier shapes, carried by every record written of it.
-    shapes: HashMap<String, Vec<KeptShape>>,
+    shapes: FxHashMap<String, Vec<KeptShape>>,
 }
 
 impl Announcements {

@@ -8,8 +8,10 @@
 //! 15 minutes for zones on :45 offsets (Asia/Kathmandu, Australia/Eucla,
 //! Pacific/Chatham).
 
+use chrono::format::{Item, StrftimeItems};
 use chrono::{Offset, TimeZone};
 use chrono_tz::Tz;
+use std::sync::OnceLock;
 
 /// Thirty minutes in milliseconds.
 pub const HALF_HOUR_MS: i64 = 30 * 60 * 1000;
@@ -38,9 +40,17 @@ fn align_up(ms: i64, phase: i64) -> i64 {
 /// offset, to the millisecond, e.g. `2026-03-15T16:30:00.000+08:00`.
 pub fn reading_time(tz: &Tz, end_ms: i64) -> String {
     match tz.timestamp_millis_opt(end_ms).single() {
-        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string(),
+        Some(t) => t
+            .format_with_items(reading_time_format().iter())
+            .to_string(),
         None => end_ms.to_string(),
     }
+}
+
+/// `reading_time`'s format, parsed once rather than for every window.
+fn reading_time_format() -> &'static [Item<'static>] {
+    static FORMAT: OnceLock<Vec<Item<'static>>> = OnceLock::new();
+    FORMAT.get_or_init(|| StrftimeItems::new("%Y-%m-%dT%H:%M:%S%.3f%:z").collect())
 }
 
 /// The end of the local day that the window ending `end_ms` belongs to:
