@@ -309,6 +309,10 @@ pub async fn run(
         });
     }
     tokio::pin!(shutdown);
+    // RESET is connected to (TLS settings built, authenticated) while the
+    // broker is read, rather than while the first records wait for the CPU.
+    let (publisher, mut deliveries) = Publisher::start(publisher_settings(&config)?);
+    watch_readiness(&publisher, Arc::clone(&readiness));
     // A broker that is away at start (a pod scheduled before Kafka is
     // back) is waited for, as one that goes away later is.
     let mut backoff = Duration::from_millis(500);
@@ -316,7 +320,10 @@ pub async fn run(
         let attempt = read_own_topics(&config, &registry, &metrics, &client, &topics);
         let read = tokio::select! {
             read = attempt => read,
-            _ = &mut shutdown => return Ok(LiveReport::default()),
+            _ = &mut shutdown => {
+                publisher.drain(Duration::ZERO).await;
+                return Ok(LiveReport::default());
+            }
         };
         match read {
             Ok(state) => break state,
@@ -328,7 +335,10 @@ pub async fn run(
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = &mut shutdown => return Ok(LiveReport::default()),
+            _ = &mut shutdown => {
+                publisher.drain(Duration::ZERO).await;
+                return Ok(LiveReport::default());
+            }
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     };
@@ -341,12 +351,10 @@ pub async fn run(
         &topic_names,
     )
     .context("cannot read the input topics")?;
-    let (publisher, mut deliveries) = Publisher::start(publisher_settings(&config)?);
     let publisher_limit = publisher.max_queued();
     let (watermarks, mut watermark_answers) = tokio::sync::mpsc::unbounded_channel();
     let (schema_answers, mut schema_arrivals) = tokio::sync::mpsc::unbounded_channel();
     let (announcements_stored, mut stored_tickets) = tokio::sync::mpsc::unbounded_channel();
-    watch_readiness(&publisher, Arc::clone(&readiness));
     let schema_registry = match (
         config.input.format,
         config.input.schema_registry_url.as_deref(),
