@@ -268,7 +268,8 @@ async fn the_broker_down_mid_run_is_waited_out_and_the_end_is_exact(kind: Broker
 
 /// `run` started while the broker is down (a pod scheduled before Kafka is
 /// back) waits for it, saying so, instead of exiting, and exits 0 at once
-/// when told to stop meanwhile; once the broker is up, the end is exact.
+/// when told to stop meanwhile; it authenticates at RESET while it waits;
+/// once the broker is up, the end is exact.
 async fn the_broker_down_at_start_is_waited_for_and_the_end_is_exact(kind: BrokerKind) {
     let Setup {
         mut broker,
@@ -298,6 +299,8 @@ async fn the_broker_down_at_start_is_waited_for_and_the_end_is_exact(kind: Broke
         "SIGTERM during the start-up wait: {status:?}\n{}",
         log_tail(&first_log)
     );
+    let auths = || emulator.state.lock().unwrap().stats.auth_ok;
+    let auths_before = auths();
     let log = dir.path().join("pipeline.log");
     let mut pipeline = Pipeline::start(&config, &log);
     let told = wait_until(Duration::from_secs(60), || waiting_in(&log)).await;
@@ -305,6 +308,14 @@ async fn the_broker_down_at_start_is_waited_for_and_the_end_is_exact(kind: Broke
         told && pipeline.is_running(),
         "run did not wait for the broker (running: {}):\n{}",
         pipeline.is_running(),
+        log_tail(&log)
+    );
+    let authenticated = wait_until(Duration::from_secs(60), || auths() > auths_before).await;
+    assert!(
+        authenticated,
+        "run did not authenticate at RESET while the broker was down ({} auths before it, {} now):\n{}",
+        auths_before,
+        auths(),
         log_tail(&log)
     );
     broker.up();
