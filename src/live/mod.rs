@@ -316,17 +316,14 @@ pub async fn run(
     // A broker that is away at start (a pod scheduled before Kafka is
     // back) is waited for, as one that goes away later is.
     let mut backoff = Duration::from_millis(500);
-    let (registry, monitor_topic, announcement_store, announcements) = loop {
+    let own_state = loop {
         let attempt = read_own_topics(&config, &registry, &metrics, &client, &topics);
         let read = tokio::select! {
             read = attempt => read,
-            _ = &mut shutdown => {
-                publisher.drain(Duration::ZERO).await;
-                return Ok(LiveReport::default());
-            }
+            _ = &mut shutdown => break None,
         };
         match read {
-            Ok(state) => break state,
+            Ok(state) => break Some(state),
             Err(e) => {
                 if let Some(held_back) = crate::throttle::due("start-up read") {
                     tracing::warn!(error = %format!("{e:#}"), held_back, "waiting for Kafka: the pipeline's own topics cannot be read yet");
@@ -335,12 +332,13 @@ pub async fn run(
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = &mut shutdown => {
-                publisher.drain(Duration::ZERO).await;
-                return Ok(LiveReport::default());
-            }
+            _ = &mut shutdown => break None,
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
+    };
+    let Some((registry, monitor_topic, announcement_store, announcements)) = own_state else {
+        publisher.drain(Duration::ZERO).await;
+        return Ok(LiveReport::default());
     };
     let topic_names: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
     let (reader, mut inputs) = GroupReader::start(
