@@ -795,10 +795,11 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Value> {
 /// skips to its position, as with any Kafka broker.
 ///
 /// The records are encoded first and then queued at once, within
-/// `linger.ms` (10 s) of the first: each partition's batch goes out whole
-/// when it runs out (a flush does not cut it short here).
+/// `linger.ms` (10 s) of the first, so that no batch goes out before all
+/// are queued; then librdkafka's flush sends each partition's whole batch
+/// at once, without waiting for the linger to run out.
 pub fn produce_one_batch_per_partition(bootstrap: &str, topic: &str, events: &[SensorEvent]) {
-    use rdkafka::producer::{BaseRecord, Producer};
+    use rdkafka::producer::BaseRecord;
     let linger = Duration::from_secs(10);
     let payloads: Vec<Vec<u8>> = events
         .iter()
@@ -833,7 +834,31 @@ pub fn produce_one_batch_per_partition(bootstrap: &str, topic: &str, events: &[S
         events.len(),
         queued.elapsed()
     );
-    producer.flush(Duration::from_secs(300)).unwrap();
+    flush_now(&producer, Duration::from_secs(300));
+}
+
+/// Sends what `producer` holds and waits for every delivery. rdkafka's
+/// `flush` asks librdkafka's with no wait and polls in between, so the
+/// linger runs out first (10 s a part); librdkafka sends at once only
+/// while its flush is waiting: here it is given 100 ms a time.
+fn flush_now(producer: &rdkafka::producer::BaseProducer, timeout: Duration) {
+    use rdkafka::producer::Producer;
+    use rdkafka::types::RDKafkaRespErr;
+    let deadline = Instant::now() + timeout;
+    loop {
+        // SAFETY: the pointer is the producer's own live handle, and
+        // rd_kafka_flush may be called from any thread.
+        let err = unsafe { rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), 100) };
+        if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} records still undelivered after {timeout:?}",
+            producer.in_flight_count()
+        );
+        producer.poll(Duration::from_millis(10));
+    }
 }
 
 /// One record, awaited until the broker has it; `None` is a tombstone.
