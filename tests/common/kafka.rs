@@ -849,8 +849,10 @@ fn flush_now(producer: &rdkafka::producer::BaseProducer, timeout: Duration) {
         // SAFETY: the pointer is the producer's own live handle, and
         // rd_kafka_flush may be called from any thread.
         let err = unsafe { rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), 100) };
-        if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
-            return;
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR => return,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__TIMED_OUT => {}
+            other => panic!("flush failed: {other:?}"),
         }
         assert!(
             Instant::now() < deadline,
