@@ -134,6 +134,9 @@ pub async fn ensure_topics(kafka: &KafkaConfig, topics: &[OwnTopic<'_>]) -> Resu
         }
         Err(e) => tracing::debug!(error = %e, "the broker did not create topics"),
     }
+    // rdkafka's admin client joins its polling thread when dropped, which
+    // waits out that thread's 100 ms poll: not on the start-up's path.
+    tokio::task::spawn_blocking(move || drop(admin));
     Ok(())
 }
 
