@@ -566,11 +566,7 @@ fn replay(
     if let Some(out) = dry_run {
         let mut w = OutputFile::create(out)?;
         for e in &emissions {
-            writeln!(
-                w,
-                "{}",
-                crate::payload::emission_line(e.event(), e.payload())
-            )?;
+            crate::payload::write_emission_line(&mut w, e.event(), e.payload())?;
         }
         w.finish()?;
         eprintln!(

@@ -512,9 +512,17 @@ impl Announcements {
     }
 }
 
-/// Formats one emission as `aggregate` writes it: `{"event": ..., "payload": ...}`.
-pub fn emission_line(event: EventName, payload: &str) -> String {
-    format!("{{\"event\":\"{}\",\"payload\":{payload}}}", event.as_str())
+/// Writes one emission as a line, as `aggregate` and a replay dry run do: `{"event": ..., "payload": ...}`.
+pub fn write_emission_line(
+    out: &mut dyn std::io::Write,
+    event: EventName,
+    payload: &str,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{{\"event\":\"{}\",\"payload\":{payload}}}",
+        event.as_str()
+    )
 }
 
 #[cfg(test)]
@@ -647,7 +655,7 @@ mod tests {
                             None => Some("2024-02-29T12:00:00.000+05:45".into()),
                         };
                 }
-                let monitor = Monitor::from_record(record, "test").unwrap();
+                let monitor = Monitor::from_record(record, &"test").unwrap();
                 for action in [MonitorAction::Create, MonitorAction::Modify] {
                     for version in [1, 2, 17] {
                         assert_eq!(

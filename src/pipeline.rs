@@ -365,7 +365,7 @@ impl EarlierShapes {
     pub fn of(registry: &Registry, announcements: &Announcements) -> EarlierShapes {
         let shape = |record: &crate::registry::MonitorRecord| match Monitor::from_record(
             record.clone(),
-            "announcements store",
+            &"announcements store",
         ) {
             Ok(m) => Some(Shape(Arc::new(m))),
             Err(e) => {

@@ -305,7 +305,13 @@ impl<'a> Building<'a> {
             .contains(&parsed.connection_id)
         {
             self.problems.push(Problem::new(
-                format!("{}.connection_id", parsed.location),
+                format!(
+                    "{}.connection_id",
+                    RecordLocation {
+                        file: self.file,
+                        index: parsed.index
+                    }
+                ),
                 format!("duplicate connection_id {:?}", parsed.connection_id),
             ));
             return;
@@ -334,21 +340,34 @@ impl<'a> Building<'a> {
 /// the file: the costly part of adding a record, which a streamed file
 /// does on other threads (`stream`).
 struct Parsed {
-    location: String,
+    /// Its index in the file's list of monitors.
+    index: usize,
     connection_id: String,
     monitor: Result<Monitor, Problems>,
 }
 
 impl Parsed {
     fn new(record: MonitorRecord, file: &str, index: usize) -> Parsed {
-        let location = format!("{file}: monitors[{index}]");
         let connection_id = record.connection_id.clone();
-        let monitor = Monitor::from_record(record, &location);
+        let monitor = Monitor::from_record(record, &RecordLocation { file, index });
         Parsed {
-            location,
+            index,
             connection_id,
             monitor,
         }
+    }
+}
+
+/// Where a record of the registry file is, written out only for a
+/// problem: a large fleet's file has no time to spare for the others.
+struct RecordLocation<'a> {
+    file: &'a str,
+    index: usize,
+}
+
+impl std::fmt::Display for RecordLocation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: monitors[{}]", self.file, self.index)
     }
 }
 
@@ -404,8 +423,12 @@ impl Monitor {
         self.channel_ids.iter().position(|c| c.is(channel_id))
     }
 
-    /// Validates one record; problems are reported under `location`.
-    pub fn from_record(mut record: MonitorRecord, location: &str) -> Result<Monitor, Problems> {
+    /// Validates one record; problems are reported under `location`,
+    /// which is only written out for a problem.
+    pub fn from_record(
+        mut record: MonitorRecord,
+        location: &dyn std::fmt::Display,
+    ) -> Result<Monitor, Problems> {
         let mut problems = Problems::default();
         let at = |field: &str| format!("{location}.{field}");
         if record.connection_id.trim().is_empty() {
@@ -500,12 +523,12 @@ fn check_parameters(
         problems.push(Problem::new(at("parameters"), "declares no parameter"));
     }
     for (name, unit) in &record.parameters {
-        let field = at(&format!("parameters.{name}"));
+        let field = || at(&format!("parameters.{name}"));
         let Some(parameter) = Parameter::parse(name).filter(|p| module.parameters().contains(p))
         else {
             let allowed: Vec<_> = module.parameters().iter().map(|p| p.name()).collect();
             problems.push(Problem::new(
-                field,
+                field(),
                 format!(
                     "{name:?} is not {} parameter (expected one of {})",
                     module.with_article(),
@@ -519,7 +542,7 @@ fn check_parameters(
             None => {
                 let allowed: Vec<_> = parameter.reset_units().iter().map(|u| u.name()).collect();
                 problems.push(Problem::new(
-                    field,
+                    field(),
                     format!(
                         "unit {unit:?} is not accepted by RESET for {name} (expected {})",
                         allowed.join(" or ")
@@ -741,7 +764,7 @@ impl Registry {
                 ),
             )));
         }
-        let monitor = Monitor::from_record(record, location)?;
+        let monitor = Monitor::from_record(record, &location)?;
         let known = self.by_connection_id.get(monitor.connection_id());
         let Some(id) = known else {
             return Ok(RegistryChange::Added(self.insert(monitor)));

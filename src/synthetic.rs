@@ -79,7 +79,7 @@ pub fn fleet_of(n: usize, module: impl Fn(usize) -> Module) -> Registry {
     for i in 0..n {
         let record = monitor_record(i, module(i));
         let monitor =
-            Monitor::from_record(record, "synthetic").expect("synthetic monitors are valid");
+            Monitor::from_record(record, &"synthetic").expect("synthetic monitors are valid");
         registry.insert(monitor);
     }
     registry

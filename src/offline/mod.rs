@@ -8,7 +8,7 @@ mod chunks;
 
 use crate::config::PushMode;
 use crate::coverage::Coverage;
-use crate::payload::{emission_line, Announcements};
+use crate::payload::{write_emission_line, Announcements};
 use crate::pipeline::{with_announcements, PartitionPipeline};
 use crate::registry::{MonitorId, Registry};
 use crate::reject::{Reject, RejectCounts};
@@ -154,11 +154,7 @@ pub fn aggregate(
             if let Some(c) = coverage.as_deref_mut() {
                 c.add_emission(&registry, &emission);
             }
-            writeln!(
-                out,
-                "{}",
-                emission_line(emission.event(), emission.payload())
-            )?;
+            write_emission_line(out, emission.event(), emission.payload())?;
         }
         io::Result::Ok(())
     };
