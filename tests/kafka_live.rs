@@ -432,6 +432,7 @@ async fn a_change_reset_took_unanswered_is_undone_when_the_registry_goes_back(ki
 /// took readings whose acks were lost: the restart sends those windows
 /// again as they were (UTC), and only windows of later samples in the new
 /// zone (Kathmandu, whose windows end at :15 and :45 UTC).
+/// A replay of the whole range afterwards sends them as they were too.
 async fn a_zone_changed_while_stopped_changes_no_window_reset_may_hold(kind: BrokerKind) {
     let s = setup(kind, one_monitor()).await;
     let monitors = s.dir.path().join("monitors.yaml");
@@ -481,6 +482,33 @@ async fn a_zone_changed_while_stopped_changes_no_window_reset_may_hold(kind: Bro
         assert_eq!(rows.get(key), Some(row), "a window RESET took changed");
     }
     assert_eq!(rows, expected);
+    s.assert_nothing_conflicting_changed_or_refused();
+    // A replay of the range, publishing, builds each window on the shape
+    // `run` built it on (the UTC one kept in the announcements store, then
+    // Kathmandu's): RESET is sent every window again as it holds it, and
+    // no other. The window still open when `run` stopped (ending 495
+    // minutes in) lies past the range.
+    let fmt = |t: i64| {
+        chrono::DateTime::from_timestamp_millis(t)
+            .unwrap()
+            .to_rfc3339()
+    };
+    let before = s.emulator.state.lock().unwrap().stats.clone();
+    let o = std::process::Command::new(BIN)
+        .args(["replay", "--config", config.to_str().unwrap()])
+        .args(["--from", &fmt(START), "--to", &fmt(START + 470 * 60_000)])
+        .env("RESET_CLIENT_SECRET", "demo")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let stats = s.emulator.state.lock().unwrap().stats.clone();
+    assert!(
+        stats.identical_resends > before.identical_resends,
+        "{stats:?}\n{stderr}"
+    );
+    assert_eq!(s.rows(), expected, "{stderr}");
+    assert_eq!(stats.regrouped_readings, 0, "{stats:?}");
     s.assert_nothing_conflicting_changed_or_refused();
 }
 
