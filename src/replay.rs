@@ -12,7 +12,7 @@ use crate::config::{Config, InputFormat};
 use crate::kafka::input_consumer_config;
 use crate::kafka::record_queue::{RawRecord, RecordQueue, Taken};
 use crate::payload::Announcements;
-use crate::pipeline::{with_announcements, Emission, PartitionPipeline};
+use crate::pipeline::{with_announcements, EarlierShapes, Emission, PartitionPipeline};
 use crate::progress_line::ProgressLine;
 use crate::registry::Registry;
 use crate::schema_registry::SchemaRegistry;
@@ -73,7 +73,10 @@ pub fn start_offset(
 
 /// Reads the range and returns the emissions for windows inside it, each
 /// monitor's readings after the `monitors` message `announcements` says
-/// RESET still needs.
+/// RESET still needs. Windows are built on the shapes `run` built them on:
+/// the earlier shapes `announcements` keep, as a partition assigned to
+/// `run` takes them (a replay reads no further than `run` had read when
+/// it began, as a restart catches up no further).
 pub fn replay(
     config: &Config,
     registry: Arc<Registry>,
@@ -150,6 +153,7 @@ pub fn replay(
     let mut replayed = Replayed {
         settings: EngineSettings::from(&config.windowing),
         push: config.reset.push,
+        shapes: EarlierShapes::of(&registry, &announcements),
         registry: Arc::clone(&registry),
         range: (from_ms, to_ms),
         schemas: Schemas::new(config)?,
@@ -207,6 +211,8 @@ struct Replayed {
     settings: EngineSettings,
     push: crate::config::PushMode,
     registry: Arc<Registry>,
+    /// The monitors' earlier shapes, for each partition's pipeline.
+    shapes: EarlierShapes,
     /// `[from, to]`: the windows lying wholly inside are kept.
     range: (i64, i64),
     schemas: Schemas,
@@ -224,8 +230,11 @@ impl Replayed {
         self.schemas.learn(m.payload)?;
         let pipeline = self.parts.entry(key.clone()).or_insert_with(|| {
             let (from, to) = self.range;
-            PartitionPipeline::new(Arc::clone(&self.registry), self.settings, self.push)
-                .keeping(move |end| end - HALF_HOUR_MS >= from && end <= to)
+            let mut pipeline =
+                PartitionPipeline::new(Arc::clone(&self.registry), self.settings, self.push)
+                    .keeping(move |end| end - HALF_HOUR_MS >= from && end <= to);
+            pipeline.take_shapes(&self.shapes);
+            pipeline
         });
         let mut rejects = Vec::new();
         self.batches.extend(pipeline.record_bytes(
