@@ -6,7 +6,7 @@
 #[macro_use]
 mod common;
 use common::kafka::*;
-use common::{event, monitor_yaml, ms};
+use common::{event, monitor_yaml, ms, rfc3339};
 use reset_pipeline::codec::encode_avro;
 use reset_pipeline::emulator::{serve, EmulatorOptions};
 use reset_pipeline::event::SensorEvent;
@@ -180,20 +180,15 @@ async fn replay_of_a_sub_range_equals_the_live_readings_inside_it(kind: BrokerKi
     );
     let out = s.dir.path().join("replay.jsonl");
     let coverage = s.dir.path().join("coverage.csv");
-    let fmt = |t: i64| {
-        chrono::DateTime::from_timestamp_millis(t)
-            .unwrap()
-            .to_rfc3339()
-    };
     let o = std::process::Command::new(BIN)
         .args([
             "replay",
             "--config",
             config.to_str().unwrap(),
             "--from",
-            &fmt(from),
+            &rfc3339(from),
             "--to",
-            &fmt(to),
+            &rfc3339(to),
             "--dry-run",
             out.to_str().unwrap(),
             "--coverage",
@@ -247,7 +242,7 @@ async fn replay_of_a_sub_range_equals_the_live_readings_inside_it(kind: BrokerKi
     let publish = |config: &std::path::Path| {
         let o = std::process::Command::new(BIN)
             .args(["replay", "--config", config.to_str().unwrap()])
-            .args(["--from", &fmt(from), "--to", &fmt(to)])
+            .args(["--from", &rfc3339(from), "--to", &rfc3339(to)])
             .env("RESET_CLIENT_SECRET", "demo")
             .output()
             .unwrap();
@@ -488,15 +483,15 @@ async fn a_zone_changed_while_stopped_changes_no_window_reset_may_hold(kind: Bro
     // Kathmandu's): RESET is sent every window again as it holds it, and
     // no other. The window still open when `run` stopped (ending 495
     // minutes in) lies past the range.
-    let fmt = |t: i64| {
-        chrono::DateTime::from_timestamp_millis(t)
-            .unwrap()
-            .to_rfc3339()
-    };
     let before = s.emulator.state.lock().unwrap().stats.clone();
     let o = std::process::Command::new(BIN)
         .args(["replay", "--config", config.to_str().unwrap()])
-        .args(["--from", &fmt(START), "--to", &fmt(START + 470 * 60_000)])
+        .args([
+            "--from",
+            &rfc3339(START),
+            "--to",
+            &rfc3339(START + 470 * 60_000),
+        ])
         .env("RESET_CLIENT_SECRET", "demo")
         .output()
         .unwrap();

@@ -11,6 +11,7 @@ mod common;
 use apache_avro::types::Value as Avro;
 use apache_avro::Schema;
 use common::kafka::*;
+use common::rfc3339;
 use common::schema_registry::{Mode, RegistryStandIn};
 use reset_pipeline::emulator::EmulatorOptions;
 use reset_pipeline::event::{SampleValue, SensorEvent};
@@ -217,18 +218,13 @@ async fn two_writer_schemas_and_a_registry_away_end_exact(kind: BrokerKind) {
     );
     // `replay` decodes the same records through the same registry.
     let out = dir.path().join("replay.jsonl");
-    let fmt = |t: i64| {
-        chrono::DateTime::from_timestamp_millis(t)
-            .unwrap()
-            .to_rfc3339()
-    };
     let o = std::process::Command::new(BIN)
         .args(["replay", "--config", config.to_str().unwrap()])
         .args([
             "--from",
-            &fmt(START - 86_400_000),
+            &rfc3339(START - 86_400_000),
             "--to",
-            &fmt(START + 86_400_000),
+            &rfc3339(START + 86_400_000),
         ])
         .args(["--dry-run", out.to_str().unwrap()])
         .env("RESET_CLIENT_SECRET", "demo")

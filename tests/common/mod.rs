@@ -65,6 +65,13 @@ pub fn ms(rfc3339: &str) -> i64 {
         .timestamp_millis()
 }
 
+/// The RFC 3339 time (UTC) of epoch milliseconds, as `replay` takes it.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .expect("a time chrono holds")
+        .to_rfc3339()
+}
+
 pub fn event(
     id: &str,
     t: i64,
