@@ -483,20 +483,54 @@ async fn a_zone_changed_while_stopped_changes_no_window_reset_may_hold(kind: Bro
     // Kathmandu's): RESET is sent every window again as it holds it, and
     // no other. The window still open when `run` stopped (ending 495
     // minutes in) lies past the range.
+    let (from, to) = (START, START + 470 * 60_000);
+    let replay = |more: &[&str]| {
+        let o = std::process::Command::new(BIN)
+            .args(["replay", "--config", config.to_str().unwrap()])
+            .args(["--from", &rfc3339(from), "--to", &rfc3339(to)])
+            .args(more)
+            .env("RESET_CLIENT_SECRET", "demo")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{stderr}");
+        stderr
+    };
+    // A dry run shows exactly what the publishing replay sends: every
+    // message one RESET holds, byte for byte, and each window of the range
+    // as RESET holds it.
+    let dry = s.dir.path().join("dry.jsonl");
+    let stderr = replay(&["--dry-run", dry.to_str().unwrap()]);
+    let shown: Vec<Value> = std::fs::read_to_string(&dry)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    {
+        let state = s.emulator.state.lock().unwrap();
+        for line in &shown {
+            let id = line["payload"]["message_id"].as_str().unwrap_or_default();
+            assert_eq!(
+                state.payloads.get(id),
+                Some(&line["payload"]),
+                "the dry run shows a message RESET does not hold\n{stderr}"
+            );
+        }
+    }
+    let inside: BTreeMap<_, _> = expected
+        .iter()
+        .filter(|((_, time), _)| ms(time) - 1_800_000 >= from && ms(time) <= to)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let dry_rows = rows_of(
+        shown
+            .iter()
+            .filter(|e| e["event"] == "readings")
+            .map(|e| e["payload"].clone()),
+    );
+    assert_eq!(dry_rows, inside, "{stderr}");
     let before = s.emulator.state.lock().unwrap().stats.clone();
-    let o = std::process::Command::new(BIN)
-        .args(["replay", "--config", config.to_str().unwrap()])
-        .args([
-            "--from",
-            &rfc3339(START),
-            "--to",
-            &rfc3339(START + 470 * 60_000),
-        ])
-        .env("RESET_CLIENT_SECRET", "demo")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{stderr}");
+    let stderr = replay(&[]);
     let stats = s.emulator.state.lock().unwrap().stats.clone();
     assert!(
         stats.identical_resends > before.identical_resends,
