@@ -523,11 +523,12 @@ fn replay(
     }
     let (registry, _) = crate::live::with_monitor_topic(&config, registry, &Default::default())?;
     // Publishing, replay reads and updates the announcements store as `run`
-    // does; a dry run shows every monitor's create.
+    // does. A dry run reads it (when it exists) and writes nothing: it shows
+    // what a publishing replay would send now.
+    let topic = config.kafka.announcements_topic();
     let store = match dry_run {
         Some(_) => None,
         None => {
-            let topic = config.kafka.announcements_topic();
             let own = [crate::kafka::OwnTopic {
                 name: &topic,
                 partitions: 1,
@@ -542,7 +543,10 @@ fn replay(
     };
     let (store, announcements) = match store {
         Some((store, announcements)) => (Some(store), announcements),
-        None => (None, Default::default()),
+        None => {
+            let client = crate::kafka::client_config(&config.kafka);
+            (None, crate::live::read_announcements(&client, &topic)?)
+        }
     };
     let emissions = crate::replay::replay(&config, Arc::clone(&registry), from, to, announcements)?;
     let readings: usize = emissions

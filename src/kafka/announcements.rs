@@ -11,6 +11,7 @@
 
 use super::followed::{FollowedTopic, TopicRecord};
 use super::quiet::Quiet;
+use super::read::ReadError;
 use super::WriteError;
 use crate::payload::Announced;
 use rdkafka::error::KafkaError;
@@ -139,7 +140,8 @@ impl AnnouncementStore {
         topic: &str,
         timeout: Duration,
     ) -> Result<(AnnouncementStore, Vec<Announced>), String> {
-        let (follower, records) = FollowedTopic::open(config, topic, timeout)?;
+        let (follower, records) =
+            FollowedTopic::open(config, topic, timeout).map_err(|e| e.to_string())?;
         let producer = config
             .clone()
             .set("acks", "all")
@@ -156,6 +158,21 @@ impl AnnouncementStore {
         };
         let store = AnnouncementStore { follower, writer };
         Ok((store, announced))
+    }
+
+    /// Reads what the store holds now and writes nothing (`replay
+    /// --dry-run`); `None` when the store does not exist (no monitors
+    /// message was ever sent through it).
+    pub fn read_only(
+        config: &ClientConfig,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<Option<Vec<Announced>>, String> {
+        match FollowedTopic::open(config, topic, timeout) {
+            Ok((_, records)) => Ok(Some(StoreKeys::default().observe(&records))),
+            Err(ReadError::Missing(_)) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// What others (or this process) wrote since the last call, without waiting.

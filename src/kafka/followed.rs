@@ -3,7 +3,7 @@
 //! committed, every start reads the topic from its beginning.
 
 use super::quiet::Quiet;
-use super::read::{own_topic_consumer, partitions_of, read_to_end};
+use super::read::{own_topic_consumer, partitions_of, read_to_end, ReadError};
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::ClientConfig;
@@ -39,16 +39,15 @@ impl FollowedTopic {
         config: &ClientConfig,
         topic: &str,
         timeout: Duration,
-    ) -> Result<(FollowedTopic, Vec<TopicRecord>), String> {
+    ) -> Result<(FollowedTopic, Vec<TopicRecord>), ReadError> {
         // Stays assigned between reads: fetched twice a second at most.
         let consumer = own_topic_consumer(config, Quiet, Duration::from_millis(500))
-            .map_err(|e| e.to_string())?;
-        let partitions = partitions_of(&consumer, topic, timeout).map_err(|e| e.to_string())?;
+            .map_err(|e| ReadError::Failed(e.to_string()))?;
+        let partitions = partitions_of(&consumer, topic, timeout)?;
         let mut records = Vec::new();
         read_to_end(&consumer, topic, &partitions, timeout, |m| {
             records.push(TopicRecord::of(m))
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         Ok((FollowedTopic { consumer }, records))
     }
 

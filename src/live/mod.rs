@@ -194,12 +194,33 @@ pub fn open_announcements(
 ) -> Result<(AnnouncementStore, Announcements)> {
     let (store, stored) = AnnouncementStore::open(client, topic, Duration::from_secs(30))
         .map_err(|e| anyhow!("cannot read the announcements store {topic}: {e}"))?;
+    Ok((store, learned(topic, &stored)))
+}
+
+/// What the announcements store says RESET holds, read without writing
+/// to the store or creating it: nothing when it does not exist.
+pub fn read_announcements(client: &rdkafka::ClientConfig, topic: &str) -> Result<Announcements> {
+    let stored = AnnouncementStore::read_only(client, topic, Duration::from_secs(30))
+        .map_err(|e| anyhow!("cannot read the announcements store {topic}: {e}"))?;
+    match stored {
+        Some(stored) => Ok(learned(topic, &stored)),
+        None => {
+            tracing::info!(
+                topic,
+                "no announcements store: as for a RESET that holds nothing"
+            );
+            Ok(Announcements::default())
+        }
+    }
+}
+
+fn learned(topic: &str, stored: &[crate::payload::Announced]) -> Announcements {
     let mut announcements = Announcements::default();
-    for announced in &stored {
+    for announced in stored {
         announcements.learn(announced);
     }
     tracing::info!(topic, monitors = stored.len(), "announcements store read");
-    Ok((store, announcements))
+    announcements
 }
 
 /// Publisher settings from the config; fails on a `reset.ca_file` that
