@@ -6,6 +6,7 @@
 
 mod chunks;
 
+use crate::batch::Batch;
 use crate::config::PushMode;
 use crate::coverage::Coverage;
 use crate::payload::{write_emission_line, Announcements};
@@ -135,14 +136,8 @@ pub fn aggregate(
         ..Summary::default()
     };
     let mut rejects = Vec::new();
-    // A message written out is delivered: the tracker lets go of its windows.
-    let mut write_batches = |batches: Vec<crate::batch::Batch>,
-                             pipeline: &mut PartitionPipeline,
-                             summary: &mut Summary,
-                             out: &mut dyn Write| {
-        for b in &batches {
-            pipeline.message_answered(&b.message_id);
-        }
+    // Each message with the `monitors` message it needs first, counted and written.
+    let mut write_batches = |batches: Vec<Batch>, summary: &mut Summary, out: &mut dyn Write| {
         for emission in with_announcements(&registry, &mut announcements, batches) {
             match &emission {
                 crate::pipeline::Emission::Monitor { .. } => summary.monitors_messages += 1,
@@ -173,15 +168,36 @@ pub fn aggregate(
                     write_reject(w, number, &reject)?;
                 }
             }
-            write_batches(batches, &mut pipeline, &mut summary, out)?;
+            delivered(&mut pipeline, &batches);
+            write_batches(batches, &mut summary, out)?;
         }
         Ok(())
     })?;
     // End of input: the messages are made and written a range of monitors
-    // at a time, not all held at once.
-    pipeline.finish_in_parts(FINISH_MONITORS, |pipeline, batches| {
-        write_batches(batches, pipeline, &mut summary, out)
-    })?;
+    // at a time, not all held at once. With decoding threads, a thread of
+    // its own makes them while this one writes the range before (at most
+    // two ranges wait); the output is the same.
+    if decoders == 0 {
+        pipeline.finish_in_parts(FINISH_MONITORS, |pipeline, batches| {
+            delivered(pipeline, &batches);
+            write_batches(batches, &mut summary, out)
+        })?;
+    } else {
+        std::thread::scope(|scope| {
+            let (made, ranges) = std::sync::mpsc::sync_channel(2);
+            let pipeline = &mut pipeline;
+            scope.spawn(move || {
+                pipeline.finish_in_parts(FINISH_MONITORS, |pipeline, batches| {
+                    delivered(pipeline, &batches);
+                    // The writer stopped on an error: nothing more to make.
+                    made.send(batches)
+                })
+            });
+            ranges
+                .into_iter()
+                .try_for_each(|batches| write_batches(batches, &mut summary, out))
+        })?;
+    }
     let stats = pipeline.engine().stats();
     summary.events = stats.events;
     summary.windows = stats.windows_closed;
@@ -189,6 +205,13 @@ pub fn aggregate(
     summary.samples_taken = stats.samples_accepted + stats.samples_null;
     out.flush()?;
     Ok(summary)
+}
+
+/// A message written out is delivered: the tracker lets go of its windows.
+fn delivered(pipeline: &mut PartitionPipeline, batches: &[Batch]) {
+    for b in batches {
+        pipeline.message_answered(&b.message_id);
+    }
 }
 
 fn write_reject(w: &mut dyn Write, line: u64, reject: &Reject) -> io::Result<()> {
