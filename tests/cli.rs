@@ -278,6 +278,54 @@ fn a_failed_run_leaves_no_half_written_output() {
 }
 
 #[test]
+fn a_failed_write_names_the_output_and_a_failed_read_the_input() {
+    // A full disk: /dev/full takes the file open and refuses every write.
+    if Path::new("/dev/full").exists() {
+        for flag in ["--output", "--rejects"] {
+            let mut args = vec![
+                "aggregate",
+                "--monitors",
+                "examples/monitors.yaml",
+                "--input",
+                "examples/events.jsonl",
+                flag,
+                "/dev/full",
+            ];
+            if flag == "--rejects" {
+                args.extend(["--output", "/dev/null"]);
+            }
+            let o = bin(&args);
+            let stderr = text(&o.stderr);
+            assert!(!o.status.success(), "{flag}: {stderr}");
+            assert!(
+                stderr.contains("/dev/full: cannot write") && !stderr.contains("events.jsonl"),
+                "{flag}: {stderr}"
+            );
+        }
+    }
+    // A folder as input: opened, then every read fails.
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().to_str().unwrap().to_string();
+    let o = aggregate_example(Path::new("/dev/null"), &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = bin(&[
+        "aggregate",
+        "--monitors",
+        "examples/monitors.yaml",
+        "--input",
+        &folder,
+        "--output",
+        "/dev/null",
+    ]);
+    let stderr = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains(&format!("{folder}: cannot read")),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn monitors_concatenated_instead_of_sorted_get_a_warning_that_names_the_cause() {
     let dir = tempfile::tempdir().unwrap();
     let events = std::fs::read_to_string("examples/events.jsonl").unwrap();
