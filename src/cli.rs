@@ -277,6 +277,7 @@ fn aggregate(args: &AggregateArgs) -> Result<()> {
     };
     let mut reader = Counted {
         inner,
+        name: input.display().to_string(),
         read: 0,
         progress: crate::progress_line::ProgressLine::new("aggregate", "bytes", size),
     };
@@ -302,7 +303,7 @@ fn aggregate(args: &AggregateArgs) -> Result<()> {
             coverage: coverage_file.as_ref().map(|_| &mut counted),
         },
     )
-    .with_context(|| format!("{}: aggregate failed", input.display()))?;
+    .context("aggregate failed")?;
     stdout.flush().context("cannot write the output")?;
     if let Some(file) = coverage_file.as_mut() {
         counted
@@ -403,13 +404,18 @@ async fn shutdown_signal() {
 /// A reader that reports how much of its input was read.
 struct Counted<R> {
     inner: R,
+    /// The input's name, for its errors.
+    name: String,
     read: u64,
     progress: crate::progress_line::ProgressLine,
 }
 
 impl<R: io::BufRead> io::Read for Counted<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self
+            .inner
+            .read(buf)
+            .map_err(|e| crate::output_file::named(&self.name, "cannot read", e))?;
         self.read += n as u64;
         Ok(n)
     }
@@ -417,7 +423,10 @@ impl<R: io::BufRead> io::Read for Counted<R> {
 
 impl<R: io::BufRead> io::BufRead for Counted<R> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.inner.fill_buf()
+        let name = &self.name;
+        self.inner
+            .fill_buf()
+            .map_err(|e| crate::output_file::named(name, "cannot read", e))
     }
 
     fn consume(&mut self, n: usize) {

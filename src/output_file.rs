@@ -61,6 +61,8 @@ pub fn check_distinct(inputs: &[(&str, &Path)], outputs: &[(&str, &Path)]) -> Re
 /// directly to a FIFO or device.
 pub struct OutputFile {
     writer: BufWriter<File>,
+    /// The path as given, for errors.
+    name: String,
     /// The temporary file and the place it is renamed to.
     rename: Option<(PathBuf, PathBuf)>,
 }
@@ -73,6 +75,7 @@ impl OutputFile {
                 File::create(path).with_context(|| format!("{}: cannot open", path.display()))?;
             return Ok(OutputFile {
                 writer: BufWriter::new(f),
+                name: path.display().to_string(),
                 rename: None,
             });
         }
@@ -82,13 +85,14 @@ impl OutputFile {
             .with_context(|| format!("{}: cannot create", temporary.display()))?;
         Ok(OutputFile {
             writer: BufWriter::new(f),
+            name: path.display().to_string(),
             rename: Some((temporary, path.to_path_buf())),
         })
     }
 
     /// Flushes and puts the file in its place.
     pub fn finish(mut self) -> Result<()> {
-        self.writer.flush().context("cannot write the output")?;
+        self.flush()?;
         if let Some((temporary, place)) = self.rename.take() {
             std::fs::rename(&temporary, &place)
                 .with_context(|| format!("{}: cannot put the output in place", place.display()))?;
@@ -97,13 +101,35 @@ impl OutputFile {
     }
 }
 
+/// An error of the file `name`, saying what failed. Cold: kept out of
+/// the paths that read and write every line.
+#[cold]
+#[inline(never)]
+pub fn named(name: &str, what: &str, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{name}: {what}: {e}"))
+}
+
+/// Its errors name the output.
 impl Write for OutputFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.writer.write(buf)
+        let name = &self.name;
+        self.writer
+            .write(buf)
+            .map_err(|e| named(name, "cannot write", e))
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let name = &self.name;
+        self.writer
+            .write_all(buf)
+            .map_err(|e| named(name, "cannot write", e))
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.writer.flush()
+        let name = &self.name;
+        self.writer
+            .flush()
+            .map_err(|e| named(name, "cannot write", e))
     }
 }
 
