@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Whether `run`'s memory stays flat over a long input. A local tansu broker
+# (in memory) and the built-in emulator; 1,000 air monitors, five
+# measurements each, every monitor once per 30 s, in time order. `run`
+# starts once and is fed SLICES slices of SLICE records each (default 8 of
+# 500,000: 4,000,000 records, about 33 hours of the fleet's time), one
+# after another: after each slice, once `run` has counted every record
+# consumed and RESET has answered every message, its resident memory
+# (VmRSS) and peak (VmHWM) are printed. Windows close, messages are
+# answered, offsets are committed: what stays is the fleet's open windows
+# and what was announced, so the figures should stop growing after the
+# first slices. Outside CI.
+# Usage: scripts/run_memory.sh [path/to/reset-pipeline]
+set -euo pipefail
+bin=$(realpath "${1:-target/release/reset-pipeline}")
+slices=${SLICES:-8}
+slice=${SLICE:-500000}
+tansu=${TANSU_BIN:-$HOME/.cache/reset-pipeline/tansu/bin/tansu}
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+. "$(dirname "$0")/fleet.sh"
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+
+fleet 1000 "$dir/monitors.yaml"
+events 1000 $((slices * slice)) "$dir/events.jsonl"
+split -l "$slice" -d -a 3 "$dir/events.jsonl" "$dir/slice."
+rm "$dir/events.jsonl"
+kafka=$(free_port)
+(cd "$dir" && exec "$tansu" broker --listener-url "tcp://127.0.0.1:$kafka" \
+  --advertised-listener-url "tcp://127.0.0.1:$kafka" --storage-engine memory://tansu/ \
+  >"$dir/tansu.log" 2>&1) &
+pids+=($!)
+wait_port "$kafka"
+reset=$(free_port)
+RESET_CLIENT_SECRET=s "$bin" emulator --listen "127.0.0.1:$reset" --client-id bench \
+  --client-secret s >"$dir/emulator.log" 2>&1 &
+pids+=($!)
+wait_port "$reset"
+http=$(free_port)
+cat >"$dir/run.yaml" <<YAML
+kafka: {bootstrap_servers: "127.0.0.1:$kafka", group_id: memory, topics: [sensor-events]}
+input: {format: json}
+windowing: {allowed_lateness: 10m, idle_timeout: 5m}
+reset: {url: "http://127.0.0.1:$reset", namespace: /v2, client_id: bench}
+monitors: {file: "$dir/monitors.yaml"}
+dead_letter: {topic: sensor-events.dlq}
+http: {listen: "127.0.0.1:$http"}
+YAML
+for topic in sensor-events sensor-events.dlq; do
+  "$tansu" topic create --broker "tcp://127.0.0.1:$kafka" --partitions 3 "$topic" >/dev/null
+done
+RESET_CLIENT_SECRET=s "$bin" run --config "$dir/run.yaml" >"$dir/run.log" 2>&1 &
+run=$!
+pids+=($run)
+
+# Waits until `run`'s metrics count $1 records consumed and no message
+# waits for RESET's answer; exits 1 if `run` ends first.
+cat >"$dir/settled.py" <<'PY'
+import http.client, os, sys, time
+port, records, pid = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+def value(body, name):
+    return sum(float(line.split()[-1]) for line in body.splitlines()
+               if line.startswith(name) and not line.startswith(b"#"))
+while True:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        sys.exit(1)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/metrics")
+        body = conn.getresponse().read()
+        if (value(body, b"reset_pipeline_records_consumed_total") >= records
+                and value(body, b"reset_pipeline_in_flight_messages") == 0):
+            sys.exit(0)
+    except (OSError, http.client.HTTPException):
+        pass
+    time.sleep(0.2)
+PY
+wait_port "$http"
+total=0
+for part in "$dir"/slice.*; do
+  "$bin" produce --config "$dir/run.yaml" --input "$part" >/dev/null 2>&1
+  total=$((total + slice))
+  python3 "$dir/settled.py" "$http" "$total" "$run" || { tail "$dir/run.log"; exit 1; }
+  awk -v n="$total" '/^VmRSS/ { rss = $2 } /^VmHWM/ { hwm = $2 }
+    END { printf "%9d records: VmRSS %6.1f MB, VmHWM %6.1f MB\n", n, rss / 1024, hwm / 1024 }' "/proc/$run/status"
+done
