@@ -25,18 +25,8 @@ bare=$root/target/release/examples/bare_consumer
 records=${RECORDS:-1500000}
 fetch_wait=${FETCH_WAIT_MS:-10}
 rounds=${ROUNDS:-3}
-tansu=${TANSU_BIN:-$HOME/.cache/reset-pipeline/tansu/bin/tansu}
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/local_stack.sh"
 . "$(dirname "$0")/fleet.sh"
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 
@@ -49,17 +39,7 @@ fi
 
 fleet 1000 "$dir/monitors.yaml"
 events 1000 "$records" "$dir/events.jsonl"
-kafka=$(free_port)
-(cd "$dir" && exec "$tansu" broker --listener-url "tcp://127.0.0.1:$kafka" \
-  --advertised-listener-url "tcp://127.0.0.1:$kafka" --storage-engine memory://tansu/ \
-  >"$dir/tansu.log" 2>&1) &
-pids+=($!)
-wait_port "$kafka"
-reset=$(free_port)
-RESET_CLIENT_SECRET=s "$bin" emulator --listen "127.0.0.1:$reset" --client-id bench \
-  --client-secret s >"$dir/emulator.log" 2>&1 &
-pids+=($!)
-wait_port "$reset"
+start_stack
 
 config() { # config GROUP HTTP_PORT
   cat <<YAML
@@ -73,9 +53,6 @@ dead_letter: {topic: sensor-events.dlq}
 http: {listen: "127.0.0.1:$2"}
 YAML
 }
-for topic in sensor-events sensor-events.dlq; do
-  "$tansu" topic create --broker "tcp://127.0.0.1:$kafka" --partitions 3 "$topic" >/dev/null
-done
 config produce 0 >"$dir/produce.yaml"
 "$bin" produce --config "$dir/produce.yaml" --input "$dir/events.jsonl" 2>&1 | tail -1
 

@@ -15,34 +15,14 @@ set -euo pipefail
 bin=$(realpath "${1:-target/release/reset-pipeline}")
 slices=${SLICES:-8}
 slice=${SLICE:-500000}
-tansu=${TANSU_BIN:-$HOME/.cache/reset-pipeline/tansu/bin/tansu}
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/local_stack.sh"
 . "$(dirname "$0")/fleet.sh"
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 
 fleet 1000 "$dir/monitors.yaml"
 events 1000 $((slices * slice)) "$dir/events.jsonl"
 split -l "$slice" -d -a 3 "$dir/events.jsonl" "$dir/slice."
 rm "$dir/events.jsonl"
-kafka=$(free_port)
-(cd "$dir" && exec "$tansu" broker --listener-url "tcp://127.0.0.1:$kafka" \
-  --advertised-listener-url "tcp://127.0.0.1:$kafka" --storage-engine memory://tansu/ \
-  >"$dir/tansu.log" 2>&1) &
-pids+=($!)
-wait_port "$kafka"
-reset=$(free_port)
-RESET_CLIENT_SECRET=s "$bin" emulator --listen "127.0.0.1:$reset" --client-id bench \
-  --client-secret s >"$dir/emulator.log" 2>&1 &
-pids+=($!)
-wait_port "$reset"
+start_stack
 http=$(free_port)
 cat >"$dir/run.yaml" <<YAML
 kafka: {bootstrap_servers: "127.0.0.1:$kafka", group_id: memory, topics: [sensor-events]}
@@ -53,9 +33,6 @@ monitors: {file: "$dir/monitors.yaml"}
 dead_letter: {topic: sensor-events.dlq}
 http: {listen: "127.0.0.1:$http"}
 YAML
-for topic in sensor-events sensor-events.dlq; do
-  "$tansu" topic create --broker "tcp://127.0.0.1:$kafka" --partitions 3 "$topic" >/dev/null
-done
 RESET_CLIENT_SECRET=s "$bin" run --config "$dir/run.yaml" >"$dir/run.log" 2>&1 &
 run=$!
 pids+=($run)

@@ -280,21 +280,15 @@ fn a_failed_run_leaves_no_half_written_output() {
 #[test]
 fn a_failed_write_names_the_output_and_a_failed_read_the_input() {
     // A full disk: /dev/full takes the file open and refuses every write.
-    if Path::new("/dev/full").exists() {
-        for flag in ["--output", "--rejects"] {
-            let mut args = vec![
-                "aggregate",
-                "--monitors",
-                "examples/monitors.yaml",
-                "--input",
-                "examples/events.jsonl",
-                flag,
-                "/dev/full",
-            ];
-            if flag == "--rejects" {
-                args.extend(["--output", "/dev/null"]);
-            }
-            let o = bin(&args);
+    let full = Path::new("/dev/full");
+    if full.exists() {
+        for (flag, o) in [
+            ("--output", aggregate_example(full, &[])),
+            (
+                "--rejects",
+                aggregate_example(Path::new("/dev/null"), &["--rejects", "/dev/full"]),
+            ),
+        ] {
             let stderr = text(&o.stderr);
             assert!(!o.status.success(), "{flag}: {stderr}");
             assert!(

@@ -180,25 +180,16 @@ async fn replay_of_a_sub_range_equals_the_live_readings_inside_it(kind: BrokerKi
     );
     let out = s.dir.path().join("replay.jsonl");
     let coverage = s.dir.path().join("coverage.csv");
-    let o = std::process::Command::new(BIN)
-        .args([
-            "replay",
-            "--config",
-            config.to_str().unwrap(),
-            "--from",
-            &rfc3339(from),
-            "--to",
-            &rfc3339(to),
+    let stderr = replay(
+        &config,
+        (from, to),
+        &[
             "--dry-run",
             out.to_str().unwrap(),
             "--coverage",
             coverage.to_str().unwrap(),
-        ])
-        .env("RESET_CLIENT_SECRET", "demo")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{stderr}");
+        ],
+    );
     // The brokers of the tests cannot look up an offset by time: tansu
     // answers 0 (the beginning), the mock cluster -1 although later records
     // are there, which replay takes as "read from the beginning".
@@ -239,17 +230,7 @@ async fn replay_of_a_sub_range_equals_the_live_readings_inside_it(kind: BrokerKi
 
     // Published, with the store `run` kept: the readings again, identical,
     // and no monitors message (RESET acknowledged every description).
-    let publish = |config: &std::path::Path| {
-        let o = std::process::Command::new(BIN)
-            .args(["replay", "--config", config.to_str().unwrap()])
-            .args(["--from", &rfc3339(from), "--to", &rfc3339(to)])
-            .env("RESET_CLIENT_SECRET", "demo")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&o.stderr).to_string();
-        assert!(o.status.success(), "{stderr}");
-        stderr
-    };
+    let publish = |config: &std::path::Path| replay(config, (from, to), &[]);
     let monitor_messages = || {
         let state = s.emulator.state.lock().unwrap();
         state.monitor_messages.values().map(Vec::len).sum::<usize>()
@@ -307,6 +288,21 @@ async fn replay_of_a_sub_range_equals_the_live_readings_inside_it(kind: BrokerKi
     );
     drop(state);
     assert_eq!(s.rows(), live_rows);
+}
+
+/// Runs `replay` over `[from, to]` with `more` arguments; its stderr,
+/// after asserting it succeeded.
+fn replay(config: &std::path::Path, (from, to): (i64, i64), more: &[&str]) -> String {
+    let o = std::process::Command::new(BIN)
+        .args(["replay", "--config", config.to_str().unwrap()])
+        .args(["--from", &rfc3339(from), "--to", &rfc3339(to)])
+        .args(more)
+        .env("RESET_CLIENT_SECRET", "demo")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{stderr}");
+    stderr
 }
 
 fn one_monitor() -> Registry {
@@ -484,23 +480,11 @@ async fn a_zone_changed_while_stopped_changes_no_window_reset_may_hold(kind: Bro
     // no other. The window still open when `run` stopped (ending 495
     // minutes in) lies past the range.
     let (from, to) = (START, START + 470 * 60_000);
-    let replay = |more: &[&str]| {
-        let o = std::process::Command::new(BIN)
-            .args(["replay", "--config", config.to_str().unwrap()])
-            .args(["--from", &rfc3339(from), "--to", &rfc3339(to)])
-            .args(more)
-            .env("RESET_CLIENT_SECRET", "demo")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&o.stderr).to_string();
-        assert!(o.status.success(), "{stderr}");
-        stderr
-    };
     // A dry run shows exactly what the publishing replay sends: every
     // message one RESET holds, byte for byte, and each window of the range
     // as RESET holds it.
     let dry = s.dir.path().join("dry.jsonl");
-    let stderr = replay(&["--dry-run", dry.to_str().unwrap()]);
+    let stderr = replay(&config, (from, to), &["--dry-run", dry.to_str().unwrap()]);
     let shown: Vec<Value> = std::fs::read_to_string(&dry)
         .unwrap()
         .lines()
@@ -530,7 +514,7 @@ async fn a_zone_changed_while_stopped_changes_no_window_reset_may_hold(kind: Bro
     );
     assert_eq!(dry_rows, inside, "{stderr}");
     let before = s.emulator.state.lock().unwrap().stats.clone();
-    let stderr = replay(&[]);
+    let stderr = replay(&config, (from, to), &[]);
     let stats = s.emulator.state.lock().unwrap().stats.clone();
     assert!(
         stats.identical_resends > before.identical_resends,
