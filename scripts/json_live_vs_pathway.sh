@@ -41,19 +41,7 @@ fleet 1000 "$dir/monitors.yaml"
 events 1000 "$records" "$dir/events.jsonl"
 start_stack
 
-config() { # config GROUP HTTP_PORT
-  cat <<YAML
-kafka: {bootstrap_servers: "127.0.0.1:$kafka", group_id: "$1", topics: [sensor-events],
-        properties: {fetch.wait.max.ms: "$fetch_wait"}}
-input: {format: json}
-windowing: {allowed_lateness: 10m, idle_timeout: 5m}
-reset: {url: "http://127.0.0.1:$reset", namespace: /v2, client_id: bench}
-monitors: {file: "$dir/monitors.yaml"}
-dead_letter: {topic: sensor-events.dlq}
-http: {listen: "127.0.0.1:$2"}
-YAML
-}
-config produce 0 >"$dir/produce.yaml"
+run_config produce 0 >"$dir/produce.yaml"
 "$bin" produce --config "$dir/produce.yaml" --input "$dir/events.jsonl" 2>&1 | tail -1
 
 cat >"$dir/means.py" <<'PY'
@@ -94,42 +82,16 @@ pw.io.subscribe(means, on_change)
 pw.run(monitoring_level=pw.MonitoringLevel.NONE)
 PY
 
-# Waits until `run`'s metrics (port $1) count $2 records consumed, asking
-# every 10 ms over one kept-alive connection: a curl and an awk started 50
-# times a second took about a fifth of this 2-core machine's busy time,
-# which `run` then ran without. Exits 1 if `run` (pid $3) ends first.
-cat >"$dir/wait_consumed.py" <<'PY'
-import http.client, os, sys, time
-port, records, pid = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-name = b"reset_pipeline_records_consumed_total"
-conn = None
-while True:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        sys.exit(1)
-    try:
-        conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        conn.request("GET", "/metrics")
-        body = conn.getresponse().read()
-        consumed = sum(float(line.split()[-1]) for line in body.splitlines()
-                       if line.startswith(name))
-        if consumed >= records:
-            sys.exit(0)
-    except (OSError, http.client.HTTPException):
-        conn = None
-    time.sleep(0.01)
-PY
 for round in $(seq "$rounds"); do
   start=$(now)
   "$bare" "127.0.0.1:$kafka" "bare-$round" sensor-events "$records" "$fetch_wait" >/dev/null
   yardstick=$(since "$start")
   http=$(free_port)
-  config "bench-$round" "$http" >"$dir/run.yaml"
+  run_config "bench-$round" "$http" "$fetch_wait" >"$dir/run.yaml"
   start=$(now)
   RESET_CLIENT_SECRET=s "$bin" run --config "$dir/run.yaml" >"$dir/run.log" 2>&1 &
   run=$!
-  python3 "$dir/wait_consumed.py" "$http" "$records" "$run" || { tail "$dir/run.log"; exit 1; }
+  wait_consumed "$http" "$records" "$run" 0.01 || { tail "$dir/run.log"; exit 1; }
   consumed=$(since "$start")
   kill -TERM "$run"; wait "$run" || true
   start=$(now)

@@ -24,49 +24,17 @@ split -l "$slice" -d -a 3 "$dir/events.jsonl" "$dir/slice."
 rm "$dir/events.jsonl"
 start_stack
 http=$(free_port)
-cat >"$dir/run.yaml" <<YAML
-kafka: {bootstrap_servers: "127.0.0.1:$kafka", group_id: memory, topics: [sensor-events]}
-input: {format: json}
-windowing: {allowed_lateness: 10m, idle_timeout: 5m}
-reset: {url: "http://127.0.0.1:$reset", namespace: /v2, client_id: bench}
-monitors: {file: "$dir/monitors.yaml"}
-dead_letter: {topic: sensor-events.dlq}
-http: {listen: "127.0.0.1:$http"}
-YAML
+run_config memory "$http" >"$dir/run.yaml"
 RESET_CLIENT_SECRET=s "$bin" run --config "$dir/run.yaml" >"$dir/run.log" 2>&1 &
 run=$!
 pids+=($run)
 
-# Waits until `run`'s metrics count $1 records consumed and no message
-# waits for RESET's answer; exits 1 if `run` ends first.
-cat >"$dir/settled.py" <<'PY'
-import http.client, os, sys, time
-port, records, pid = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-def value(body, name):
-    return sum(float(line.split()[-1]) for line in body.splitlines()
-               if line.startswith(name) and not line.startswith(b"#"))
-while True:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        sys.exit(1)
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        conn.request("GET", "/metrics")
-        body = conn.getresponse().read()
-        if (value(body, b"reset_pipeline_records_consumed_total") >= records
-                and value(body, b"reset_pipeline_in_flight_messages") == 0):
-            sys.exit(0)
-    except (OSError, http.client.HTTPException):
-        pass
-    time.sleep(0.2)
-PY
 wait_port "$http"
 total=0
 for part in "$dir"/slice.*; do
   "$bin" produce --config "$dir/run.yaml" --input "$part" >/dev/null 2>&1
   total=$((total + slice))
-  python3 "$dir/settled.py" "$http" "$total" "$run" || { tail "$dir/run.log"; exit 1; }
+  wait_consumed "$http" "$total" "$run" 0.2 answered || { tail "$dir/run.log"; exit 1; }
   awk -v n="$total" '/^VmRSS/ { rss = $2 } /^VmHWM/ { hwm = $2 }
     END { printf "%9d records: VmRSS %6.1f MB, VmHWM %6.1f MB\n", n, rss / 1024, hwm / 1024 }' "/proc/$run/status"
 done
