@@ -133,43 +133,80 @@ pub fn block_list_entries<'a>(text: &'a str, key: &str) -> Option<Vec<&'a str>> 
     Some(entries)
 }
 
+/// Each line of `reader` with what it is to the block list under `key`,
+/// until its end (true) or until `on` says `false`.
+fn each_cut_line(
+    mut reader: impl std::io::BufRead,
+    key: &str,
+    mut on: impl FnMut(Cut, &str) -> bool,
+) -> std::io::Result<bool> {
+    let mut cut = cutter(key);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(true);
+        }
+        if !on(cut.line(&line), &line) {
+            return Ok(false);
+        }
+    }
+}
+
+/// How many entries `each_block_list_entry` would hand over, without
+/// making them.
+pub fn count_block_list_entries(
+    reader: impl std::io::BufRead,
+    key: &str,
+) -> std::io::Result<Option<usize>> {
+    let mut count = 0;
+    let whole = each_cut_line(reader, key, |cut, _| match cut {
+        Cut::NotAList => false,
+        Cut::Entry => {
+            count += 1;
+            true
+        }
+        Cut::Other => true,
+    })?;
+    Ok((whole && count > 0).then_some(count))
+}
+
 /// `block_list_entries` read line by line from `reader`, each entry handed
 /// to `take` as soon as it ends, so that memory holds one entry, not the
 /// text: how many there were, or `None` where `block_list_entries` says so
 /// or `take` says `false` (stop).
 pub fn each_block_list_entry(
-    mut reader: impl std::io::BufRead,
+    reader: impl std::io::BufRead,
     key: &str,
     mut take: impl FnMut(String) -> bool,
 ) -> std::io::Result<Option<usize>> {
-    let mut cut = cutter(key);
-    let (mut line, mut entry) = (String::new(), None::<String>);
-    let mut count = 0;
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            break;
-        }
-        match cut.line(&line) {
-            Cut::NotAList => return Ok(None),
-            Cut::Entry => {
-                if let Some(done) = entry.replace(line.clone()) {
-                    if !take(done) {
-                        return Ok(None);
-                    }
+    let (mut entry, mut count, mut room) = (None::<String>, 0, 0);
+    let whole = each_cut_line(reader, key, |cut, line| match cut {
+        Cut::NotAList => false,
+        Cut::Entry => {
+            // Entries are alike: each starts with the room the one before
+            // took, rather than growing (and copying) line by line.
+            let mut next = String::with_capacity(room.max(line.len()));
+            next.push_str(line);
+            match entry.replace(next) {
+                Some(done) => {
+                    room = done.len();
                     count += 1;
+                    take(done)
                 }
-            }
-            Cut::Other => {
-                if let Some(entry) = &mut entry {
-                    entry.push_str(&line);
-                }
+                None => true,
             }
         }
-    }
+        Cut::Other => {
+            if let Some(entry) = &mut entry {
+                entry.push_str(line);
+            }
+            true
+        }
+    })?;
     match entry {
-        Some(last) => Ok(take(last).then_some(count + 1)),
-        None => Ok(None),
+        Some(last) if whole => Ok(take(last).then_some(count + 1)),
+        _ => Ok(None),
     }
 }
 
@@ -432,6 +469,11 @@ mod tests {
             .unwrap();
             let expected = block_list_entries(text, "monitors");
             assert_eq!(count, expected.as_ref().map(Vec::len), "{text:?}");
+            assert_eq!(
+                count_block_list_entries(text.as_bytes(), "monitors").unwrap(),
+                count,
+                "{text:?}"
+            );
             if let Some(expected) = expected {
                 assert_eq!(entries, expected, "{text:?}");
             }

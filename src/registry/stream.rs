@@ -4,7 +4,7 @@
 
 use super::{read_entry, Building, Parsed, Registry};
 use crate::problem::Problems;
-use crate::yaml_parts::each_block_list_entry;
+use crate::yaml_parts::{count_block_list_entries, each_block_list_entry};
 use std::path::Path;
 use std::sync::mpsc;
 
@@ -17,7 +17,7 @@ use std::sync::mpsc;
 /// read whole, for its problems worded and placed as the whole file's.
 pub(super) fn load(path: &Path, file: &str) -> std::io::Result<Option<Result<Registry, Problems>>> {
     let open = || std::fs::File::open(path).map(std::io::BufReader::new);
-    let Some(count) = each_block_list_entry(open()?, "monitors", |_| true)? else {
+    let Some(count) = count_block_list_entries(open()?, "monitors")? else {
         return Ok(None);
     };
     let mut building = Building::new(file);
