@@ -52,10 +52,13 @@ pub struct Parameters(Vec<(Word, Word)>);
 pub type Word = std::borrow::Cow<'static, str>;
 
 /// `text`, as the vocabulary's own when `known` finds it there.
-fn shared(text: String, known: impl Fn(&str) -> Option<&'static str>) -> Word {
-    match known(&text) {
-        Some(word) if word == text => Word::Borrowed(word),
-        _ => Word::Owned(text),
+fn shared<T: AsRef<str> + Into<String>>(
+    text: T,
+    known: impl Fn(&str) -> Option<&'static str>,
+) -> Word {
+    match known(text.as_ref()) {
+        Some(word) if word == text.as_ref() => Word::Borrowed(word),
+        _ => Word::Owned(text.into()),
     }
 }
 
@@ -89,12 +92,19 @@ impl Parameters {
     }
 }
 
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Parameters {
+/// Words of the vocabulary are shared, not copied; the list is made at
+/// its size (a registry of 100,000 monitors holds 100,000 of them).
+impl<K, V> FromIterator<(K, V)> for Parameters
+where
+    K: AsRef<str> + Into<String>,
+    V: AsRef<str> + Into<String>,
+{
     fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Parameters {
-        let mut list: Vec<(Word, Word)> = Vec::new();
+        let entries = entries.into_iter();
+        let mut list: Vec<(Word, Word)> = Vec::with_capacity(entries.size_hint().0);
         for (k, v) in entries {
-            let name = shared(k.into(), |k| Parameter::parse(k).map(Parameter::name));
-            let unit = shared(v.into(), |v| Unit::parse_reset(v).map(Unit::name));
+            let name = shared(k, |k| Parameter::parse(k).map(Parameter::name));
+            let unit = shared(v, |v| Unit::parse_reset(v).map(Unit::name));
             match list.iter_mut().find(|(k, _)| *k == name) {
                 Some(entry) => entry.1 = unit,
                 None => list.push((name, unit)),

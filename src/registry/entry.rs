@@ -133,7 +133,7 @@ fn plain_text<'a>(value: &'a str, others: &[u8]) -> Option<&'a str> {
 /// twice keeps its last unit, as serde_yaml reads it).
 fn flow_mapping(value: &str) -> Option<Parameters> {
     let mut rest = value.strip_prefix('{')?.trim_start();
-    let mut entries: Vec<(&str, &str)> = Vec::new();
+    let mut entries: Vec<(&str, &str)> = Vec::with_capacity(8);
     if let Some(after) = rest.strip_prefix('}') {
         return after.is_empty().then(Parameters::default);
     }
