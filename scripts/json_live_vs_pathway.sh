@@ -1,34 +1,13 @@
 #!/usr/bin/env bash
-# The live JSON path against Pathway on the same topic. A local tansu
-# broker (in memory) holds RECORDS JSON events in 3 partitions (default
-# 1,500,000: 1,000 air monitors, five measurements each, written by
-# `reset-pipeline produce`).
-# Then, ROUNDS times in turn (default 3), each in a group of its own: a
-# bare librdkafka consumer (`examples/bare_consumer.rs`, the yardstick:
-# no reader of this broker can be faster) until it has read every record;
-# `reset-pipeline run` (publishing to the built-in emulator) until its
-# metrics count every record consumed (asked every 10 ms); and a Pathway program reading the topic with its JSON field
-# paths into half-hour event-time means per monitor, until its windows
-# have counted every record. Times are from each process's start. All three
-# read with the same `fetch.wait.max.ms`, FETCH_WAIT_MS (default 10): tansu
-# holds every fetch that long, even with records to return, so the wait
-# paces every reader (librdkafka's 500 ms default: about 75,000 records/s
-# here), where a Kafka broker answers as soon as it has records; with 1
-# the bare consumer shows what the readers could do without that. Pathway
-# comes from PyPI into a throwaway virtualenv (or give PATHWAY_PYTHON).
+# The live JSON path against Pathway 0.33 (a Rust dataflow engine with a
+# Python API) on the same topic: a Pathway program reading the topic with
+# its JSON field paths into half-hour event-time means per monitor, until
+# its windows have counted every record (`scripts/live_comparison.sh` says
+# how the rounds go). Pathway comes from PyPI into a throwaway virtualenv
+# (or give PATHWAY_PYTHON).
 # Outside CI. Usage: scripts/json_live_vs_pathway.sh [path/to/reset-pipeline]
 set -euo pipefail
-bin=$(realpath "${1:-target/release/reset-pipeline}")
-root=$(realpath "$(dirname "$0")/..")
-(cd "$root" && cargo build --release --quiet --example bare_consumer)
-bare=$root/target/release/examples/bare_consumer
-records=${RECORDS:-1500000}
-fetch_wait=${FETCH_WAIT_MS:-10}
-rounds=${ROUNDS:-3}
-. "$(dirname "$0")/local_stack.sh"
-. "$(dirname "$0")/fleet.sh"
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+. "$(dirname "$0")/live_comparison.sh"
 
 python=${PATHWAY_PYTHON:-}
 if [ -z "$python" ]; then
@@ -36,13 +15,6 @@ if [ -z "$python" ]; then
   "$dir/venv/bin/pip" install --quiet pathway==0.33.0
   python="$dir/venv/bin/python"
 fi
-
-fleet 1000 "$dir/monitors.yaml"
-events 1000 "$records" "$dir/events.jsonl"
-start_stack
-
-run_config produce 0 >"$dir/produce.yaml"
-"$bin" produce --config "$dir/produce.yaml" --input "$dir/events.jsonl" 2>&1 | tail -1
 
 cat >"$dir/means.py" <<'PY'
 import datetime, os, sys, time
@@ -82,22 +54,4 @@ pw.io.subscribe(means, on_change)
 pw.run(monitoring_level=pw.MonitoringLevel.NONE)
 PY
 
-for round in $(seq "$rounds"); do
-  start=$(now)
-  "$bare" "127.0.0.1:$kafka" "bare-$round" sensor-events "$records" "$fetch_wait" >/dev/null
-  yardstick=$(since "$start")
-  http=$(free_port)
-  run_config "bench-$round" "$http" "$fetch_wait" >"$dir/run.yaml"
-  start=$(now)
-  RESET_CLIENT_SECRET=s "$bin" run --config "$dir/run.yaml" >"$dir/run.log" 2>&1 &
-  run=$!
-  wait_consumed "$http" "$records" "$run" 0.01 || { tail "$dir/run.log"; exit 1; }
-  consumed=$(since "$start")
-  kill -TERM "$run"; wait "$run" || true
-  start=$(now)
-  timeout 600 "$python" "$dir/means.py" "$records" "127.0.0.1:$kafka" "pathway-$round" "$fetch_wait" >"$dir/pathway.log" 2>&1 ||
-    { tail "$dir/pathway.log"; exit 1; }
-  pathway=$(since "$start")
-  awk -v r="$round" -v b="$yardstick" -v c="$consumed" -v p="$pathway" -v w="$fetch_wait" 'BEGIN {
-    printf "round %d (fetch.wait.max.ms %s): run consumed every record in %s s, Pathway counted every record in %s s: %.1fx (a bare consumer read them in %s s: %.1fx, run at %.2f of it)\n", r, w, c, p, p / c, b, p / b, b / c }'
-done
+compare Pathway "$python" "$dir/means.py"

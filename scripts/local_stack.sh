@@ -45,7 +45,10 @@ start_stack() {
   pids+=($!)
   wait_port "$reset"
   for topic in sensor-events sensor-events.dlq; do
-    "$tansu" topic create --broker "tcp://127.0.0.1:$kafka" --partitions 3 "$topic" >/dev/null
+    # A retention stated, as a Kafka broker states its default: Quix
+    # Streams reads it from the topic's configuration.
+    "$tansu" topic create --broker "tcp://127.0.0.1:$kafka" --partitions 3 \
+      --config retention.ms=-1 "$topic" >/dev/null
   done
 }
 
