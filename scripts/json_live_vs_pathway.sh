@@ -9,12 +9,7 @@
 set -euo pipefail
 . "$(dirname "$0")/live_comparison.sh"
 
-python=${PATHWAY_PYTHON:-}
-if [ -z "$python" ]; then
-  python3 -m venv "$dir/venv"
-  "$dir/venv/bin/pip" install --quiet pathway==0.33.0
-  python="$dir/venv/bin/python"
-fi
+python=$(python_with pathway==0.33.0 "${PATHWAY_PYTHON:-}")
 
 cat >"$dir/means.py" <<'PY'
 import datetime, os, sys, time

@@ -11,12 +11,7 @@
 set -euo pipefail
 . "$(dirname "$0")/live_comparison.sh"
 
-python=${QUIX_PYTHON:-}
-if [ -z "$python" ]; then
-  python3 -m venv "$dir/venv"
-  "$dir/venv/bin/pip" install --quiet quixstreams==3.28.0
-  python="$dir/venv/bin/python"
-fi
+python=$(python_with quixstreams==3.28.0 "${QUIX_PYTHON:-}")
 
 cat >"$dir/means.py" <<'PY'
 import datetime, os, sys

@@ -28,6 +28,15 @@ rounds=${ROUNDS:-3}
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 
+# python_with SPEC GIVEN: GIVEN when set, else the python of a throwaway
+# virtualenv that pip gave SPEC.
+python_with() {
+  if [ -n "$2" ]; then echo "$2"; return; fi
+  python3 -m venv "$dir/venv" >&2
+  "$dir/venv/bin/pip" install --quiet "$1" >&2
+  echo "$dir/venv/bin/python"
+}
+
 fleet 1000 "$dir/monitors.yaml"
 events 1000 "$records" "$dir/events.jsonl"
 start_stack
