@@ -535,8 +535,9 @@ fn replay(
     // does. A dry run reads it (when it exists) and writes nothing: it shows
     // what a publishing replay would send now.
     let topic = config.kafka.announcements_topic();
-    let store = match dry_run {
-        Some(_) => None,
+    let client = crate::kafka::client_config(&config.kafka);
+    let (store, announcements) = match dry_run {
+        Some(_) => (None, crate::live::read_announcements(&client, &topic)?),
         None => {
             let own = [crate::kafka::OwnTopic {
                 name: &topic,
@@ -546,15 +547,8 @@ fn replay(
             if let Err(e) = runtime()?.block_on(crate::kafka::ensure_topics(&config.kafka, &own)) {
                 tracing::warn!(error = %e, "the announcements store topic was not checked");
             }
-            let client = crate::kafka::client_config(&config.kafka);
-            Some(open_announcements_soon(&client, &topic)?)
-        }
-    };
-    let (store, announcements) = match store {
-        Some((store, announcements)) => (Some(store), announcements),
-        None => {
-            let client = crate::kafka::client_config(&config.kafka);
-            (None, crate::live::read_announcements(&client, &topic)?)
+            let (store, announcements) = open_announcements_soon(&client, &topic)?;
+            (Some(store), announcements)
         }
     };
     let emissions = crate::replay::replay(&config, Arc::clone(&registry), from, to, announcements)?;
