@@ -488,3 +488,58 @@ fn validate_reports_every_type_error_of_one_monitor_and_one_section() {
     }
     assert_eq!(out.lines().count(), 2, "{out}");
 }
+
+#[test]
+fn validate_words_a_wrong_kind_of_value_in_yaml_terms_not_rust_types() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "m.yaml", "monitors:\n  - 5\n");
+    let config = write(
+        dir.path(),
+        "c.yaml",
+        "kafka: 1\ninput: {format: [json]}\nwindowing: {allowed_lateness: [5]}\nreset: {url: 'http://x', client_id: me, client_secret: s, max_in_flight: -1}\nmonitors: {file: m.yaml}\nhttp: hello\ndead_letter: {topic: sensor-events.dlq, partitions: x}\n",
+    );
+    let o = bin(&["validate", "--config", &config]);
+    assert!(!o.status.success());
+    let out = text(&o.stdout);
+    let expected = [
+        "c.yaml: kafka: expected a mapping (key: value), found the number 1",
+        "c.yaml: input.format: expected a single word, found a list",
+        "c.yaml: windowing.allowed_lateness: expected text, found a list",
+        "c.yaml: reset.max_in_flight: expected a whole number (0 or more), found the number -1",
+        "c.yaml: http: expected a mapping (key: value), found the text \"hello\"",
+    ];
+    for line in expected {
+        assert!(out.contains(line), "{line}\n{out}");
+    }
+    for rust in ["struct", "usize", "YAML tag", "variant", "Config"] {
+        assert!(!out.contains(rust), "{rust}: {out}");
+    }
+    let monitors = dir.path().join("m.yaml");
+    let o = bin(&["validate", "--monitors", monitors.to_str().unwrap()]);
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("m.yaml: monitors[0]: expected a mapping (key: value), found the number 5"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_yaml_mapping_is_one_problem_not_one_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (0..30)
+        .map(|i| format!("user{i}:x:{i}:{i}:someone:/home/user{i}:/bin/sh\n"))
+        .collect();
+    let config = write(dir.path(), "c.yaml", &lines);
+    let o = bin(&["validate", "--config", &config]);
+    assert!(!o.status.success());
+    let out = text(&o.stdout);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.starts_with(&format!(
+            "{config}: expected a mapping (key: value), found the text \"user0:x:0:0"
+        )),
+        "{out}"
+    );
+    assert!(out.len() < 200, "the text seen is cut short: {out}");
+    assert_eq!(text(&o.stderr), "error: 1 problem(s) found\n");
+}
