@@ -70,3 +70,4 @@ pub mod synthetic;
 pub mod throttle;
 pub mod window;
 pub mod yaml_parts;
+pub mod yaml_words;

@@ -101,6 +101,11 @@ pub fn from_yaml<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, Probl
         Ok(value) => return Ok(value),
         Err(e) => e.problem(file, text, |path| path.to_string(), |m| m.to_string()),
     };
+    // A file that is not a mapping at all is one problem, not one per line.
+    let not_a_mapping = format!("expected {}", crate::yaml_words::A_MAPPING);
+    if first.location == file && first.message.starts_with(&not_a_mapping) {
+        return Err(Problems::one(first));
+    }
     let mut found = Problems::default();
     for part in crate::yaml_parts::parts(text) {
         for problem in part_problems::<T>(file, &part) {
@@ -190,10 +195,11 @@ impl ParseError {
             format!("{file}: {}", file_path(&path))
         };
         // serde_yaml prefixes the path of the enclosing mapping; ours is more precise.
-        let mut message = match self.message.split_once(": ") {
-            Some((head, rest)) if path.starts_with(head) => rest.to_string(),
-            _ => self.message.clone(),
+        let serde_message = match self.message.split_once(": ") {
+            Some((head, rest)) if path.starts_with(head) => rest,
+            _ => &self.message,
         };
+        let mut message = crate::yaml_words::plain_words(serde_message);
         if message.contains(UNQUOTED) {
             // The scalar as written, shown in the quotes it needs.
             if let Some(written) = self.at.and_then(|i| scalar_at(text, i)) {
