@@ -543,3 +543,32 @@ fn a_file_that_is_not_a_yaml_mapping_is_one_problem_not_one_per_line() {
     assert!(out.len() < 200, "the text seen is cut short: {out}");
     assert_eq!(text(&o.stderr), "error: 1 problem(s) found\n");
 }
+
+#[test]
+fn validate_reports_every_type_error_of_a_section_written_as_a_flow_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "m.yaml", "monitors: []\n");
+    let config = write(
+        dir.path(),
+        "c.yaml",
+        "kafka: {bootstrap_servers: 'k:9092', topics: [sensor-events]}\ninput: {format: json}\nreset: {url: 'http://x', client_id: me, client_secret: s, max_in_flight: -1,\n        max_attempts: many, push: [daily], ack_timeout: {s: 30}}\nmonitors: {file: m.yaml}\n",
+    );
+    let o = bin(&["validate", "--config", &config]);
+    assert!(!o.status.success());
+    let out = text(&o.stdout);
+    let expected = [
+        ("reset.max_in_flight", "line 3 column 74"),
+        ("reset.max_attempts", "line 4 column 23"),
+        ("reset.push", "line 4 column 35"),
+        ("reset.ack_timeout", "line 4 column 57"),
+    ];
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), expected.len(), "{out}");
+    for (line, (path, at)) in lines.iter().zip(expected) {
+        assert!(
+            line.starts_with(&format!("{config}: {path}: ")),
+            "{path}: {out}"
+        );
+        assert!(line.ends_with(at), "{at}: {out}");
+    }
+}
