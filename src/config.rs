@@ -609,7 +609,7 @@ mod tests {
         );
         let e = parse("input: {format: protobuf}").unwrap_err().to_string();
         assert!(
-            e.starts_with("c.yaml: input.format: unknown variant `protobuf`"),
+            e.starts_with("c.yaml: input.format: unknown value `protobuf`"),
             "{e}"
         );
     }

@@ -91,7 +91,7 @@ pub const MAX_NESTING: usize = 64;
 /// of each part is reported, not only the first of the file; each names
 /// its field path.
 pub fn from_yaml<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, Problems> {
-    if flow_depth(text) > MAX_NESTING {
+    if crate::yaml_parts::flow_nesting(text).deepest > MAX_NESTING {
         return Err(Problems::one(Problem::new(
             file,
             format!("nested more than {MAX_NESTING} levels deep"),
@@ -130,6 +130,7 @@ fn part_problems<T: DeserializeOwned>(file: &str, part: &crate::yaml_parts::Part
     let mut removed: Vec<String> = Vec::new();
     let mut problems = Vec::new();
     while let Err(e) = parse::<T>(&text) {
+        let at = e.at;
         let field = crate::yaml_parts::field_of(part, &e.path).map(str::to_string);
         let missing_removed = removed
             .iter()
@@ -148,7 +149,13 @@ fn part_problems<T: DeserializeOwned>(file: &str, part: &crate::yaml_parts::Part
         let Some(field) = field.filter(|f| !removed.contains(f)) else {
             break;
         };
-        let Some(rest) = crate::yaml_parts::without_field(&text, &field) else {
+        // A field of a flow mapping goes with its pair; one in block
+        // style with its lines.
+        let rest = match at.filter(|&i| crate::yaml_parts::flow_nesting(&text[..i]).open > 0) {
+            Some(at) => crate::yaml_parts::without_flow_pair(&text, at),
+            None => crate::yaml_parts::without_field(&text, &field),
+        };
+        let Some(rest) = rest else {
             break;
         };
         text = rest;
@@ -214,31 +221,6 @@ impl ParseError {
     }
 }
 
-/// How deep the flow collections of a YAML text nest (brackets outside
-/// quoted scalars and comments).
-fn flow_depth(text: &str) -> usize {
-    let (mut depth, mut deepest) = (0usize, 0usize);
-    let mut quote: Option<char> = None;
-    let mut comment = false;
-    for c in text.chars() {
-        match (quote, c) {
-            (_, '\n') if comment => comment = false,
-            _ if comment => {}
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '#') => comment = true,
-            (None, '[' | '{') => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            (None, ']' | '}') => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    deepest
-}
-
 /// The plain scalar that starts at byte `index` of a YAML text.
 fn scalar_at(text: &str, index: usize) -> Option<&str> {
     let rest = text.get(index..)?;
@@ -252,9 +234,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn flow_nesting_is_measured_outside_quotes_and_comments() {
-        assert_eq!(flow_depth("a: {b: [1, {c: 2}]}"), 3);
-        assert_eq!(flow_depth("a: '[[[['\nb: \"{{{\" # [[[[\n"), 0);
+    fn a_file_nested_too_deep_is_refused_before_parsing() {
         let deep = format!("monitors: {}{}", "[".repeat(100_000), "]".repeat(100_000));
         let refused = from_yaml::<serde_yaml::Value>(&deep, "m.yaml").unwrap_err();
         assert_eq!(

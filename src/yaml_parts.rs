@@ -306,6 +306,110 @@ pub fn without_field(text: &str, field: &str) -> Option<String> {
     Some(lines.join("\n") + "\n")
 }
 
+/// How flow collections (`[...]`, `{...}`) nest in a YAML text, brackets
+/// inside quoted scalars and comments aside.
+pub struct FlowNesting {
+    /// Collections still open at the end of the text.
+    pub open: usize,
+    /// The deepest nesting anywhere in it.
+    pub deepest: usize,
+}
+
+pub fn flow_nesting(text: &str) -> FlowNesting {
+    flow_levels(text).fold(
+        FlowNesting {
+            open: 0,
+            deepest: 0,
+        },
+        |n, (_, open)| FlowNesting {
+            open,
+            deepest: n.deepest.max(open),
+        },
+    )
+}
+
+/// After each character of `text`: where the next one starts, and how many
+/// flow collections are open (brackets in quoted scalars and comments aside).
+fn flow_levels(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut open = 0usize;
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    text.char_indices().map(move |(i, c)| {
+        match (quote, c) {
+            (_, '\n') if comment => comment = false,
+            _ if comment => {}
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '#') => comment = true,
+            (None, '[' | '{') => open += 1,
+            (None, ']' | '}') => open = open.saturating_sub(1),
+            _ => {}
+        }
+        (i + c.len_utf8(), open)
+    })
+}
+
+/// `text` with the `key: value` pair of a flow mapping whose value starts
+/// at byte `at` blanked out, with one comma beside it (spaces in place of
+/// its characters, so that every line and column stays where it was);
+/// `None` when no such pair starts there.
+pub fn without_flow_pair(text: &str, at: usize) -> Option<String> {
+    let bytes = text.as_bytes();
+    let end = at + flow_value_length(text.get(at..)?)?;
+    let before = text[..at].rfind([',', '{'])?;
+    if !text[before + 1..at].trim_end().ends_with(':') {
+        return None;
+    }
+    let (from, to) = if bytes[before] == b',' {
+        (before, end)
+    } else {
+        // The mapping's first pair: the comma after it goes with it.
+        let next = text[end..]
+            .find(|c: char| !c.is_whitespace())
+            .map(|i| end + i);
+        match next {
+            Some(i) if bytes[i] == b',' => (before + 1, i + 1),
+            _ => (before + 1, end),
+        }
+    };
+    let blank: String = text[from..to]
+        .chars()
+        .map(|c| if c == '\n' { '\n' } else { ' ' })
+        .collect();
+    Some(format!("{}{blank}{}", &text[..from], &text[to..]))
+}
+
+/// The length of the flow value `text` starts with: a bracketed
+/// collection, a quoted scalar, or a plain scalar up to the next comma,
+/// bracket or line end.
+fn flow_value_length(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    match *bytes.first()? {
+        b'[' | b'{' => flow_levels(text)
+            .find(|&(_, open)| open == 0)
+            .map(|(end, _)| end),
+        quote @ (b'"' | b'\'') => {
+            // Escapes: a backslash in double quotes, a doubled quote in single.
+            let mut i = 1;
+            while i < bytes.len() {
+                match (quote, bytes[i]) {
+                    (b'"', b'\\') => i += 1,
+                    (b'\'', b'\'') if bytes.get(i + 1) == Some(&b'\'') => i += 1,
+                    (_, b) if b == quote => return Some(i + 1),
+                    _ => {}
+                }
+                i += 1;
+            }
+            None
+        }
+        _ => Some(
+            memchr::memchr3(b',', b'}', b']', bytes)
+                .map_or(bytes.len(), |end| text[..end].find('\n').unwrap_or(end)),
+        ),
+    }
+}
+
 /// A path of an error found in `part`, as a path of the whole file.
 pub fn file_path(part: &Part, path: &str) -> String {
     match &part.entry {
@@ -419,6 +523,42 @@ mod tests {
         assert_eq!(
             without_field(section, "allowed_lateness").unwrap(),
             "windowing:\n\n  idle_timeout: y\n"
+        );
+    }
+
+    #[test]
+    fn a_flow_pair_is_blanked_out_with_one_comma_and_the_columns_kept() {
+        let text = "reset: {a: 1, b: [x, {y: 2}], c: \"q, }\", d: 'it''s'}\n";
+        let blanked = |value: &str| {
+            let at = text.find(value).unwrap();
+            without_flow_pair(text, at).unwrap()
+        };
+        assert_eq!(
+            blanked("1,"),
+            "reset: {      b: [x, {y: 2}], c: \"q, }\", d: 'it''s'}\n"
+        );
+        assert_eq!(
+            blanked("[x"),
+            "reset: {a: 1                , c: \"q, }\", d: 'it''s'}\n"
+        );
+        assert_eq!(
+            blanked("\"q"),
+            "reset: {a: 1, b: [x, {y: 2}]           , d: 'it''s'}\n"
+        );
+        assert_eq!(
+            blanked("'it"),
+            "reset: {a: 1, b: [x, {y: 2}], c: \"q, }\"            }\n"
+        );
+        for (value, parsed) in [("1,", "b"), ("[x", "a"), ("'it", "c")] {
+            let left: serde_yaml::Value = serde_yaml::from_str(&blanked(value)).unwrap();
+            assert!(left["reset"].get(parsed).is_some(), "{value}");
+        }
+        // An element of a flow list is no pair; a pair across lines keeps them.
+        assert_eq!(without_flow_pair(text, text.find("x,").unwrap()), None);
+        let lines = "k: {a: 1,\n  b: 2}\n";
+        assert_eq!(
+            without_flow_pair(lines, lines.find('2').unwrap()).unwrap(),
+            "k: {a: 1 \n      }\n"
         );
     }
 
