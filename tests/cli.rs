@@ -317,6 +317,16 @@ fn a_failed_write_names_the_output_and_a_failed_read_the_input() {
         stderr.contains(&format!("{folder}: cannot read")),
         "{stderr}"
     );
+    // An output in a folder that does not exist: named as given, not by
+    // the temporary file it is written to first.
+    let missing = dir.path().join("no-such-folder").join("out.jsonl");
+    let o = aggregate_example(&missing, &[]);
+    let stderr = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.starts_with(&format!("error: {}: cannot create", missing.display())),
+        "{stderr}"
+    );
 }
 
 #[test]
