@@ -81,8 +81,13 @@ impl OutputFile {
         }
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         let temporary = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
-        let f = File::create(&temporary)
-            .with_context(|| format!("{}: cannot create", temporary.display()))?;
+        let f = File::create(&temporary).with_context(|| {
+            format!(
+                "{}: cannot create (it is written first to {})",
+                path.display(),
+                temporary.display()
+            )
+        })?;
         Ok(OutputFile {
             writer: BufWriter::new(f),
             name: path.display().to_string(),
