@@ -582,3 +582,55 @@ fn validate_reports_every_type_error_of_a_section_written_as_a_flow_mapping() {
         assert!(line.ends_with(at), "{at}: {out}");
     }
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_aggregate_quietly_as_for_cat() {
+    // Two weeks of one monitor, a sample a minute: some 670 messages, more
+    // than a pipe holds, so that `aggregate` is still writing when the
+    // reader goes.
+    let dir = tempfile::tempdir().unwrap();
+    let start = 1_773_558_000_000i64; // 2026-03-15T07:00:00Z
+    let events: String = (0..20_160)
+        .map(|i| {
+            format!(
+                "{{\"connection_id\":\"GA_23682013\",\"event_time\":{},\"measurements\":[{{\"parameter\":\"co2\",\"value\":{}}}]}}\n",
+                start + i * 60_000,
+                400 + i % 50
+            )
+        })
+        .collect();
+    let input = write(dir.path(), "events.jsonl", &events);
+    let rejects = dir.path().join("rejects.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reset-pipeline"))
+        .args([
+            "aggregate",
+            "--monitors",
+            "examples/monitors.yaml",
+            "--input",
+            &input,
+        ])
+        .args(["--now", "2026-04-01T00:00:00Z", "--rejects"])
+        .arg(&rejects)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert!(first.starts_with("{\"event\":\"monitors\""), "{first}");
+    drop(stdout);
+    let o = child.wait_with_output().unwrap();
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(141), "{stderr}");
+    assert!(
+        !stderr.contains("error") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+    // The run did not finish: no rejects file, no temporary one left.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("events.jsonl")]);
+}
