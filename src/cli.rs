@@ -12,7 +12,7 @@ use crate::window::EngineSettings;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -281,11 +281,9 @@ fn aggregate(args: &AggregateArgs) -> Result<()> {
         read: 0,
         progress: crate::progress_line::ProgressLine::new("aggregate", "bytes", size),
     };
-    let mut out_file = output.map(OutputFile::create).transpose()?;
-    let mut stdout = BufWriter::new(io::stdout().lock());
-    let out: &mut dyn Write = match out_file.as_mut() {
-        Some(f) => f,
-        None => &mut stdout,
+    let mut out_file = match output {
+        Some(path) => OutputFile::create(path)?,
+        None => OutputFile::standard_output()?,
     };
     let mut rejects_file = rejects.map(OutputFile::create).transpose()?;
     let mut coverage_file = coverage.map(OutputFile::create).transpose()?;
@@ -298,20 +296,18 @@ fn aggregate(args: &AggregateArgs) -> Result<()> {
         &mut reader,
         decoders,
         offline::Outputs {
-            emissions: out,
+            emissions: &mut out_file,
             rejects: rejects_file.as_mut().map(|w| w as &mut dyn Write),
             coverage: coverage_file.as_ref().map(|_| &mut counted),
         },
     )
     .context("aggregate failed")?;
-    stdout.flush().context("cannot write the output")?;
     if let Some(file) = coverage_file.as_mut() {
         counted
             .write_csv(file)
             .context("cannot write the coverage report")?;
     }
-    for file in out_file
-        .into_iter()
+    for file in std::iter::once(out_file)
         .chain(rejects_file)
         .chain(coverage_file)
     {

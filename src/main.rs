@@ -21,6 +21,8 @@ fn main() -> std::process::ExitCode {
     }
     match cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // `| head` had what it wanted: no message, the status of `cat`.
+        Err(e) if reset_pipeline::output_file::reader_gone(&e) => std::process::ExitCode::from(141),
         Err(e) => {
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             eprintln!("error: {}", chain.join(": "));

@@ -3,11 +3,13 @@
 //! before anything is opened for writing (same device and inode when the
 //! file exists, the same canonical path otherwise), and a regular file is
 //! written beside its place and renamed there only when the run succeeded.
-//! FIFOs, devices and standard output are written directly.
+//! FIFOs, devices and standard output are written directly; an output
+//! whose reader stops reading ends the run quietly (`ReaderGone`).
 
 use anyhow::{bail, Context as _, Result};
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -95,6 +97,19 @@ impl OutputFile {
         })
     }
 
+    /// Standard output, written directly (its own buffer, not Rust's).
+    pub fn standard_output() -> Result<OutputFile> {
+        let fd = std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("standard output: cannot open")?;
+        Ok(OutputFile {
+            writer: BufWriter::new(File::from(fd)),
+            name: "standard output".to_string(),
+            rename: None,
+        })
+    }
+
     /// Flushes and puts the file in its place.
     pub fn finish(mut self) -> Result<()> {
         self.flush()?;
@@ -111,7 +126,33 @@ impl OutputFile {
 #[cold]
 #[inline(never)]
 pub fn named(name: &str, what: &str, e: std::io::Error) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return std::io::Error::new(e.kind(), ReaderGone(name.to_string()));
+    }
     std::io::Error::new(e.kind(), format!("{name}: {what}: {e}"))
+}
+
+/// The reader of an output (a pipe, a FIFO) stopped reading (`| head`): the
+/// run ends there, quietly and with status 141, as `cat` killed by SIGPIPE.
+#[derive(Debug)]
+pub struct ReaderGone(String);
+
+impl std::fmt::Display for ReaderGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: its reader stopped reading", self.0)
+    }
+}
+
+impl std::error::Error for ReaderGone {}
+
+/// Whether `e` is, or was caused by, an output's reader going away.
+pub fn reader_gone(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .is_some_and(|inner| inner.is::<ReaderGone>())
+    })
 }
 
 /// Its errors name the output.
