@@ -634,3 +634,30 @@ fn a_reader_that_stops_early_ends_aggregate_quietly_as_for_cat() {
         .collect();
     assert_eq!(left, vec![std::ffi::OsString::from("events.jsonl")]);
 }
+
+#[test]
+fn an_input_that_starts_with_a_byte_order_mark_aggregates_as_without_it() {
+    // Windows tools (PowerShell's Out-File, Excel's "UTF-8" CSV) start a
+    // file with one; the first event must not be lost to it.
+    let dir = tempfile::tempdir().unwrap();
+    let events = std::fs::read("examples/events.jsonl").unwrap();
+    let marked = dir.path().join("events.jsonl");
+    std::fs::write(&marked, [&b"\xef\xbb\xbf"[..], &events].concat()).unwrap();
+    let run = |input: &str| {
+        let o = bin(&[
+            "aggregate",
+            "--monitors",
+            "examples/monitors.yaml",
+            "--input",
+            input,
+            "--now",
+            "2026-06-01T00:00:00Z",
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        (text(&o.stdout), text(&o.stderr))
+    };
+    let (plain, plain_summary) = run("examples/events.jsonl");
+    let (with_mark, summary) = run(marked.to_str().unwrap());
+    assert_eq!(with_mark, plain);
+    assert_eq!(summary, plain_summary);
+}
