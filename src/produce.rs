@@ -102,6 +102,8 @@ async fn wait_one(
 pub fn read_events(input: &mut dyn BufRead, source: &str) -> Result<(Vec<SensorEvent>, u64)> {
     let mut events = Vec::new();
     let mut skipped = 0;
+    crate::offline::skip_byte_order_mark(input)
+        .with_context(|| format!("{source}: cannot read"))?;
     for (i, line) in input.lines().enumerate() {
         let line = line.with_context(|| format!("{source}: cannot read"))?;
         if line.trim().is_empty() {
@@ -116,4 +118,20 @@ pub fn read_events(input: &mut dyn BufRead, source: &str) -> Result<(Vec<SensorE
         }
     }
     Ok((events, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_events;
+
+    #[test]
+    fn a_byte_order_mark_at_the_start_is_no_part_of_the_first_event() {
+        let line = "{\"connection_id\":\"A\",\"event_time\":0,\"measurements\":[]}\n";
+        let plain = read_events(&mut line.as_bytes(), "e.jsonl").unwrap();
+        let marked = format!("\u{feff}{line}");
+        let read = read_events(&mut marked.as_bytes(), "e.jsonl").unwrap();
+        assert_eq!(plain.1, 0);
+        assert_eq!(read.0, plain.0);
+        assert_eq!(read.1, 0);
+    }
 }

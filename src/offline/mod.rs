@@ -129,6 +129,7 @@ pub fn aggregate(
         rejects: mut rejects_out,
         mut coverage,
     } = outputs;
+    skip_byte_order_mark(input)?;
     let mut pipeline = PartitionPipeline::new(Arc::clone(&registry), settings, push);
     let mut announcements = Announcements::default();
     let mut summary = Summary {
@@ -205,6 +206,15 @@ pub fn aggregate(
     summary.samples_taken = stats.samples_accepted + stats.samples_null;
     out.flush()?;
     Ok(summary)
+}
+
+/// A UTF-8 byte order mark at the start of the input (Windows tools write
+/// one) is no part of its first line.
+pub fn skip_byte_order_mark(input: &mut dyn BufRead) -> io::Result<()> {
+    if input.fill_buf()?.starts_with(b"\xef\xbb\xbf") {
+        input.consume(3);
+    }
+    Ok(())
 }
 
 /// A message written out is delivered: the tracker lets go of its windows.
