@@ -661,3 +661,30 @@ fn an_input_that_starts_with_a_byte_order_mark_aggregates_as_without_it() {
     assert_eq!(with_mark, plain);
     assert_eq!(summary, plain_summary);
 }
+
+#[test]
+fn validate_refuses_a_topic_given_two_roles() {
+    // A dead-letter topic that is also an input reads its own dead letters
+    // back, each a new dead letter, without end.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "m.yaml", "monitors: []\n");
+    let config = write(
+        dir.path(),
+        "c.yaml",
+        "kafka: {bootstrap_servers: 'k:9092', group_id: g, topics: [sensor-events, more, more]}\ninput: {format: json}\nreset: {url: 'http://x', client_id: me, client_secret: s}\nmonitors: {file: m.yaml, topic: g.progress}\ndead_letter: {topic: sensor-events}\n",
+    );
+    let o = bin(&["validate", "--config", &config]);
+    assert!(!o.status.success());
+    let out = text(&o.stdout);
+    let expected = [
+        "c.yaml: kafka.topics[2]: \"more\" is also kafka.topics[1]",
+        "c.yaml: dead_letter.topic: \"sensor-events\" is also kafka.topics[0]",
+        "c.yaml: monitors.topic: \"g.progress\" is also kafka.progress_topic",
+    ];
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), expected.len(), "{out}");
+    for (line, start) in lines.iter().zip(expected) {
+        assert!(line.starts_with(start), "{start}\n{out}");
+    }
+    assert_eq!(text(&o.stderr), "error: 3 problem(s) found\n");
+}
