@@ -410,6 +410,52 @@ impl Config {
         self.monitors.file.as_ref().map(|f| self.base_dir.join(f))
     }
 
+    /// Each topic the pipeline reads or writes, with the field that names
+    /// it: the inputs, its own topics, the dead letters, the registry.
+    fn topics_by_role(&self) -> Vec<(String, String)> {
+        let k = &self.kafka;
+        let inputs = k.topics.iter().enumerate();
+        let mut roles: Vec<(String, String)> = inputs
+            .map(|(i, t)| (format!("kafka.topics[{i}]"), t.clone()))
+            .collect();
+        roles.push(("kafka.progress_topic".into(), k.progress_topic()));
+        roles.push(("kafka.announcements_topic".into(), k.announcements_topic()));
+        roles.extend(
+            self.dead_letter
+                .topic
+                .clone()
+                .map(|t| ("dead_letter.topic".into(), t)),
+        );
+        roles.extend(
+            self.monitors
+                .topic
+                .clone()
+                .map(|t| ("monitors.topic".into(), t)),
+        );
+        roles
+    }
+
+    /// A topic named in two fields: the later field, and why not. Records
+    /// written to a topic in one role would be read back in the other (a
+    /// dead-letter topic that is an input reads its dead letters, each a new
+    /// one, without end).
+    fn topics_given_two_roles(&self) -> Vec<(String, String)> {
+        let roles = self.topics_by_role();
+        roles
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (field, topic))| {
+                let (first, _) = roles[..i].iter().find(|(_, t)| t == topic)?;
+                let why = if field.starts_with("kafka.topics[") {
+                    "list each input topic once"
+                } else {
+                    "a topic has one role, or the pipeline would read back what it writes there as something else"
+                };
+                Some((field.clone(), format!("{topic:?} is also {first}: {why}")))
+            })
+            .collect()
+    }
+
     /// Rules that span fields, for a config that will run against Kafka and RESET.
     pub fn validate(&self, file: &str) -> Problems {
         let mut problems = Problems::default();
@@ -427,6 +473,9 @@ impl Config {
                 "kafka.topics",
                 "needs at least one non-empty topic name".into(),
             );
+        }
+        for (field, earlier) in self.topics_given_two_roles() {
+            problem(&field, earlier);
         }
         if self.kafka.group_id.trim().is_empty() {
             problem("kafka.group_id", "must not be empty".into());
