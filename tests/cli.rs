@@ -688,3 +688,20 @@ fn validate_refuses_a_topic_given_two_roles() {
     }
     assert_eq!(text(&o.stderr), "error: 3 problem(s) found\n");
 }
+
+#[test]
+fn too_many_decoding_threads_is_a_usage_error_not_a_crash() {
+    let o = bin(&[
+        "aggregate",
+        "--monitors",
+        "examples/monitors.yaml",
+        "--input",
+        "examples/events.jsonl",
+        "--decoders",
+        "100000",
+    ]);
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--decoders") && stderr.contains("256"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
