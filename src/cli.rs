@@ -166,8 +166,8 @@ pub struct AggregateArgs {
     pub now: Option<i64>,
     /// Threads that decode the input ahead of the windows (default: one
     /// fewer than the machine's cores, at least one; 0 decodes on the
-    /// windows' own thread). The output is the same for any number.
-    #[arg(long)]
+    /// windows' own thread; at most 256). The output is the same for any number.
+    #[arg(long, value_parser = decoder_count)]
     pub decoders: Option<usize>,
 }
 
@@ -242,6 +242,16 @@ pub fn run(cli: Cli) -> Result<()> {
 
 fn problems(p: Problems) -> anyhow::Error {
     anyhow::anyhow!("{p}")
+}
+
+/// A number of decoding threads: one reading thread feeds them, so more
+/// than a few dozen only cost memory, and thousands exhaust the process's.
+fn decoder_count(text: &str) -> std::result::Result<usize, String> {
+    const MOST: usize = 256;
+    match text.parse::<usize>() {
+        Ok(n) if n <= MOST => Ok(n),
+        _ => Err(format!("expected a number of threads from 0 to {MOST}")),
+    }
 }
 
 fn aggregate(args: &AggregateArgs) -> Result<()> {

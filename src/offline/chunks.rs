@@ -136,7 +136,9 @@ pub fn each_decoded_chunk(
         }
         return Ok(());
     }
-    let pool: Vec<Worker> = (0..workers).map(|_| Worker::start()).collect();
+    let pool = (0..workers)
+        .map(|_| Worker::start())
+        .collect::<io::Result<Vec<Worker>>>()?;
     let mut spare: Vec<Chunk> = Vec::new();
     let mut in_flight = VecDeque::new();
     let mut sent = 0usize;
@@ -173,19 +175,22 @@ struct Worker {
 }
 
 impl Worker {
-    fn start() -> Worker {
+    /// A new thread; an error when the system has none to give.
+    fn start() -> io::Result<Worker> {
         let (to, inbox) = sync_channel::<Chunk>(2);
         let (outbox, from) = sync_channel(2);
-        let thread = thread::spawn(move || {
-            let decoder = Decoder::new(InputFormat::Json);
-            for mut chunk in inbox {
-                chunk.decode(&decoder);
-                if outbox.send(chunk).is_err() {
-                    break;
+        let thread = thread::Builder::new()
+            .name("decoder".into())
+            .spawn(move || {
+                let decoder = Decoder::new(InputFormat::Json);
+                for mut chunk in inbox {
+                    chunk.decode(&decoder);
+                    if outbox.send(chunk).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
-        Worker { to, from, thread }
+            })?;
+        Ok(Worker { to, from, thread })
     }
 
     fn send(&self, chunk: Chunk) {
