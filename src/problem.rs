@@ -206,7 +206,11 @@ impl ParseError {
             Some((head, rest)) if path.starts_with(head) => rest,
             _ => &self.message,
         };
-        let mut message = crate::yaml_words::plain_words(serde_message);
+        let text_seen = match location == file {
+            true => crate::yaml_words::TextSeen::Hidden,
+            false => crate::yaml_words::TextSeen::Shown,
+        };
+        let mut message = crate::yaml_words::plain_words(serde_message, text_seen);
         if message.contains(UNQUOTED) {
             // The scalar as written, shown in the quotes it needs.
             if let Some(written) = self.at.and_then(|i| scalar_at(text, i)) {

@@ -5,11 +5,21 @@
 /// What `plain_words` says where a mapping was expected.
 pub const A_MAPPING: &str = "a mapping (key: value)";
 
+/// Whether a text value seen is shown in a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextSeen {
+    /// A field's value: shown (cut short), to find it by.
+    Shown,
+    /// A whole file's: not shown, for a file that is not a mapping at all
+    /// may be a key or a secret given by mistake.
+    Hidden,
+}
+
 /// `message` reworded: a wrong kind of value (`invalid type`/`invalid
 /// value: FOUND, expected EXPECTED`) becomes `expected E, found F` in YAML
 /// terms, an unknown enum word is an unknown value; any other message is
 /// kept. A trailing ` at line N column M` stays where it is.
-pub fn plain_words(message: &str) -> String {
+pub fn plain_words(message: &str, text_seen: TextSeen) -> String {
     let (body, place) = match message.rfind(" at line ") {
         Some(i) => message.split_at(i),
         None => (message, ""),
@@ -19,11 +29,13 @@ pub fn plain_words(message: &str) -> String {
         .or_else(|| body.strip_prefix("invalid value: "))
         .and_then(|rest| rest.rsplit_once(", expected "));
     if let Some((seen, wanted)) = wrong_kind {
-        return format!(
-            "expected {}, found {}{place}",
-            expected(wanted),
-            found(seen)
-        );
+        let seen = match text_seen {
+            TextSeen::Hidden if seen.starts_with("string ") => {
+                "text (not shown: is it the right file?)".to_string()
+            }
+            _ => found(seen),
+        };
+        return format!("expected {}, found {seen}{place}", expected(wanted));
     }
     if let Some(rest) = body.strip_prefix("unknown variant ") {
         return format!("unknown value {rest}{place}");
@@ -93,7 +105,7 @@ fn cut(quoted: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::plain_words;
+    use super::{plain_words, TextSeen};
 
     #[test]
     fn each_kind_of_value_is_named_in_yaml_terms() {
@@ -149,8 +161,22 @@ mod tests {
             ),
         ];
         for (serde, ours) in cases {
-            assert_eq!(plain_words(serde), ours, "{serde}");
+            assert_eq!(plain_words(serde, TextSeen::Shown), ours, "{serde}");
         }
+    }
+
+    #[test]
+    fn a_whole_file_of_text_is_not_shown() {
+        let file = "invalid type: string \"PASSWORD=hunter2\", expected struct Config";
+        assert_eq!(
+            plain_words(file, TextSeen::Hidden),
+            "expected a mapping (key: value), found text (not shown: is it the right file?)"
+        );
+        let list = "invalid type: sequence, expected struct Config";
+        assert_eq!(
+            plain_words(list, TextSeen::Hidden),
+            "expected a mapping (key: value), found a list"
+        );
     }
 
     #[test]
@@ -160,7 +186,7 @@ mod tests {
             "é".repeat(100)
         );
         assert_eq!(
-            plain_words(&long),
+            plain_words(&long, TextSeen::Shown),
             format!(
                 "expected a mapping (key: value), found the text \"{}…\"",
                 "é".repeat(40)
