@@ -151,7 +151,11 @@ fn part_problems<T: DeserializeOwned>(file: &str, part: &crate::yaml_parts::Part
         };
         // A field of a flow mapping goes with its pair; one in block
         // style with its lines.
-        let rest = match at.filter(|&i| crate::yaml_parts::flow_nesting(&text[..i]).open > 0) {
+        let in_flow = |i: usize| {
+            text.get(..i)
+                .is_some_and(|b| crate::yaml_parts::flow_nesting(b).open > 0)
+        };
+        let rest = match at.filter(|&i| in_flow(i)) {
             Some(at) => crate::yaml_parts::without_flow_pair(&text, at),
             None => crate::yaml_parts::without_field(&text, &field),
         };
