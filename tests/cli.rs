@@ -717,3 +717,39 @@ fn too_many_decoding_threads_is_a_usage_error_not_a_crash() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn produce_with_the_broker_away_fails_in_a_few_lines_not_a_flood() {
+    // A port nothing listens on: every connection is refused at once, and
+    // librdkafka reports it on each reconnect, several times a second.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "c.yaml",
+        &format!("kafka: {{bootstrap_servers: '127.0.0.1:{port}', topics: [sensor-events], properties: {{message.timeout.ms: '3000'}}}}\ninput: {{format: json}}\n"),
+    );
+    let o = bin(&[
+        "produce",
+        "--config",
+        &config,
+        "--input",
+        "examples/events.jsonl",
+    ]);
+    let stderr = text(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(stderr.contains("send failed"), "{stderr}");
+    assert_eq!(
+        stderr.matches("Message timed out").count(),
+        1,
+        "said once: {stderr}"
+    );
+    assert!(
+        stderr.lines().count() <= 8,
+        "each kind of fault once, not on every reconnect:\n{stderr}"
+    );
+}
