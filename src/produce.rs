@@ -5,6 +5,7 @@ use crate::codec::{decode_json, encode};
 use crate::config::{Config, InputFormat};
 use crate::event::SensorEvent;
 use crate::kafka::client_config;
+use crate::kafka::quiet::Quiet;
 use crate::progress_line::ProgressLine;
 use crate::schema_registry::SchemaRegistry;
 use anyhow::{anyhow, Context, Result};
@@ -25,11 +26,11 @@ pub async fn produce_events(
     topic: &str,
     events: impl IntoIterator<Item = SensorEvent>,
 ) -> Result<u64> {
-    let producer: FutureProducer = client_config(&config.kafka)
+    let producer: FutureProducer<Quiet> = client_config(&config.kafka)
         .set("linger.ms", "20")
         .set("acks", "all")
         .set("max.in.flight.requests.per.connection", "1")
-        .create()
+        .create_with_context(Quiet)
         .context("cannot create the Kafka producer")?;
     let schema_id = match config.input.format {
         InputFormat::AvroConfluent => {
@@ -91,8 +92,8 @@ async fn wait_one(
         delivery
             .await
             .context("the producer stopped")?
-            .map_err(|(e, _)| anyhow!(e))
-            .context("send failed")?;
+            // The error's text only: its source says the same again.
+            .map_err(|(e, _)| anyhow!("send failed: {e}"))?;
         *sent += 1;
     }
     Ok(())

@@ -10,6 +10,7 @@
 use crate::codec::{confluent_schema_id, Decoder};
 use crate::config::{Config, InputFormat};
 use crate::kafka::input_consumer_config;
+use crate::kafka::quiet::Quiet;
 use crate::kafka::record_queue::{RawRecord, RecordQueue, Taken};
 use crate::payload::Announcements;
 use crate::pipeline::{with_announcements, EarlierShapes, Emission, PartitionPipeline};
@@ -84,10 +85,10 @@ pub fn replay(
     to_ms: i64,
     mut announcements: Announcements,
 ) -> Result<Vec<Emission>> {
-    let consumer: Arc<BaseConsumer> = Arc::new(
+    let consumer: Arc<BaseConsumer<Quiet>> = Arc::new(
         input_consumer_config(&config.kafka)
             .set("group.id", format!("{}.replay", config.kafka.group_id))
-            .create()
+            .create_with_context(Quiet)
             .context("cannot create the Kafka consumer")?,
     );
     let timeout = Duration::from_secs(10);
@@ -251,7 +252,7 @@ impl Replayed {
     }
 
     /// The unfinished partitions, with their ends and the consumer's positions.
-    fn unfinished(&self, consumer: &BaseConsumer) -> String {
+    fn unfinished(&self, consumer: &BaseConsumer<Quiet>) -> String {
         let positions = consumer.position().ok();
         let shown: Vec<String> = self
             .ends
@@ -271,7 +272,7 @@ impl Replayed {
 /// Where a partition's replay starts: the broker asked for the offset of
 /// `target_ms`, and, when it has none, for its last record's timestamp.
 fn partition_start(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<Quiet>,
     topic: &str,
     partition: i32,
     watermarks: (i64, i64),
@@ -299,7 +300,7 @@ fn partition_start(
 
 /// The timestamp of the record at `offset`, read with a consumer of its own.
 fn last_record_stamp(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<Quiet>,
     topic: &str,
     partition: i32,
     offset: i64,

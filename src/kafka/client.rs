@@ -1,8 +1,8 @@
 //! librdkafka settings from the config, and topic creation.
 
 use crate::config::KafkaConfig;
+use crate::kafka::quiet::Quiet;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
 use std::time::Duration;
 
@@ -57,7 +57,7 @@ fn missing_topics<'a>(
 ) -> Result<(Vec<&'a OwnTopic<'a>>, usize), String> {
     use rdkafka::consumer::Consumer;
     let consumer = client_config(kafka)
-        .create::<rdkafka::consumer::BaseConsumer>()
+        .create_with_context::<_, rdkafka::consumer::BaseConsumer<Quiet>>(Quiet)
         .map_err(|e| e.to_string())?;
     let brokers = consumer
         .fetch_metadata(None, Duration::from_secs(5))
@@ -87,7 +87,7 @@ pub async fn ensure_topics(kafka: &KafkaConfig, topics: &[OwnTopic<'_>]) -> Resu
     if missing.is_empty() {
         return Ok(());
     }
-    let admin: AdminClient<DefaultClientContext> = match client_config(kafka).create() {
+    let admin: AdminClient<Quiet> = match client_config(kafka).create_with_context(Quiet) {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(error = %e, "cannot create an admin client");
