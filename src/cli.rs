@@ -167,7 +167,7 @@ pub struct AggregateArgs {
     /// Threads that decode the input ahead of the windows (default: one
     /// fewer than the machine's cores, at least one; 0 decodes on the
     /// windows' own thread; at most 256). The output is the same for any number.
-    #[arg(long, value_parser = decoder_count)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=256))]
     pub decoders: Option<usize>,
 }
 
@@ -242,16 +242,6 @@ pub fn run(cli: Cli) -> Result<()> {
 
 fn problems(p: Problems) -> anyhow::Error {
     anyhow::anyhow!("{p}")
-}
-
-/// A number of decoding threads: one reading thread feeds them, so more
-/// than a few dozen only cost memory, and thousands exhaust the process's.
-fn decoder_count(text: &str) -> std::result::Result<usize, String> {
-    const MOST: usize = 256;
-    match text.parse::<usize>() {
-        Ok(n) if n <= MOST => Ok(n),
-        _ => Err(format!("expected a number of threads from 0 to {MOST}")),
-    }
 }
 
 fn aggregate(args: &AggregateArgs) -> Result<()> {
