@@ -674,7 +674,8 @@ fn an_input_that_starts_with_a_byte_order_mark_aggregates_as_without_it() {
 #[test]
 fn validate_refuses_a_topic_given_two_roles() {
     // A dead-letter topic that is also an input reads its own dead letters
-    // back, each a new dead letter, without end.
+    // back, each a new dead letter, without end. A role's topic the file
+    // does not set is named as the default it is.
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "m.yaml", "monitors: []\n");
     let config = write(
@@ -688,7 +689,7 @@ fn validate_refuses_a_topic_given_two_roles() {
     let expected = [
         "c.yaml: kafka.topics[2]: \"more\" is also kafka.topics[1]",
         "c.yaml: dead_letter.topic: \"sensor-events\" is also kafka.topics[0]",
-        "c.yaml: monitors.topic: \"g.progress\" is also kafka.progress_topic",
+        "c.yaml: monitors.topic: \"g.progress\" is also kafka.progress_topic (not set: its default, kafka.group_id + \".progress\")",
     ];
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), expected.len(), "{out}");
