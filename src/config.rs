@@ -59,17 +59,22 @@ pub struct KafkaConfig {
     pub stall_after: Duration,
 }
 
+/// What follows `kafka.group_id` in the progress topic's default name.
+const PROGRESS_SUFFIX: &str = ".progress";
+/// What follows `kafka.group_id` in the announcements topic's default name.
+const ANNOUNCEMENTS_SUFFIX: &str = ".announcements";
+
 impl KafkaConfig {
     pub fn progress_topic(&self) -> String {
         self.progress_topic
             .clone()
-            .unwrap_or_else(|| format!("{}.progress", self.group_id))
+            .unwrap_or_else(|| format!("{}{PROGRESS_SUFFIX}", self.group_id))
     }
 
     pub fn announcements_topic(&self) -> String {
         self.announcements_topic
             .clone()
-            .unwrap_or_else(|| format!("{}.announcements", self.group_id))
+            .unwrap_or_else(|| format!("{}{ANNOUNCEMENTS_SUFFIX}", self.group_id))
     }
 }
 
@@ -418,8 +423,22 @@ impl Config {
         let mut roles: Vec<(String, String)> = inputs
             .map(|(i, t)| (format!("kafka.topics[{i}]"), t.clone()))
             .collect();
-        roles.push(("kafka.progress_topic".into(), k.progress_topic()));
-        roles.push(("kafka.announcements_topic".into(), k.announcements_topic()));
+        let defaulted = |field: &str, set: &Option<String>, suffix: &str| match set {
+            Some(_) => field.to_string(),
+            None => format!("{field} (not set: its default, kafka.group_id + \"{suffix}\")"),
+        };
+        roles.push((
+            defaulted("kafka.progress_topic", &k.progress_topic, PROGRESS_SUFFIX),
+            k.progress_topic(),
+        ));
+        roles.push((
+            defaulted(
+                "kafka.announcements_topic",
+                &k.announcements_topic,
+                ANNOUNCEMENTS_SUFFIX,
+            ),
+            k.announcements_topic(),
+        ));
         roles.extend(
             self.dead_letter
                 .topic
