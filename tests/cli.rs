@@ -593,6 +593,56 @@ fn validate_reports_every_type_error_of_a_section_written_as_a_flow_mapping() {
 }
 
 #[test]
+fn validate_places_a_bad_duration_at_its_field_in_either_style_and_goes_on() {
+    // A duration's own check speaks after the parser has left the value:
+    // its problem must still point at its field, not at the section's first
+    // line, and in a flow mapping the fields after it must still be read.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "m.yaml", "monitors: []\n");
+    let block = "kafka: {bootstrap_servers: 'k:9092', group_id: g, topics: [sensor-events]}\ninput: {format: json}\nreset:\n  url: 'http://x'\n  client_id: me\n  client_secret: s\n  ack_timeout: 5 parsecs\n  max_in_flight: -1\nwindowing:\n  allowed_lateness: forever\n  max_future_skew: 2 lightyears\nmonitors: {file: m.yaml}\n";
+    let flow = "kafka: {bootstrap_servers: 'k:9092', group_id: g, topics: [sensor-events]}\ninput: {format: json}\nreset: {url: 'http://x', client_id: me, client_secret: s, ack_timeout: 5 parsecs, max_in_flight: -1}\nwindowing: {allowed_lateness: forever, max_future_skew: 2 lightyears}\nmonitors: {file: m.yaml}\n";
+    let expected = [
+        ("reset.ack_timeout", "5 parsecs", "unknown unit \"parsecs\""),
+        ("reset.max_in_flight", "-1", "expected a whole number"),
+        (
+            "windowing.allowed_lateness",
+            "forever",
+            "expected a number and a unit",
+        ),
+        (
+            "windowing.max_future_skew",
+            "2 lightyears",
+            "unknown unit \"lightyears\"",
+        ),
+    ];
+    for (name, yaml) in [("block.yaml", block), ("flow.yaml", flow)] {
+        let config = write(dir.path(), name, yaml);
+        let o = bin(&["validate", "--config", &config]);
+        assert!(!o.status.success());
+        let out = text(&o.stdout);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), expected.len(), "{name}:\n{out}");
+        for (line, (path, value, words)) in lines.iter().zip(expected) {
+            // Where the value is written: 1-based line and column.
+            let (row, column) = yaml
+                .lines()
+                .enumerate()
+                .find_map(|(i, l)| l.find(&format!(": {value}")).map(|c| (i + 1, c + 3)))
+                .unwrap();
+            assert!(
+                line.starts_with(&format!("{config}: {path}: ")),
+                "{path}: {out}"
+            );
+            assert!(line.contains(words), "{path}: {words}: {out}");
+            assert!(
+                line.ends_with(&format!("at line {row} column {column}")),
+                "{path} at line {row} column {column}: {out}"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_reader_that_stops_early_ends_aggregate_quietly_as_for_cat() {
     // Two weeks of one monitor, a sample a minute: some 670 messages, more
     // than a pipe holds, so that `aggregate` is still writing when the
