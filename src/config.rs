@@ -352,12 +352,28 @@ pub const LONGEST_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Parses humane durations: `10m`, `30s`, `1h 30m`, `250ms`; at most 30 days.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("invalid duration {text:?}: {e} (use e.g. 10m, 30s, 1h)"))?;
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!(
+            "invalid duration {text:?}: {} (use e.g. 10m, 30s, 1h)",
+            duration_words(&e)
+        )
+    })?;
     if d > LONGEST_DURATION {
         return Err(format!("duration {text:?} is longer than 30 days"));
     }
     Ok(d)
+}
+
+/// What is wrong with a duration, without the parser's byte offsets.
+fn duration_words(e: &humantime::DurationError) -> String {
+    use humantime::DurationError as E;
+    match e {
+        E::UnknownUnit { unit, .. } if unit.is_empty() => "a unit is needed".into(),
+        E::UnknownUnit { unit, .. } => format!("unknown unit {unit:?}"),
+        E::NumberOverflow => "too large, or finer than a nanosecond".into(),
+        E::Empty => "empty".into(),
+        E::InvalidCharacter(_) | E::NumberExpected(_) => "expected a number and a unit".into(),
+    }
 }
 
 fn humane<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

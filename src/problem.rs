@@ -181,12 +181,33 @@ fn parse<T: DeserializeOwned>(text: &str) -> Result<T, ParseError> {
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = e.path().to_string();
         let error = e.into_inner();
-        ParseError {
-            at: error.location().map(|l| l.index()),
-            message: error.to_string(),
-            path,
+        let mut at = error.location().map(|l| l.index());
+        let mut message = error.to_string();
+        // A field's own check is placed at its mapping: move it to the
+        // field. An unknown field is placed at its key already.
+        let key = path.rsplit('.').next().filter(|k| !k.contains('['));
+        let key = key.filter(|_| !message.contains("unknown field `"));
+        if let Some((mapping, key)) = at.zip(key) {
+            if let Some(field_at) = crate::yaml_parts::value_of_key(text, mapping, key) {
+                message = placed_at(&message, text, field_at);
+                at = Some(field_at);
+            }
         }
+        ParseError { at, message, path }
     })
+}
+
+/// `message` with its ` at line N column M` (the parser's) made the line
+/// and column of byte `index` of `text`.
+fn placed_at(message: &str, text: &str, index: usize) -> String {
+    let head = message.rsplit_once(" at line ").map_or(message, |(h, _)| h);
+    let before = &text[..index];
+    let line = before.matches('\n').count() + 1;
+    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+        .chars()
+        .count()
+        + 1;
+    format!("{head} at line {line} column {column}")
 }
 
 impl ParseError {

@@ -410,6 +410,94 @@ fn flow_value_length(text: &str) -> Option<usize> {
     }
 }
 
+/// Where the value of `key` is written in the mapping that starts at byte
+/// `at` of `text` (its `{`, or its first key in block style): for an error
+/// a field's own check raises (a duration, an address), which the parser
+/// places at the mapping, having left the value. The key itself when its
+/// value starts on a later line; `None` when `at` already is that key's
+/// value, or the mapping has no such key.
+pub fn value_of_key(text: &str, at: usize, key: &str) -> Option<usize> {
+    let before = text.get(..at)?.trim_end();
+    if let Some(head) = before.strip_suffix(':') {
+        if head.trim_end().ends_with(key) {
+            return None;
+        }
+    }
+    let (key_at, after_colon) = match text[at..].starts_with('{') {
+        true => key_in_flow_mapping(text, at, key),
+        false => key_in_block_mapping(text, at, key),
+    }?;
+    let rest = &text[after_colon..];
+    let value = after_colon + (rest.len() - rest.trim_start_matches([' ', '\t']).len());
+    match text[value..].chars().next() {
+        None | Some('\n' | '\r' | '#') => Some(key_at),
+        Some(_) => Some(value),
+    }
+}
+
+/// The length of `key:` at the start of `text` (spaces before the colon
+/// allowed), when that is how it starts.
+fn key_and_colon(text: &str, key: &str) -> Option<usize> {
+    let rest = text.strip_prefix(key)?;
+    let after = rest.trim_start_matches(' ').strip_prefix(':')?;
+    after
+        .chars()
+        .next()
+        .is_none_or(char::is_whitespace)
+        .then_some(text.len() - after.len())
+}
+
+/// `key`'s start and the byte after its colon, among the keys of the flow
+/// mapping whose `{` is at `at` (not those of mappings inside it).
+fn key_in_flow_mapping(text: &str, at: usize, key: &str) -> Option<(usize, usize)> {
+    let mapping = &text[at..];
+    let levels = mapping.char_indices().zip(flow_levels(mapping));
+    for ((_, c), (next, open)) in levels {
+        if open == 0 {
+            return None;
+        }
+        if open == 1 && (c == '{' || c == ',') {
+            let rest = &mapping[next..];
+            let start = at + next + (rest.len() - rest.trim_start().len());
+            if let Some(length) = key_and_colon(&text[start..], key) {
+                return Some((start, start + length));
+            }
+        }
+    }
+    None
+}
+
+/// `key`'s start and the byte after its colon, among the keys of the
+/// block mapping whose first key is at `at`: that key, then those of the
+/// lines indented as far, until a line indented less.
+fn key_in_block_mapping(text: &str, at: usize, key: &str) -> Option<(usize, usize)> {
+    if let Some(length) = key_and_colon(&text[at..], key) {
+        return Some((at, at + length));
+    }
+    let first_line = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let indent = at - first_line;
+    let mut line_start = first_line;
+    for line in text[first_line..].split_inclusive('\n') {
+        let here = line_start;
+        line_start += line.len();
+        let body = line.trim_start_matches(' ');
+        if here == first_line || body.trim().is_empty() || body.starts_with('#') {
+            continue;
+        }
+        match spaces(line).cmp(&indent) {
+            std::cmp::Ordering::Less => return None,
+            std::cmp::Ordering::Greater => {}
+            std::cmp::Ordering::Equal => {
+                if let Some(length) = key_and_colon(body, key) {
+                    let start = here + indent;
+                    return Some((start, start + length));
+                }
+            }
+        }
+    }
+    None
+}
+
 /// A path of an error found in `part`, as a path of the whole file.
 pub fn file_path(part: &Part, path: &str) -> String {
     match &part.entry {
@@ -646,5 +734,43 @@ mod tests {
         let p = parts("monitors:\n  - a\n  b: c\nother: 1\n");
         assert_eq!(p.len(), 2);
         assert!(p[0].entry.is_none());
+    }
+
+    #[test]
+    fn a_key_is_found_in_its_own_mapping_only() {
+        // (text, where the mapping starts, key): what the key's value starts with.
+        let cases = [
+            ("r:\n  a: 1\n  b: 2 s\n", "a: 1", "b", Some("2 s")),
+            ("r:\n  a: 1\n  b: 2 s\n", "a: 1", "a", Some("1\n")),
+            // In a mapping inside, or after the mapping ends: not its key.
+            ("r:\n  a:\n    b: 1\nb: 2\n", "a:", "b", None),
+            ("r:\n  a: 1\n  # b: 0\n\n  b: 3\n", "a: 1", "b", Some("3")),
+            // The value on a later line: the key.
+            ("r:\n  a: 1\n  b:\n    9s\n", "a: 1", "b", Some("b:")),
+            // An entry of a list, its first key after the dash.
+            ("- a: 1\n  b: x\n- b: y\n", "a: 1", "b", Some("x")),
+            (
+                "r: {a: {b: 1}, b: 2, c: 'x, b: 3'}\n",
+                "{a",
+                "b",
+                Some("2, c"),
+            ),
+            ("r: {a: 1,\n    b: 4}\n", "{a", "b", Some("4}")),
+            ("r: {a: {b: 1}}\nb: 2\n", "{a", "b", None),
+            // A key that only starts like it.
+            ("r: {ab: 1, b: 5}\n", "{ab", "b", Some("5}")),
+        ];
+        for (text, mapping, key, value) in cases {
+            let at = text.find(mapping).unwrap();
+            let found = value_of_key(text, at, key).map(|i| &text[i..]);
+            assert_eq!(
+                found.map(|v| &v[..value.map_or(0, str::len).min(v.len())]),
+                value,
+                "{text:?} {key}"
+            );
+        }
+        // Already at that key's value: nothing to move.
+        let text = "r: {a: 1, b: 2}\n";
+        assert_eq!(value_of_key(text, text.find('2').unwrap(), "b"), None);
     }
 }

@@ -156,8 +156,8 @@ mod tests {
             ),
             ("missing field `topics`", "missing field `topics`"),
             (
-                "invalid duration \"5\": time unit needed",
-                "invalid duration \"5\": time unit needed",
+                "invalid duration \"5\": a unit is needed",
+                "invalid duration \"5\": a unit is needed",
             ),
         ];
         for (serde, ours) in cases {
