@@ -750,6 +750,42 @@ fn validate_refuses_a_topic_given_two_roles() {
 }
 
 #[test]
+fn a_demo_of_no_monitors_or_of_more_than_a_machine_holds_is_a_usage_error() {
+    // A fleet so large that its sample count overflows: it must be refused
+    // at once, not wrap round to a small count and build the fleet.
+    for (args, bound) in [
+        (["--monitors", "0"], "--monitors"),
+        (["--hours", "0"], "--hours"),
+        (["--hours", "-3"], "--hours"),
+        (["--monitors", "153722867280912931"], "--monitors"),
+    ] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_reset-pipeline"));
+        let mut child = command
+            .arg("demo")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("demo {args:?} still running after 30 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(bound), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
 fn too_many_decoding_threads_is_a_usage_error_not_a_crash() {
     let o = bin(&[
         "aggregate",
