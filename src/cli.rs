@@ -72,10 +72,10 @@ pub enum Command {
     /// Everything on one machine: a mock Kafka, the RESET emulator and a synthetic fleet, through `run`.
     Demo {
         /// Monitors in the synthetic fleet.
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = 60, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=crate::demo::MOST_MONITOR_HOURS))]
         monitors: usize,
         /// Hours of samples (one per monitor every 30 s).
-        #[arg(long, default_value_t = 6)]
+        #[arg(long, default_value_t = 6, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..=crate::demo::MOST_MONITOR_HOURS as i64))]
         hours: i64,
         /// Where /metrics, /healthz and /readyz are served meanwhile.
         #[arg(long, default_value = "127.0.0.1:9898")]

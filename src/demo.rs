@@ -73,10 +73,20 @@ pub fn rows(payloads: impl IntoIterator<Item = Value>) -> BTreeMap<(String, Stri
 /// librdkafka's mock cluster keeps about 5 MB per partition and drops older records.
 const MOCK_SAFE_SAMPLES: usize = 120_000;
 
+/// Samples a monitor makes in an hour (one every 30 s).
+const SAMPLES_PER_HOUR: usize = 120;
+
+/// Monitors times hours the mock cluster holds: a bound on each alone, on
+/// the command line, so that their product cannot overflow.
+pub const MOST_MONITOR_HOURS: u64 = (MOCK_SAFE_SAMPLES / SAMPLES_PER_HOUR) as u64;
+
 pub async fn demo(options: DemoOptions) -> Result<()> {
-    let samples = options.monitors * (options.hours.max(0) as usize) * 120;
+    let samples = options
+        .monitors
+        .saturating_mul(options.hours.max(0) as usize)
+        .saturating_mul(SAMPLES_PER_HOUR);
     anyhow::ensure!(
-        options.monitors > 0 && options.hours > 0 && samples <= MOCK_SAFE_SAMPLES,
+        samples <= MOCK_SAFE_SAMPLES,
         "--monitors {} --hours {} makes {samples} samples; the embedded mock Kafka holds about {MOCK_SAFE_SAMPLES} (3 partitions of 5 MB) and would drop the oldest",
         options.monitors,
         options.hours
