@@ -840,3 +840,39 @@ fn produce_with_the_broker_away_fails_in_a_few_lines_not_a_flood() {
         "each kind of fault once, not on every reconnect:\n{stderr}"
     );
 }
+
+#[test]
+fn replay_with_the_broker_away_fails_naming_what_it_could_not_read_once() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "m.yaml", "monitors: []\n");
+    let config = write(
+        dir.path(),
+        "c.yaml",
+        &format!("kafka: {{bootstrap_servers: '127.0.0.1:{port}', group_id: g, topics: [sensor-events]}}\ninput: {{format: json}}\nreset: {{url: 'http://127.0.0.1:1', client_id: me, client_secret: s}}\nmonitors: {{file: m.yaml}}\n"),
+    );
+    let dry = dir.path().join("dry.jsonl");
+    let o = bin(&[
+        "replay",
+        "--config",
+        &config,
+        "--from",
+        "2026-03-15T00:00:00Z",
+        "--to",
+        "2026-03-16T00:00:00Z",
+        "--dry-run",
+        dry.to_str().unwrap(),
+    ]);
+    let stderr = text(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
+    assert!(error.contains("announcements store"), "{error}");
+    assert_eq!(error.matches("g.announcements").count(), 1, "{error}");
+}
