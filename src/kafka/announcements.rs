@@ -134,7 +134,8 @@ impl StoreKeys {
 }
 
 impl AnnouncementStore {
-    /// Reads what the store holds now; the topic must exist.
+    /// Reads what the store holds now; the topic must exist. An error
+    /// names the topic.
     pub fn open(
         config: &ClientConfig,
         topic: &str,
@@ -148,7 +149,7 @@ impl AnnouncementStore {
             .set("linger.ms", "5")
             .set("max.in.flight.requests.per.connection", "1")
             .create_with_context(Quiet)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("{topic}: cannot create its producer: {e}"))?;
         let mut keys = StoreKeys::default();
         let announced = keys.observe(&records);
         let writer = AnnouncementWriter {

@@ -42,7 +42,7 @@ impl FollowedTopic {
     ) -> Result<(FollowedTopic, Vec<TopicRecord>), ReadError> {
         // Stays assigned between reads: fetched twice a second at most.
         let consumer = own_topic_consumer(config, Quiet, Duration::from_millis(500))
-            .map_err(|e| ReadError::Failed(e.to_string()))?;
+            .map_err(|e| ReadError::Failed(format!("{topic}: {e}")))?;
         let partitions = partitions_of(&consumer, topic, timeout)?;
         let mut records = Vec::new();
         read_to_end(&consumer, topic, &partitions, timeout, |m| {

@@ -233,7 +233,7 @@ impl ProgressReader {
         self.next = ends.get(&0).copied().unwrap_or(self.next);
         self.consumer
             .unassign()
-            .map_err(|e| ReadError::Failed(e.to_string()))?;
+            .map_err(|e| ReadError::Failed(format!("{}: {e}", self.topic)))?;
         Ok(&self.known)
     }
 }

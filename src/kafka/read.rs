@@ -35,7 +35,7 @@ pub fn own_topic_consumer<C: ConsumerContext>(
         .create_with_context(context)
 }
 
-/// Why a topic could not be read to its end.
+/// Why a topic could not be read to its end; its text names the topic.
 #[derive(Debug)]
 pub enum ReadError {
     /// The broker does not have the topic (or the partition).
@@ -108,7 +108,7 @@ pub fn read_from<C: ConsumerContext>(
         if high > start {
             assignment
                 .add_partition_offset(topic, partition, Offset::Offset(start))
-                .map_err(|e| ReadError::Failed(e.to_string()))?;
+                .map_err(|e| ReadError::Failed(format!("{topic}/{partition}: {e}")))?;
             unread.insert(partition, high);
         }
     }
@@ -117,7 +117,7 @@ pub fn read_from<C: ConsumerContext>(
     }
     consumer
         .assign(&assignment)
-        .map_err(|e| ReadError::Failed(e.to_string()))?;
+        .map_err(|e| ReadError::Failed(format!("{topic}: {e}")))?;
     let deadline = Instant::now() + timeout;
     let mut last_error = None;
     while !unread.is_empty() {

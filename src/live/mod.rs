@@ -193,7 +193,7 @@ pub fn open_announcements(
     topic: &str,
 ) -> Result<(AnnouncementStore, Announcements)> {
     let (store, stored) = AnnouncementStore::open(client, topic, Duration::from_secs(30))
-        .map_err(|e| anyhow!("cannot read the announcements store {topic}: {e}"))?;
+        .map_err(|e| anyhow!("cannot read the announcements store: {e}"))?;
     Ok((store, learned(topic, &stored)))
 }
 
@@ -201,7 +201,7 @@ pub fn open_announcements(
 /// to the store or creating it: nothing when it does not exist.
 pub fn read_announcements(client: &rdkafka::ClientConfig, topic: &str) -> Result<Announcements> {
     let stored = AnnouncementStore::read_only(client, topic, Duration::from_secs(30))
-        .map_err(|e| anyhow!("cannot read the announcements store {topic}: {e}"))?;
+        .map_err(|e| anyhow!("cannot read the announcements store: {e}"))?;
     match stored {
         Some(stored) => Ok(learned(topic, &stored)),
         None => {
