@@ -433,6 +433,21 @@ async fn a_reset_outage_pauses_the_input_and_sigterm_drains_in_time(kind: Broker
         "{held} messages held while paused, of {}",
         expected.len()
     );
+    // Nothing is sent while RESET is away: of the messages counted as sent,
+    // those without a final answer are at most the ones on the connection
+    // when it went (`max_in_flight`, 16 by default), not all that wait.
+    let (_, text) = http_get(&pipeline.http(), "/metrics").unwrap();
+    let figures = scrape(&text);
+    let total = |prefix: &str| -> f64 {
+        let series = figures.iter().filter(|(name, _)| name.starts_with(prefix));
+        series.map(|(_, value)| value).sum()
+    };
+    let sent = total("reset_pipeline_messages_sent_total{");
+    let answered = total("reset_pipeline_answers_total{");
+    assert!(
+        sent - answered <= 16.0,
+        "{sent} messages counted as sent, {answered} answered, {held} held, RESET away"
+    );
 
     // SIGTERM in the outage: out in time, with exit 0.
     let status = pipeline
