@@ -114,11 +114,11 @@ impl Metrics {
             ),
             readings_sent: counter(
                 "readings_sent_total",
-                "Readings in messages sent to RESET (first sends)",
+                "Readings in messages written to RESET's connection (first sends: not while RESET is away)",
             ),
             messages_sent: counter_vec(
                 "messages_sent_total",
-                "Messages sent to RESET, by event",
+                "Messages written to RESET's connection, by event (first sends: not while RESET is away)",
                 &["event"],
             ),
             answers: counter_vec(

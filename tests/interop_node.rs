@@ -68,6 +68,7 @@ async fn the_reference_socket_io_server_receives_and_acknowledges_everything() {
                 message_id: v["message_id"].as_str().unwrap().into(),
                 payload: payload.clone(),
                 key: v["data"]["connection_id"].as_str().unwrap().into(),
+                readings: v["data"]["readings"].as_array().map_or(0, Vec::len),
             })
             .await;
     }

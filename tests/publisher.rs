@@ -39,6 +39,7 @@ fn outgoing((event, payload): &(String, String)) -> Outgoing {
         message_id: v["message_id"].as_str().unwrap().to_string(),
         payload: payload.clone(),
         key: v["data"]["connection_id"].as_str().unwrap().to_string(),
+        readings: v["data"]["readings"].as_array().map_or(0, Vec::len),
     }
 }
 

@@ -66,6 +66,7 @@ fn first_monitor_message() -> Outgoing {
         message_id: v["message_id"].as_str().unwrap().to_string(),
         key: v["data"]["connection_id"].as_str().unwrap().to_string(),
         payload,
+        readings: 0,
     }
 }
 

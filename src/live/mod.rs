@@ -31,7 +31,7 @@ use crate::pipeline::PartitionPipeline;
 use crate::registry::{MonitorId, Registry, RegistryChange};
 use crate::reject::Reject;
 use crate::schema_registry::SchemaRegistry;
-use crate::sink::{Publisher, PublisherSettings, Status};
+use crate::sink::{FirstSend, Outgoing, Publisher, PublisherSettings, Status};
 use crate::window::{EngineSettings, Epoch, Shape};
 use anyhow::{anyhow, Context as _, Result};
 use commit::CommitError;
@@ -239,6 +239,17 @@ pub fn publisher_settings(config: &Config) -> Result<PublisherSettings> {
     Ok(s)
 }
 
+/// Counts each message, and the readings in it, when it is first written
+/// to RESET's connection (not when it is formed: during an outage nothing
+/// is sent, however much waits).
+fn count_first_sends(metrics: &Metrics) -> FirstSend {
+    let (messages, readings) = (metrics.messages_sent.clone(), metrics.readings_sent.clone());
+    FirstSend::new(move |m: &Outgoing| {
+        messages.with_label_values(&[m.event.as_str()]).inc();
+        readings.inc_by(m.readings as u64);
+    })
+}
+
 /// How long a watermark query may take. Generous: it runs off the loop,
 /// and a slow broker's answer is better than none.
 const WATERMARK_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -332,7 +343,9 @@ pub async fn run(
     tokio::pin!(shutdown);
     // RESET is connected to (TLS settings built, authenticated) while the
     // broker is read, rather than while the first records wait for the CPU.
-    let (publisher, mut deliveries) = Publisher::start(publisher_settings(&config)?);
+    let mut settings = publisher_settings(&config)?;
+    settings.on_first_send = count_first_sends(&metrics);
+    let (publisher, mut deliveries) = Publisher::start(settings);
     watch_readiness(&publisher, Arc::clone(&readiness));
     // A broker that is away at start (a pod scheduled before Kafka is
     // back) is waited for, as one that goes away later is.

@@ -22,11 +22,8 @@ impl Live {
         let emissions: Vec<Emission> =
             with_announcements(&self.registry, &mut self.announcements, batches).collect();
         for emission in emissions {
-            match &emission {
-                Emission::Monitor { announced, .. } => announcing.push((**announced).clone()),
-                Emission::Readings(b) => {
-                    self.metrics.readings_sent.inc_by(b.ends.len() as u64);
-                }
+            if let Emission::Monitor { announced, .. } = &emission {
+                announcing.push((**announced).clone());
             }
             self.coverage.add_emission(&self.registry, &emission);
             let message = Outgoing::from(emission);
@@ -100,12 +97,8 @@ impl Live {
         self.metrics.in_flight.set(self.publisher.held() as i64);
     }
 
-    /// Counts a message and remembers its partition, for its answer.
+    /// Remembers a message's partition, for its answer.
     pub(super) fn sending(&mut self, key: &PartitionKey, message: &Outgoing) {
-        self.metrics
-            .messages_sent
-            .with_label_values(&[message.event.as_str()])
-            .inc();
         self.owners
             .insert(message.message_id.clone(), (key.clone(), Instant::now()));
     }

@@ -78,6 +78,7 @@ mod tests {
             message_id: id.into(),
             payload: "{}".into(),
             key: "A".into(),
+            readings: 1,
         }
     }
 

@@ -52,6 +52,8 @@ pub(super) struct Pending {
     /// Error answers that may pass (10500) so far.
     refusals: u32,
     resends: u32,
+    /// Whether it was ever written to a connection.
+    written: bool,
 }
 
 impl Pending {
@@ -61,6 +63,7 @@ impl Pending {
             _held: held,
             refusals: 0,
             resends: 0,
+            written: false,
         }
     }
 }
@@ -189,6 +192,13 @@ impl Ledger {
                 .pending
                 .message,
         )
+    }
+
+    /// The in-flight message `id` was written to the connection: the
+    /// message, the first time.
+    pub fn written(&mut self, id: &str) -> Option<&Outgoing> {
+        let pending = &mut self.in_flight.get_mut(id)?.pending;
+        (!std::mem::replace(&mut pending.written, true)).then_some(&pending.message)
     }
 
     /// The connection failed (again): how long to wait before the next.
@@ -464,6 +474,7 @@ mod tests {
             message_id: id.into(),
             payload: format!("{{\"message_id\":\"{id}\"}}"),
             key: key.into(),
+            readings: 1,
         }
     }
 
@@ -505,6 +516,28 @@ mod tests {
                 .map(|d| (d.message_id, d.fate))
                 .collect()
         }
+    }
+
+    #[test]
+    fn a_message_is_first_written_once_whatever_sends_it_again() {
+        let mut b = book(16, 3);
+        b.publish("A", "a1");
+        assert_eq!(b.send(), ["a1"]);
+        // Taken but not written (the connection failed under it): not yet.
+        b.ledger.requeue_in_flight();
+        assert_eq!(b.send(), ["a1"]);
+        let first = b.ledger.written("a1").map(|m| m.message_id.clone());
+        assert_eq!(first.as_deref(), Some("a1"));
+        assert!(b.ledger.written("a1").is_none(), "written before");
+        // Sent again on a new connection, and after an error answer.
+        b.ledger.requeue_in_flight();
+        assert_eq!(b.send(), ["a1"]);
+        assert!(b.ledger.written("a1").is_none());
+        assert_eq!(b.answer(error("10500", "a1")), None);
+        b.until_retry();
+        assert_eq!(b.send(), ["a1"]);
+        assert!(b.ledger.written("a1").is_none());
+        assert!(b.ledger.written("unknown").is_none());
     }
 
     #[test]

@@ -9,4 +9,4 @@ pub mod tls;
 
 pub use code::ResetCode;
 pub use connection::{Connection, ConnectionError, Reply};
-pub use publisher::{Delivery, Fate, Outgoing, Publisher, PublisherSettings, Status};
+pub use publisher::{Delivery, Fate, FirstSend, Outgoing, Publisher, PublisherSettings, Status};

@@ -61,6 +61,37 @@ pub struct PublisherSettings {
     pub max_attempts: u32,
     /// What RESET's certificate is checked against (`None`: the system's roots).
     pub tls: Option<native_tls::TlsConnector>,
+    /// Told of each message the first time it is written to a connection.
+    pub on_first_send: FirstSend,
+}
+
+/// What to do when a message is written to RESET's connection for the first
+/// time (re-sends are not told): the caller's count of messages sent.
+#[derive(Clone, Default)]
+pub struct FirstSend(Option<Arc<Tell>>);
+
+type Tell = dyn Fn(&Outgoing) + Send + Sync;
+
+impl FirstSend {
+    pub fn new(tell: impl Fn(&Outgoing) + Send + Sync + 'static) -> FirstSend {
+        FirstSend(Some(Arc::new(tell)))
+    }
+
+    fn tell(&self, message: &Outgoing) {
+        if let Some(tell) = &self.0 {
+            tell(message)
+        }
+    }
+}
+
+impl std::fmt::Debug for FirstSend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "FirstSend(told)"
+        } else {
+            "FirstSend(none)"
+        })
+    }
 }
 
 impl PublisherSettings {
@@ -77,6 +108,7 @@ impl PublisherSettings {
             backoff_max: Duration::from_secs(30),
             max_attempts: 10,
             tls: None,
+            on_first_send: FirstSend::default(),
         }
     }
 }
@@ -90,6 +122,8 @@ pub struct Outgoing {
     pub payload: String,
     /// Messages with the same key (the connection_id) are sent one after another.
     pub key: String,
+    /// The readings it holds (none in a `monitors` message).
+    pub readings: usize,
 }
 
 impl From<Emission> for Outgoing {
@@ -97,12 +131,17 @@ impl From<Emission> for Outgoing {
     fn from(emission: Emission) -> Outgoing {
         let event = emission.event();
         let key = emission.connection_id().to_string();
+        let readings = match &emission {
+            Emission::Readings(b) => b.ends.len(),
+            Emission::Monitor { .. } => 0,
+        };
         let (message_id, payload) = emission.into_parts();
         Outgoing {
             event,
             message_id,
             payload,
             key,
+            readings,
         }
     }
 }
@@ -414,6 +453,10 @@ impl Worker {
         while let Some(m) = self.ledger.send_next(Instant::now()) {
             tracing::debug!(message_id = %m.message_id, event = m.event.as_str(), "publish");
             connection.emit(m.event.as_str(), &m.payload).await?;
+            let id = m.message_id.clone();
+            if let Some(first) = self.ledger.written(&id) {
+                self.settings.on_first_send.tell(first);
+            }
         }
         Ok(())
     }
