@@ -805,15 +805,18 @@ fn too_many_decoding_threads_is_a_usage_error_not_a_crash() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// A port nothing listens on (one the system just gave and took back):
+/// every connection to it is refused at once.
+fn refused_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 #[test]
 fn produce_with_the_broker_away_fails_in_a_few_lines_not_a_flood() {
     // A port nothing listens on: every connection is refused at once, and
     // librdkafka reports it on each reconnect, several times a second.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = refused_port();
     let dir = tempfile::tempdir().unwrap();
     let config = write(
         dir.path(),
@@ -843,11 +846,7 @@ fn produce_with_the_broker_away_fails_in_a_few_lines_not_a_flood() {
 
 #[test]
 fn replay_with_the_broker_away_fails_naming_what_it_could_not_read_once() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = refused_port();
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "m.yaml", "monitors: []\n");
     let config = write(
