@@ -637,12 +637,16 @@ fn produce(path: &Path, input: &Path) -> Result<()> {
 fn mock_kafka(topics: &[String]) -> Result<()> {
     use rdkafka::types::RDKafkaApiKey;
     let cluster = rdkafka::mocking::MockCluster::new(1).context("cannot start the mock cluster")?;
-    for t in topics {
-        let (name, partitions) = t.rsplit_once(':').unwrap_or((t, "1"));
+    // NAME:PARTITIONS (one partition when not said).
+    let create = |topic: &str| -> Result<()> {
+        let (name, partitions) = topic.rsplit_once(':').unwrap_or((topic, "1"));
         let partitions: i32 = partitions
             .parse()
-            .with_context(|| format!("--topic {t}: partitions must be a number"))?;
-        cluster.create_topic(name, partitions, 1)?;
+            .with_context(|| format!("topic {topic}: partitions must be a number"))?;
+        Ok(cluster.create_topic(name, partitions, 1)?)
+    };
+    for t in topics {
+        create(t)?;
     }
     println!("bootstrap {}", cluster.bootstrap_servers());
     // Runs until standard input closes (the test that started it ends or
@@ -650,9 +654,14 @@ fn mock_kafka(topics: &[String]) -> Result<()> {
     // connection closed, new ones refused) and back up; `refuse-writes`
     // answers every produce request "not enough replicas" (as a cluster
     // short of in-sync replicas does; librdkafka retries it) until
-    // `accept-writes`.
+    // `accept-writes`; `create NAME:PARTITIONS` creates a topic.
     for line in io::stdin().lines() {
-        let done = match line?.trim() {
+        let line = line?;
+        if let Some(topic) = line.trim().strip_prefix("create ") {
+            create(topic)?;
+            continue;
+        }
+        let done = match line.trim() {
             "down" => cluster.broker_down(1),
             "up" => cluster.broker_up(1),
             "refuse-writes" => {

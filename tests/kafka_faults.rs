@@ -9,7 +9,9 @@
 //! acknowledged; the broker down for 10 s mid-run (the mock's broker set
 //! down, tansu killed and started again on its storage) is waited out,
 //! logged now and then, and the end is exact; writes refused by the broker
-//! for a while (mock only) hold everything back, and the end is exact.
+//! for a while (mock only) hold everything back, and the end is exact; an
+//! input topic created after the pipeline started is read without a
+//! restart.
 
 #[macro_use]
 mod common;
@@ -32,6 +34,7 @@ on_both_brokers!(
     random_10500s_end_exact_with_few_resends,
     random_10500s_and_dropped_connections_end_exact_with_few_resends,
     replicas_join_and_leave_while_messages_are_in_flight,
+    an_input_topic_created_after_start_is_read_without_a_restart,
 );
 
 /// One `run` reads a backlog while RESET cannot be reached; two more join
@@ -786,4 +789,50 @@ fn produce_raw(bootstrap: &str, topic: &str, count: usize) {
         }
     }
     producer.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// The pipeline deployed before its input topic exists (the producers'
+/// side not rolled out yet): once the topic is created and written, its
+/// records are read without a restart, well before librdkafka's default
+/// 5 minutes between looks at the cluster's topics.
+async fn an_input_topic_created_after_start_is_read_without_a_restart(kind: BrokerKind) {
+    const LATER: &str = "sensor-events.later";
+    let Setup {
+        mut broker,
+        emulator,
+        dir,
+        registry,
+    } = setup_with(kind, fleet(5), EmulatorOptions::default()).await;
+    let config = write_config(dir.path(), &broker.bootstrap, emulator.addr, "");
+    edit_config(
+        &config,
+        &[("topics: [sensor-events]", &format!("topics: [{LATER}]"))],
+    );
+    let log = dir.path().join("pipeline.log");
+    let pipeline = Pipeline::start(&config, &log);
+    // Up, subscribed, and with nothing to read.
+    let consumed = || pipeline.metric("reset_pipeline_records_consumed_total{}");
+    assert!(
+        wait_until(Duration::from_secs(60), || consumed() == Some(0.0)).await,
+        "the pipeline never served its metrics:\n{}",
+        log_tail(&log)
+    );
+    broker.create_topic(LATER, 3);
+    let events = samples(&registry, 3, 120 * 2);
+    let expected = expected_rows(&registry, &events);
+    let mut producer = config_for(&broker.bootstrap);
+    producer.kafka.topics = vec![LATER.into()];
+    reset_pipeline::produce::produce_events(&producer, LATER, events.clone())
+        .await
+        .unwrap();
+    let total = events.len() as f64;
+    assert!(
+        wait_until(Duration::from_secs(60), || consumed() == Some(total)).await,
+        "{:?} of {total} records read a minute after the topic was made:\n{}",
+        consumed(),
+        log_tail(&log)
+    );
+    assert_reset_receives(&emulator, expected.len(), Duration::from_secs(120)).await;
+    assert!(pipeline.terminate().success());
+    assert_eq!(emulator_rows(&emulator.state.lock().unwrap()), expected);
 }

@@ -197,6 +197,24 @@ impl Broker {
         stdin.flush().unwrap();
     }
 
+    /// Creates a topic while the broker runs (the mock cluster answers no
+    /// admin request; tansu's own command line does).
+    pub fn create_topic(&mut self, name: &str, partitions: i32) {
+        match self.kind {
+            BrokerKind::Mock => self.tell_mock(&format!("create {name}:{partitions}")),
+            _ => {
+                let status = Command::new(tansu_bin())
+                    .args(["topic", "create", "--broker"])
+                    .arg(format!("tcp://{}", self.bootstrap))
+                    .args(["--partitions", &partitions.to_string(), name])
+                    .stdout(Stdio::null())
+                    .status()
+                    .expect("tansu runs");
+                assert!(status.success(), "tansu topic create {name}: {status}");
+            }
+        }
+    }
+
     pub fn start(kind: BrokerKind, topics: &[(&str, i32)]) -> Broker {
         let broker = Broker::start_process(kind, topics);
         KINDS.lock().unwrap().insert(broker.bootstrap.clone(), kind);
