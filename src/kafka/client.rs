@@ -18,17 +18,26 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
 
 /// Settings for a consumer of the input topics, which mostly reads a
 /// backlog: `client_config` with no auto-commit, no end-of-partition events,
-/// and a short `fetch.queue.backoff.ms` unless the config sets one.
-/// librdkafka's default (1 s) stops fetching a partition for a whole second
-/// whenever its local queue passes `queued.min.messages`, which a consumer
-/// catching up does all the time: measured here, it cut the live pipeline's
-/// throughput by a factor of four.
+/// and unless the config sets them:
+/// - a short `fetch.queue.backoff.ms`. librdkafka's default (1 s) stops
+///   fetching a partition for a whole second whenever its local queue
+///   passes `queued.min.messages`, which a consumer catching up does all
+///   the time: measured here, it cut the live pipeline's throughput by a
+///   factor of four.
+/// - `topic.metadata.refresh.interval.ms` of 10 s (librdkafka's default:
+///   5 minutes), so that an input topic created after the pipeline started
+///   (or given more partitions) is read within seconds.
 pub fn input_consumer_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut c = client_config(kafka);
     c.set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
-    if !kafka.properties.contains_key("fetch.queue.backoff.ms") {
-        c.set("fetch.queue.backoff.ms", "10");
+    for (key, value) in [
+        ("fetch.queue.backoff.ms", "10"),
+        ("topic.metadata.refresh.interval.ms", "10000"),
+    ] {
+        if !kafka.properties.contains_key(key) {
+            c.set(key, value);
+        }
     }
     c
 }
