@@ -165,6 +165,26 @@ mod tests {
     }
 
     #[test]
+    fn an_unreachable_registry_is_told_with_the_cause_and_without_credentials() {
+        // A port the system just gave and took back: connections are refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let registry = SchemaRegistry::new(&format!("http://user:s3cret@127.0.0.1:{port}"));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = runtime.block_on(registry.writer_schema(1)).unwrap_err();
+        let shown = e.to_string();
+        assert!(e.is_transient(), "{shown}");
+        assert!(shown.to_lowercase().contains("refused"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+
+    #[test]
     fn only_an_unreachable_registry_is_worth_asking_again() {
         let unreachable = RegistryError::Unreachable {
             url: "u".into(),
