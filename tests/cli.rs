@@ -875,3 +875,31 @@ fn replay_with_the_broker_away_fails_naming_what_it_could_not_read_once() {
     assert!(error.contains("announcements store"), "{error}");
     assert_eq!(error.matches("g.announcements").count(), 1, "{error}");
 }
+
+#[test]
+fn produce_refuses_a_config_it_cannot_use_before_it_tries_the_broker() {
+    // Avro with Confluent framing and no schema registry: the config is
+    // wrong whatever the broker says, so the broker is not tried.
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "c.yaml",
+        &format!(
+            "kafka: {{bootstrap_servers: '127.0.0.1:{}', topics: [sensor-events]}}\ninput: {{format: avro-confluent}}\n",
+            refused_port()
+        ),
+    );
+    let o = bin(&[
+        "produce",
+        "--config",
+        &config,
+        "--input",
+        "examples/events.jsonl",
+    ]);
+    let stderr = text(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert_eq!(
+        stderr,
+        "error: input.schema_registry_url is required for avro-confluent\n"
+    );
+}
