@@ -26,12 +26,8 @@ pub async fn produce_events(
     topic: &str,
     events: impl IntoIterator<Item = SensorEvent>,
 ) -> Result<u64> {
-    let producer: FutureProducer<Quiet> = client_config(&config.kafka)
-        .set("linger.ms", "20")
-        .set("acks", "all")
-        .set("max.in.flight.requests.per.connection", "1")
-        .create_with_context(Quiet)
-        .context("cannot create the Kafka producer")?;
+    // The schema first: a config that cannot be used, or a registry that
+    // cannot be reached, is told before the broker is tried.
     let schema_id = match config.input.format {
         InputFormat::AvroConfluent => {
             let url = config.input.schema_registry_url.as_deref().ok_or_else(|| {
@@ -43,6 +39,12 @@ pub async fn produce_events(
         }
         _ => 0,
     };
+    let producer: FutureProducer<Quiet> = client_config(&config.kafka)
+        .set("linger.ms", "20")
+        .set("acks", "all")
+        .set("max.in.flight.requests.per.connection", "1")
+        .create_with_context(Quiet)
+        .context("cannot create the Kafka producer")?;
     // Enqueued one by one, in order: a monitor's samples keep their order in its partition.
     let events = events.into_iter();
     let mut progress =
