@@ -811,3 +811,56 @@ async fn the_registry_topic_adds_monitors_and_changes_their_description_and_zone
     assert!(text.contains("change=\"reshaped\""), "{text}");
     assert_eq!(state.stats.conflicting_resends, 0);
 }
+
+/// Credentials cannot change while `replay` runs: once RESET refuses them,
+/// a replay stops at once and says so, rather than waiting for ever with
+/// nothing sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_whose_credentials_reset_refuses_stops_at_once() {
+    let s = setup(BrokerKind::Mock, one_monitor()).await;
+    s.produce(co2_and_rh(0, 120)).await;
+    let config = s.config("");
+    let mut child = std::process::Command::new(BIN)
+        .args(["replay", "--config", config.to_str().unwrap()])
+        .args([
+            "--from",
+            &rfc3339(START),
+            "--to",
+            &rfc3339(START + 7_200_000),
+        ])
+        .env("RESET_CLIENT_SECRET", "not-the-secret")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let read = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+        text
+    });
+    let mut status = None;
+    let ended = wait_until(Duration::from_secs(60), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    })
+    .await;
+    if !ended {
+        child.kill().unwrap();
+    }
+    let stderr = read.join().unwrap();
+    assert!(
+        ended,
+        "replay still running a minute after RESET refused it:\n{stderr}"
+    );
+    assert!(!status.unwrap().success(), "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default();
+    assert!(
+        error.contains("refuses the credentials") && error.contains("\"demo\""),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-the-secret"), "{stderr}");
+    assert_eq!(s.emulator.state.lock().unwrap().stats.messages, 0);
+}
