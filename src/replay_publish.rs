@@ -2,14 +2,16 @@
 //! sends them. Monitors messages are recorded in the announcements store
 //! as sent before they leave and as acknowledged after; a `create` RESET
 //! refuses because it holds the monitor is followed by its `modify`; every
-//! answer is awaited.
+//! answer is awaited. RESET refusing the credentials stops it at once:
+//! they cannot change while it runs. RESET away is waited out, as `run`
+//! waits.
 
 use crate::config::Config;
 use crate::kafka::announcements::AnnouncementWriter;
 use crate::payload::{Announced, Announcements, MonitorAction};
 use crate::pipeline::Emission;
 use crate::registry::Registry;
-use crate::sink::{Fate, Outgoing, Publisher};
+use crate::sink::{Fate, Outgoing, Publisher, Status};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -29,7 +31,7 @@ pub async fn publish(
     emissions: &[Emission],
     store: Option<AnnouncementWriter>,
 ) -> Result<Published> {
-    let mut announcing: HashMap<String, Announced> = emissions
+    let announcing: HashMap<String, Announced> = emissions
         .iter()
         .filter_map(Emission::announced)
         .map(|a| (a.message_id.clone(), a.clone()))
@@ -41,7 +43,35 @@ pub async fn publish(
             .await
             .context("cannot record the monitors messages in the announcements store")?;
     }
-    let (publisher, mut deliveries) = Publisher::start(crate::live::publisher_settings(config)?);
+    let (publisher, deliveries) = Publisher::start(crate::live::publisher_settings(config)?);
+    let mut status = publisher.status_watch();
+    let answered = std::sync::atomic::AtomicUsize::new(0);
+    let refused = status.wait_for(|s| *s == Status::Unauthorized);
+    tokio::select! {
+        done = send_and_wait(registry, emissions, &store, announcing, &publisher, deliveries, &answered) => {
+            publisher.drain(Duration::from_secs(5)).await;
+            done
+        }
+        _ = refused => anyhow::bail!(
+            "RESET refuses the credentials of client {:?}: replay stopped with {} of {} messages answered (a later replay sends the rest, and again, identical, what was sent)",
+            config.reset.client_id,
+            answered.load(std::sync::atomic::Ordering::Relaxed),
+            emissions.len()
+        ),
+    }
+}
+
+/// Publishes `emissions` and waits for every answer, sending the `modify`
+/// of each refused create; counts the answers in `answered`.
+async fn send_and_wait(
+    registry: &Registry,
+    emissions: &[Emission],
+    store: &Option<AnnouncementWriter>,
+    mut announcing: HashMap<String, Announced>,
+    publisher: &Publisher,
+    mut deliveries: tokio::sync::mpsc::UnboundedReceiver<crate::sink::Delivery>,
+    answered: &std::sync::atomic::AtomicUsize,
+) -> Result<Published> {
     for e in emissions {
         publisher.publish(Outgoing::from(e.clone())).await;
     }
@@ -52,6 +82,7 @@ pub async fn publish(
         let d = deliveries.recv().await.context("publisher stopped")?;
         waiting -= 1;
         done.messages += 1;
+        answered.store(done.messages, std::sync::atomic::Ordering::Relaxed);
         let announced = announcing.remove(&d.message_id);
         let (code, reason) = match &d.fate {
             Fate::Acknowledged => {
@@ -102,6 +133,5 @@ pub async fn publish(
             waiting += 1;
         }
     }
-    publisher.drain(Duration::from_secs(5)).await;
     Ok(done)
 }
