@@ -805,6 +805,22 @@ fn too_many_decoding_threads_is_a_usage_error_not_a_crash() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// `produce` of the example events with the config `yaml`: how it ended,
+/// and its standard error.
+fn produce_examples(yaml: &str) -> (Output, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "c.yaml", yaml);
+    let o = bin(&[
+        "produce",
+        "--config",
+        &config,
+        "--input",
+        "examples/events.jsonl",
+    ]);
+    let stderr = text(&o.stderr);
+    (o, stderr)
+}
+
 /// A port nothing listens on (one the system just gave and took back):
 /// every connection to it is refused at once.
 fn refused_port() -> u16 {
@@ -817,20 +833,7 @@ fn produce_with_the_broker_away_fails_in_a_few_lines_not_a_flood() {
     // A port nothing listens on: every connection is refused at once, and
     // librdkafka reports it on each reconnect, several times a second.
     let port = refused_port();
-    let dir = tempfile::tempdir().unwrap();
-    let config = write(
-        dir.path(),
-        "c.yaml",
-        &format!("kafka: {{bootstrap_servers: '127.0.0.1:{port}', topics: [sensor-events], properties: {{message.timeout.ms: '3000'}}}}\ninput: {{format: json}}\n"),
-    );
-    let o = bin(&[
-        "produce",
-        "--config",
-        &config,
-        "--input",
-        "examples/events.jsonl",
-    ]);
-    let stderr = text(&o.stderr);
+    let (o, stderr) = produce_examples(&format!("kafka: {{bootstrap_servers: '127.0.0.1:{port}', topics: [sensor-events], properties: {{message.timeout.ms: '3000'}}}}\ninput: {{format: json}}\n"));
     assert!(!o.status.success(), "{stderr}");
     assert!(stderr.contains("send failed"), "{stderr}");
     assert_eq!(
@@ -880,23 +883,10 @@ fn replay_with_the_broker_away_fails_naming_what_it_could_not_read_once() {
 fn produce_refuses_a_config_it_cannot_use_before_it_tries_the_broker() {
     // Avro with Confluent framing and no schema registry: the config is
     // wrong whatever the broker says, so the broker is not tried.
-    let dir = tempfile::tempdir().unwrap();
-    let config = write(
-        dir.path(),
-        "c.yaml",
-        &format!(
-            "kafka: {{bootstrap_servers: '127.0.0.1:{}', topics: [sensor-events]}}\ninput: {{format: avro-confluent}}\n",
-            refused_port()
-        ),
-    );
-    let o = bin(&[
-        "produce",
-        "--config",
-        &config,
-        "--input",
-        "examples/events.jsonl",
-    ]);
-    let stderr = text(&o.stderr);
+    let (o, stderr) = produce_examples(&format!(
+        "kafka: {{bootstrap_servers: '127.0.0.1:{}', topics: [sensor-events]}}\ninput: {{format: avro-confluent}}\n",
+        refused_port()
+    ));
     assert!(!o.status.success(), "{stderr}");
     assert_eq!(
         stderr,
