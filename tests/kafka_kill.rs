@@ -316,7 +316,11 @@ async fn restart_test(v: Variant) {
             log_since(from).contains("partition assigned")
         })
         .await;
-        assert!(assigned, "start {i} was assigned no partition");
+        assert!(
+            assigned,
+            "start {i} was assigned no partition; its log:\n{}",
+            log_since(from)
+        );
         // The story, at fixed starts: a description changed while running,
         // once its create arrived; the A→B→A monitor's B written while
         // stopped once its create arrived, A once B arrived, each with the
