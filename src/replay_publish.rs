@@ -46,7 +46,17 @@ pub async fn publish(
     let (publisher, deliveries) = Publisher::start(crate::live::publisher_settings(config)?);
     let mut status = publisher.status_watch();
     let answered = std::sync::atomic::AtomicUsize::new(0);
-    let refused = status.wait_for(|s| *s == Status::Unauthorized);
+    // Only a refusal stops the replay: a status channel that closed (the
+    // publisher's task ended) says nothing of the credentials.
+    let refused = async {
+        if status
+            .wait_for(|s| *s == Status::Unauthorized)
+            .await
+            .is_err()
+        {
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::select! {
         done = send_and_wait(registry, emissions, &store, announcing, &publisher, deliveries, &answered) => {
             publisher.drain(Duration::from_secs(5)).await;
