@@ -792,9 +792,11 @@ fn produce_raw(bootstrap: &str, topic: &str, count: usize) {
 }
 
 /// The pipeline deployed before its input topic exists (the producers'
-/// side not rolled out yet): once the topic is created and written, its
-/// records are read without a restart, well before librdkafka's default
-/// 5 minutes between looks at the cluster's topics.
+/// side not rolled out yet, or a name mistyped): it says so in its own
+/// words, naming the topic, and counts it in a gauge an alert can watch.
+/// Once the topic is created and written, its records are read without a
+/// restart, well before librdkafka's default 5 minutes between looks at
+/// the cluster's topics, and the gauge falls back to 0.
 async fn an_input_topic_created_after_start_is_read_without_a_restart(kind: BrokerKind) {
     const LATER: &str = "sensor-events.later";
     let Setup {
@@ -817,6 +819,24 @@ async fn an_input_topic_created_after_start_is_read_without_a_restart(kind: Brok
         "the pipeline never served its metrics:\n{}",
         log_tail(&log)
     );
+    let missing = || pipeline.metric("reset_pipeline_input_topics_missing{}");
+    let told_missing = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                l.contains("input topic is not on the cluster")
+                    && l.contains(&format!("topic={LATER}"))
+            })
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || missing() == Some(1.0)
+            && told_missing())
+        .await,
+        "the missing input topic was not told: gauge {:?}\n{}",
+        missing(),
+        log_tail(&log)
+    );
     broker.create_topic(LATER, 3);
     let events = samples(&registry, 3, 120 * 2);
     let expected = expected_rows(&registry, &events);
@@ -833,6 +853,12 @@ async fn an_input_topic_created_after_start_is_read_without_a_restart(kind: Brok
         log_tail(&log)
     );
     assert_reset_receives(&emulator, expected.len(), Duration::from_secs(120)).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || missing() == Some(0.0)).await,
+        "the gauge still counts the topic once it was read: {:?}\n{}",
+        missing(),
+        log_tail(&log)
+    );
     assert!(pipeline.terminate().success());
     assert_eq!(emulator_rows(&emulator.state.lock().unwrap()), expected);
 }
