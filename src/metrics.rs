@@ -25,6 +25,7 @@ pub struct Metrics {
     pub watermark_delay: IntGaugeVec,
     pub consumer_lag: IntGaugeVec,
     pub stalled_partitions: IntGauge,
+    pub input_topics_missing: IntGauge,
     pub monitors_silent: IntGauge,
     pub day_windows_expected: IntGauge,
     pub day_windows_with_data: IntGauge,
@@ -144,6 +145,10 @@ impl Metrics {
             stalled_partitions: gauge(
                 "stalled_partitions",
                 "Partitions from which nothing was read for kafka.stall_after while the broker says records wait, or does not answer",
+            ),
+            input_topics_missing: gauge(
+                "input_topics_missing",
+                "Input topics (kafka.topics) the cluster does not have, or does not show these credentials: nothing is read from them. Asked every 10 s",
             ),
             monitors_silent: gauge(
                 "silent_monitors",

@@ -112,7 +112,7 @@ fn every_metric_and_label_of_the_alert_rules_is_exported() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 8);
+    assert_eq!(checked, 9);
 }
 
 #[test]

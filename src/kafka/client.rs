@@ -2,6 +2,7 @@
 
 use crate::config::KafkaConfig;
 use crate::kafka::quiet::Quiet;
+use crate::kafka::topic_presence::{check_topic, TopicCheck};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::ClientConfig;
 use std::time::Duration;
@@ -73,15 +74,8 @@ fn missing_topics<'a>(
         .map_err(|e| format!("cannot reach Kafka: {e}"))?
         .brokers()
         .len();
-    let exists = |topic: &str| {
-        consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .is_ok_and(|m| {
-                m.topics()
-                    .iter()
-                    .any(|t| t.error().is_none() && !t.partitions().is_empty())
-            })
-    };
+    let exists =
+        |topic: &str| check_topic(&consumer, topic, Duration::from_secs(5)) == TopicCheck::Present;
     let missing = topics.iter().filter(|t| !exists(t.name)).collect();
     Ok((missing, brokers))
 }

@@ -14,6 +14,7 @@ pub mod quiet;
 pub mod read;
 pub mod record_queue;
 pub mod stall;
+pub mod topic_presence;
 pub mod write_error;
 
 pub use announcements::AnnouncementStore;

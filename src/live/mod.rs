@@ -20,6 +20,7 @@ use crate::kafka::monitor_topic::apply_records;
 use crate::kafka::progress::ProgressRecord;
 use crate::kafka::quiet::Quiet;
 use crate::kafka::stall::StallWatch;
+use crate::kafka::topic_presence::InputTopicWatch;
 use crate::kafka::{
     client_config, ensure_topics, input_consumer_config, AnnouncementStore, DeadLetters,
     FollowedTopic, GroupReader, Input, OwnTopic, ProgressReader, ProgressWriter, RecordBatch,
@@ -118,6 +119,7 @@ struct Live {
     metrics: Metrics,
     consumer: Arc<BaseConsumer<GroupContext>>,
     watermark_client: Arc<BaseConsumer<Quiet>>,
+    input_topics: InputTopicWatch,
     decoder: Decoder,
     schema_registry: Option<SchemaRegistry>,
     /// Schema ids being asked of the registry, or to be asked again.
@@ -405,6 +407,7 @@ pub async fn run(
             .context("progress producer")?,
         consumer: Arc::clone(reader.consumer()),
         watermark_client: Arc::new(watermark_client(&client).context("watermark client")?),
+        input_topics: InputTopicWatch::new(&config.kafka.topics),
         publisher,
         parts: HashMap::new(),
         owners: HashMap::new(),
@@ -598,6 +601,7 @@ impl Live {
         }
         self.retry_schemas();
         self.ask_idle_watermarks();
+        self.watch_input_topics();
         self.update_gauges();
         if committing.is_none() {
             *committing = self.start_commit();

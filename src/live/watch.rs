@@ -4,6 +4,7 @@
 use super::{now_ms, Live, PartitionKey, WATERMARK_QUERY_TIMEOUT};
 use crate::kafka::record_queue::cached_watermarks;
 use crate::kafka::stall::StallChange;
+use crate::kafka::topic_presence::PresenceChange;
 use crate::registry::MonitorId;
 use rdkafka::consumer::Consumer;
 use std::collections::HashMap;
@@ -109,6 +110,27 @@ impl Live {
                 StallChange::Unchanged => {}
             }
         }
+    }
+
+    /// Input topics the cluster does not have, told when they go missing
+    /// and when they come (`topic_presence`).
+    pub(super) fn watch_input_topics(&mut self) {
+        for change in self.input_topics.tick(&self.watermark_client) {
+            match change {
+                PresenceChange::Missing { topic, why } => tracing::warn!(
+                    %topic,
+                    %why,
+                    "input topic is not on the cluster: nothing is read from it until it is created (asked again every 10 s)"
+                ),
+                PresenceChange::Appeared { topic } => tracing::info!(
+                    %topic,
+                    "input topic is on the cluster now: it is read once the group assigns its partitions"
+                ),
+            }
+        }
+        self.metrics
+            .input_topics_missing
+            .set(self.input_topics.missing() as i64);
     }
 
     pub(super) fn update_gauges(&mut self) {

@@ -173,7 +173,7 @@ class Alerts(unittest.TestCase):
     def test_promtool_accepts_the_rules_file(self):
         checked = subprocess.run([PROMTOOL, "check", "rules", str(RULES_FILE)], capture_output=True, text=True)
         self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
-        self.assertIn("SUCCESS: 8 rules found", checked.stdout + checked.stderr)
+        self.assertIn("SUCCESS: 9 rules found", checked.stdout + checked.stderr)
 
     def test_each_alert_fires_on_its_series_and_stays_quiet_on_healthy_ones(self):
         tested = subprocess.run([PROMTOOL, "test", "rules", str(RULES_TESTS)], capture_output=True, text=True)
