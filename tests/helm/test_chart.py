@@ -322,7 +322,7 @@ class Wiring(unittest.TestCase):
         expected = {r["alert"]: r for g in file["groups"] for r in g["rules"]}
         rendered = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
         self.assertEqual(sorted(rendered), sorted(expected))
-        self.assertEqual(len(rendered), 8)
+        self.assertEqual(len(rendered), 9)
         for name, r in rendered.items():
             with self.subTest(alert=name):
                 self.assertEqual(r["expr"], expected[name]["expr"])
