@@ -1,5 +1,6 @@
 //! The completeness report: per monitor and local date, how many of the
-//! day's half-hours had a reading sent, and which did not.
+//! day's half-hours had a reading sent (in `run`, acknowledged by RESET),
+//! and which did not.
 //!
 //! A day's windows are those that lie inside it, the last ending at its
 //! midnight: 48 on most days, 46 or 50 on an hour's DST change, 47 or 49
@@ -31,6 +32,32 @@ struct MonitorDays {
     days: BTreeMap<NaiveDate, u64>,
 }
 
+/// The windows one readings message carries: `run` counts them once RESET
+/// acknowledged the message, `aggregate` as it writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageWindows {
+    connection_id: String,
+    tz: Tz,
+    /// Each window's end, epoch milliseconds.
+    ends: Vec<i64>,
+}
+
+impl MessageWindows {
+    /// Those of a readings message (`None` for a `monitors` message), in
+    /// the zone of the shape it was made in.
+    pub fn of(registry: &Registry, emission: &Emission) -> Option<MessageWindows> {
+        let Emission::Readings(b) = emission else {
+            return None;
+        };
+        let monitor = b.shape.as_ref().map_or(registry.get(b.monitor), |s| &s.0);
+        Some(MessageWindows {
+            connection_id: b.connection_id.clone(),
+            tz: monitor.tz,
+            ends: b.ends.clone(),
+        })
+    }
+}
+
 /// One row of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DayRow {
@@ -60,12 +87,15 @@ impl Coverage {
 
     /// Counts the windows of a readings message.
     pub fn add_emission(&mut self, registry: &Registry, emission: &Emission) {
-        if let Emission::Readings(b) = emission {
-            let monitor = b.shape.as_ref().map_or(registry.get(b.monitor), |s| &s.0);
-            let tz = monitor.tz;
-            for &end in &b.ends {
-                self.add(&b.connection_id, tz, end);
-            }
+        if let Some(windows) = MessageWindows::of(registry, emission) {
+            self.add_windows(&windows);
+        }
+    }
+
+    /// Counts the windows of one message.
+    pub fn add_windows(&mut self, windows: &MessageWindows) {
+        for &end in &windows.ends {
+            self.add(&windows.connection_id, windows.tz, end);
         }
     }
 
@@ -129,7 +159,8 @@ pub struct Completeness {
     pub silent: usize,
     /// The windows of each monitor's last complete local day, summed.
     pub windows_expected: usize,
-    /// Of those, the windows a reading was sent for.
+    /// Of those, the windows counted (in `run`, those whose reading RESET
+    /// acknowledged).
     pub windows_with_data: usize,
 }
 

@@ -160,7 +160,7 @@ impl Metrics {
             ),
             day_windows_with_data: gauge(
                 "last_day_covered_windows",
-                "Of last_day_expected_windows, those a reading was sent for",
+                "Of last_day_expected_windows, those whose reading RESET acknowledged",
             ),
             paused_partitions: gauge(
                 "paused_partitions",

@@ -63,7 +63,7 @@ impl Live {
                 let revoked_ids: HashSet<String> = self
                     .owners
                     .iter()
-                    .filter(|(_, (key, _))| !self.parts.contains_key(key))
+                    .filter(|(_, owner)| !self.parts.contains_key(&owner.key))
                     .map(|(id, _)| id.clone())
                     .collect();
                 self.owners.retain(|id, _| !revoked_ids.contains(id));

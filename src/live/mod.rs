@@ -11,7 +11,7 @@
 
 use crate::codec::Decoder;
 use crate::config::{Config, InputFormat};
-use crate::coverage::Coverage;
+use crate::coverage::{Coverage, MessageWindows};
 use crate::http::Readiness;
 use crate::kafka::dead_letter::Letter;
 use crate::kafka::flow::Flow;
@@ -104,6 +104,14 @@ type CommitDone = (Result<(), CommitError>, Vec<ProgressRecord>, Vec<Letter>);
 /// A progress write under way beside the loop.
 type Committing = std::pin::Pin<Box<dyn Future<Output = CommitDone> + Send>>;
 
+/// Where a message handed to the publisher came from.
+struct Owner {
+    key: PartitionKey,
+    sent: Instant,
+    /// The windows of a readings message, covered once RESET acknowledges it.
+    windows: Option<MessageWindows>,
+}
+
 /// What the live loop did, for the caller's summary.
 #[derive(Debug, Default, Clone)]
 pub struct LiveReport {
@@ -129,7 +137,8 @@ struct Live {
     progress_writer: ProgressWriter,
     publisher: Publisher,
     parts: HashMap<PartitionKey, Partition>,
-    owners: HashMap<String, (PartitionKey, Instant)>,
+    /// Messages handed to the publisher and not answered yet, by id.
+    owners: HashMap<String, Owner>,
     /// `monitors` messages awaiting RESET's answer: message id to the
     /// description it announces.
     monitor_messages: HashMap<String, Announced>,

@@ -2,7 +2,8 @@
 //! without waiting, and RESET's answers taken back to their partitions.
 
 use super::store_gate::{Admitted, Ticket};
-use super::{Live, PartitionKey};
+use super::{Live, Owner, PartitionKey};
+use crate::coverage::MessageWindows;
 use crate::kafka::Origin;
 use crate::payload::{Announced, EventName, MonitorAction};
 use crate::pipeline::{keep_shapes, with_announcements, Emission};
@@ -25,9 +26,9 @@ impl Live {
             if let Emission::Monitor { announced, .. } = &emission {
                 announcing.push((**announced).clone());
             }
-            self.coverage.add_emission(&self.registry, &emission);
+            let windows = MessageWindows::of(&self.registry, &emission);
             let message = Outgoing::from(emission);
-            self.sending(key, &message);
+            self.sending(key, &message, windows);
             messages.push(message);
         }
         self.hand_over(messages, announcing);
@@ -97,10 +98,19 @@ impl Live {
         self.metrics.in_flight.set(self.publisher.held() as i64);
     }
 
-    /// Remembers a message's partition, for its answer.
-    pub(super) fn sending(&mut self, key: &PartitionKey, message: &Outgoing) {
-        self.owners
-            .insert(message.message_id.clone(), (key.clone(), Instant::now()));
+    /// Remembers a message's partition and windows, for its answer.
+    pub(super) fn sending(
+        &mut self,
+        key: &PartitionKey,
+        message: &Outgoing,
+        windows: Option<MessageWindows>,
+    ) {
+        let owner = Owner {
+            key: key.clone(),
+            sent: Instant::now(),
+            windows,
+        };
+        self.owners.insert(message.message_id.clone(), owner);
     }
 
     /// RESET refused to create a monitor: it holds it, though the
@@ -120,7 +130,7 @@ impl Live {
             announced: Box::new(announced.clone()),
             payload,
         });
-        self.sending(key, &message);
+        self.sending(key, &message, None);
         self.hand_over(vec![message], vec![announced]);
     }
 
@@ -160,13 +170,16 @@ impl Live {
         self.metrics.resends.inc_by(u64::from(d.resends));
         // A message sent twice (its partition re-assigned while it was in
         // flight) has one owner: the second answer is counted, and that is all.
-        let Some((key, sent)) = self.owners.remove(&d.message_id) else {
+        let Some(Owner { key, sent, windows }) = self.owners.remove(&d.message_id) else {
             self.monitor_answered(None, &d);
             return Ok(());
         };
         self.metrics
             .publish_latency
             .observe(sent.elapsed().as_secs_f64());
+        if let (Fate::Acknowledged, Some(windows)) = (&d.fate, &windows) {
+            self.coverage.add_windows(windows);
+        }
         let refused = match &d.fate {
             Fate::Acknowledged => None,
             Fate::Rejected { reason, .. } => Some((RejectReason::RejectedByReset, reason)),
