@@ -25,7 +25,7 @@ pub struct Metrics {
     pub watermark_delay: IntGaugeVec,
     pub consumer_lag: IntGaugeVec,
     pub stalled_partitions: IntGauge,
-    pub input_topics_missing: IntGauge,
+    pub missing_input_topics: IntGauge,
     pub monitors_silent: IntGauge,
     pub day_windows_expected: IntGauge,
     pub day_windows_with_data: IntGauge,
@@ -146,8 +146,8 @@ impl Metrics {
                 "stalled_partitions",
                 "Partitions from which nothing was read for kafka.stall_after while the broker says records wait, or does not answer",
             ),
-            input_topics_missing: gauge(
-                "input_topics_missing",
+            missing_input_topics: gauge(
+                "missing_input_topics",
                 "Input topics (kafka.topics) the cluster does not have, or does not show these credentials: nothing is read from them. Asked every 10 s",
             ),
             monitors_silent: gauge(
@@ -318,6 +318,7 @@ mod tests {
                 "_messages",
                 "_partitions",
                 "_monitors",
+                "_topics",
             ];
             assert!(
                 counter_or_unit.iter().any(|s| name.ends_with(s)),

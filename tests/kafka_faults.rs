@@ -819,7 +819,7 @@ async fn an_input_topic_created_after_start_is_read_without_a_restart(kind: Brok
         "the pipeline never served its metrics:\n{}",
         log_tail(&log)
     );
-    let missing = || pipeline.metric("reset_pipeline_input_topics_missing{}");
+    let missing = || pipeline.metric("reset_pipeline_missing_input_topics{}");
     let told_missing = || {
         std::fs::read_to_string(&log)
             .unwrap_or_default()

@@ -129,7 +129,7 @@ impl Live {
             }
         }
         self.metrics
-            .input_topics_missing
+            .missing_input_topics
             .set(self.input_topics.missing() as i64);
     }
 
