@@ -893,3 +893,20 @@ fn produce_refuses_a_config_it_cannot_use_before_it_tries_the_broker() {
         "error: input.schema_registry_url is required for avro-confluent\n"
     );
 }
+
+#[test]
+fn an_emulator_rate_outside_zero_to_one_is_a_usage_error() {
+    for (flag, value) in [
+        ("--fail-rate", "2"),
+        ("--drop-ack-rate", "-0.5"),
+        ("--fail-rate", "NaN"),
+    ] {
+        let o = bin(&["emulator", "--listen", "127.0.0.1:0", flag, value]);
+        let stderr = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains("between 0 and 1"),
+            "{flag} {value}: {stderr}"
+        );
+    }
+}
