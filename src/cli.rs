@@ -100,10 +100,10 @@ pub enum Command {
         #[arg(long)]
         client_secret: Option<String>,
         /// Fraction of messages answered with 10500.
-        #[arg(long, default_value_t = 0.0)]
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = parse_fraction)]
         fail_rate: f64,
         /// Fraction of accepted messages whose ack is never sent.
-        #[arg(long, default_value_t = 0.0)]
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = parse_fraction)]
         drop_ack_rate: f64,
         /// Delay before each ack (e.g. 200ms).
         #[arg(long, value_parser = crate::config::parse_duration, default_value = "0s")]
@@ -208,15 +208,6 @@ pub fn run(cli: Cli) -> Result<()> {
             tls_cert,
             tls_key,
         } => {
-            for (name, rate) in [
-                ("--fail-rate", fail_rate),
-                ("--drop-ack-rate", drop_ack_rate),
-            ] {
-                anyhow::ensure!(
-                    (0.0..=1.0).contains(&rate),
-                    "{name} must be between 0 and 1, not {rate}"
-                );
-            }
             let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
             let options = EmulatorOptions {
                 client_id: client_id
@@ -457,6 +448,18 @@ fn parse_time(text: &str) -> std::result::Result<i64, String> {
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| t.timestamp_millis())
         .map_err(|e| format!("{text:?} is not an RFC 3339 time: {e}"))
+}
+
+/// A fraction, 0 to 1 (the emulator's rates).
+fn parse_fraction(text: &str) -> std::result::Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("must be between 0 and 1, not {text}"))
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
