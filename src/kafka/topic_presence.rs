@@ -6,7 +6,7 @@
 
 use super::quiet::Quiet;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,7 +60,7 @@ pub enum PresenceChange {
 /// Which topics are missing, from the cluster's answers (no I/O).
 #[derive(Debug, Default)]
 pub struct TopicPresence {
-    missing: BTreeMap<String, String>,
+    missing: BTreeSet<String>,
 }
 
 impl TopicPresence {
@@ -71,13 +71,12 @@ impl TopicPresence {
         for (topic, check) in answers {
             match check {
                 TopicCheck::Present => {
-                    if self.missing.remove(&topic).is_some() {
+                    if self.missing.remove(&topic) {
                         changes.push(PresenceChange::Appeared { topic });
                     }
                 }
                 TopicCheck::Absent(why) => {
-                    if !self.missing.contains_key(&topic) {
-                        self.missing.insert(topic.clone(), why.clone());
+                    if self.missing.insert(topic.clone()) {
                         changes.push(PresenceChange::Missing { topic, why });
                     }
                 }
