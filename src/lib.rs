@@ -23,7 +23,8 @@
 //!
 //! Around them: [`config`] and [`problem`] for the user's files, [`parameter`]
 //! for RESET's vocabulary and units, [`cli`] for the command line,
-//! [`output_file`] for the files it writes, [`progress_line`] for how far
+//! [`output_file`] for the files it writes, [`causes`] for errors told
+//! with their causes, [`progress_line`] for how far
 //! a long command has come, [`short_eq`] for comparing short keys,
 //! [`short_text`] for short ids kept inline, and [`id_index`] for the
 //! registry's table of connection ids.
@@ -36,6 +37,7 @@
 pub use mimalloc::MiMalloc as Allocator;
 
 pub mod batch;
+pub mod causes;
 pub mod cli;
 pub mod codec;
 pub mod config;

@@ -45,7 +45,8 @@ pub async fn publish(
     }
     let (publisher, deliveries) = Publisher::start(crate::live::publisher_settings(config)?);
     let mut status = publisher.status_watch();
-    let answered = std::sync::atomic::AtomicUsize::new(0);
+    // Both futures below run on this task, one at a time.
+    let answered = std::cell::Cell::new(0);
     // Only a refusal stops the replay: a status channel that closed (the
     // publisher's task ended) says nothing of the credentials.
     let refused = async {
@@ -65,7 +66,7 @@ pub async fn publish(
         _ = refused => anyhow::bail!(
             "RESET refuses the credentials of client {:?}: replay stopped with {} of {} messages answered (a later replay sends the rest, and again, identical, what was sent)",
             config.reset.client_id,
-            answered.load(std::sync::atomic::Ordering::Relaxed),
+            answered.get(),
             emissions.len()
         ),
     }
@@ -80,7 +81,7 @@ async fn send_and_wait(
     mut announcing: HashMap<String, Announced>,
     publisher: &Publisher,
     mut deliveries: tokio::sync::mpsc::UnboundedReceiver<crate::sink::Delivery>,
-    answered: &std::sync::atomic::AtomicUsize,
+    answered: &std::cell::Cell<usize>,
 ) -> Result<Published> {
     for e in emissions {
         publisher.publish(Outgoing::from(e.clone())).await;
@@ -92,7 +93,7 @@ async fn send_and_wait(
         let d = deliveries.recv().await.context("publisher stopped")?;
         waiting -= 1;
         done.messages += 1;
-        answered.store(done.messages, std::sync::atomic::Ordering::Relaxed);
+        answered.set(done.messages);
         let announced = announcing.remove(&d.message_id);
         let (code, reason) = match &d.fate {
             Fate::Acknowledged => {

@@ -88,17 +88,7 @@ impl SchemaRegistry {
     /// A transport error with its causes (refused, name not found, a
     /// certificate...), without the URL it names (it may carry credentials).
     fn unreachable_by(&self, e: reqwest::Error) -> RegistryError {
-        let e = e.without_url();
-        let mut reason = e.to_string();
-        let mut cause = std::error::Error::source(&e);
-        while let Some(c) = cause {
-            let told = c.to_string();
-            if !reason.contains(&told) {
-                reason = format!("{reason}: {told}");
-            }
-            cause = c.source();
-        }
-        self.unreachable(reason)
+        self.unreachable(crate::causes::with_causes(&e.without_url()))
     }
 
     /// The response when it is a success; otherwise its error, by class.

@@ -10,6 +10,7 @@
 //! connection's end, and the publisher replaces it with a fresh
 //! `Connection::open`, which authenticates before anything is sent.)
 
+use crate::causes::with_causes;
 use crate::config::Secret;
 use futures_util::FutureExt;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
@@ -27,23 +28,6 @@ use tokio::sync::{mpsc, Notify};
 fn system_tls() -> Option<native_tls::TlsConnector> {
     static TLS: OnceLock<Option<native_tls::TlsConnector>> = OnceLock::new();
     TLS.get_or_init(|| super::tls::connector(None).ok()).clone()
-}
-
-/// An error with the errors that caused it, down to the first (the
-/// Socket.IO client's own says only "EngineIO Error" for a certificate
-/// that cannot be verified).
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
 }
 
 /// What RESET said.
@@ -161,6 +145,8 @@ impl Connection {
             })
             .connect()
             .await
+            // The client's own error says only "EngineIO Error" for a
+            // certificate that cannot be verified: its causes say why.
             .map_err(|e| ConnectionError::Connect {
                 url: url.to_string(),
                 reason: with_causes(&e),
